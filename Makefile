@@ -1,0 +1,68 @@
+# distillery: `make help` lists the targets. Every target installs what it needs first (.venv).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+# torch first, so the rest does not pull a CUDA build: 2.13.0's CPU wheel is on disk on our
+# machines. GPU users: make install TORCH_SPEC="torch==2.13.0" TORCH_INDEX=https://download.pytorch.org/whl/cu128 EXTRAS=dev,gpu
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+EXTRAS ?= dev
+
+RECIPE ?= recipes/demo.yaml
+SET ?=
+RUN_FLAGS ?=
+DISTILLERY := $(BIN)/distillery
+SET_ARGS := $(if $(strip $(SET)),--set $(SET))
+PYTEST_ARGS ?=
+
+help: ## list the targets
+	@echo "distillery: distill a BERT teacher into a small student, quantize, export, benchmark."
+	@echo "Usage: make TARGET [RECIPE=recipes/x.yaml] [SET=\"key=value key2=value2\"]"
+	@grep -E '^[a-z][a-z0-9_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	@touch $@
+
+install: $(INSTALLED) ## create .venv and install distillery with its dependencies
+
+test: $(INSTALLED) ## run the test suite (real tests run when ../shared exists)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-gpu: $(INSTALLED) ## run the tests marked gpu (skipped without CUDA)
+	$(BIN)/python -m pytest -m gpu -rs $(PYTEST_ARGS)
+
+lint: $(INSTALLED) ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(INSTALLED) ## ruff format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+validate: $(INSTALLED) ## check RECIPE without running it
+	$(DISTILLERY) validate $(RECIPE) $(SET_ARGS)
+
+demo: $(INSTALLED) ## run recipes/demo.yaml offline (tiny BERT, generated data)
+	$(DISTILLERY) run recipes/demo.yaml --stage distill $(SET_ARGS) $(RUN_FLAGS)
+	@$(DISTILLERY) stages
+
+pipeline: $(INSTALLED) ## run every stage of RECIPE, skipping the ones already done
+	$(DISTILLERY) run $(RECIPE) $(SET_ARGS) $(RUN_FLAGS)
+
+teacher distill export quantize bench report: $(INSTALLED) ## run one stage of RECIPE (and earlier ones not done)
+	$(DISTILLERY) run $(RECIPE) --stage $@ $(SET_ARGS) $(RUN_FLAGS)
+
+distill-ablation: $(INSTALLED) ## distill RECIPE three ways (labels only, KD, KD + matches) and tabulate
+	$(DISTILLERY) run $(RECIPE) --stage distill --set distill.ablation=true $(SET) $(RUN_FLAGS)
+
+clean: ## remove runs/, caches and the .venv
+	rm -rf runs $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+.PHONY: help install test test-gpu lint format validate demo pipeline teacher distill export quantize bench report distill-ablation clean

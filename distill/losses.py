@@ -1,0 +1,129 @@
+"""Loss registries: logit KD, intermediate matches, the task loss.
+
+One registry per kind (TextBrewer's KD_LOSS_MAP / MATCH_LOSS_MAP):
+  KD_LOSSES[name](logits_s, logits_t, temperature) -> scalar
+  MATCH_LOSSES[name].fn(feat_s, feat_t, mask=None) -> scalar
+Suffix `_s` is the student, `_t` the teacher. Shapes:
+  logits: [batch, labels]; hidden: [batch, seq, width]; attention: [batch, heads, seq, seq];
+  mask: [batch, seq] with 1 for real tokens and 0 for padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+# ---------------------------------------------------------------- logit KD
+
+
+def kd_kl(logits_s: torch.Tensor, logits_t: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T² · KL(softmax(t/T) ‖ softmax(s/T)), batch mean (Hinton et al.); T² keeps gradients comparable."""
+    log_p_s = F.log_softmax(logits_s / temperature, dim=-1)
+    log_p_t = F.log_softmax(logits_t / temperature, dim=-1)
+    return F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean") * temperature**2
+
+
+def kd_mse(logits_s: torch.Tensor, logits_t: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Mean squared error between raw logits (Ba & Caruana); temperature is not used."""
+    return F.mse_loss(logits_s, logits_t)
+
+
+def kd_soft_ce(logits_s: torch.Tensor, logits_t: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T² · cross-entropy of the student's softened distribution against the teacher's soft targets."""
+    p_t = F.softmax(logits_t / temperature, dim=-1)
+    return -(p_t * F.log_softmax(logits_s / temperature, dim=-1)).sum(-1).mean() * temperature**2
+
+
+KD_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]] = {
+    "kl": kd_kl,
+    "mse": kd_mse,
+    "soft_ce": kd_soft_ce,
+}
+
+# ---------------------------------------------------------------- intermediate matches
+
+
+def _token_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of per-token values [batch, seq] over real tokens only."""
+    if mask is None:
+        return values.mean()
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def hidden_mse(feat_s: torch.Tensor, feat_t: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """MSE between hidden states [batch, seq, width] (student already projected), padding masked out."""
+    return _token_mean(((feat_s - feat_t) ** 2).mean(-1), mask)
+
+
+def hidden_cosine(feat_s: torch.Tensor, feat_t: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """1 − cosine similarity per token [batch, seq, width], averaged over real tokens."""
+    return _token_mean(1.0 - F.cosine_similarity(feat_s, feat_t, dim=-1), mask)
+
+
+def _head_align(att_s: torch.Tensor, att_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average over heads when head counts differ: [batch, heads, seq, seq] → [batch, 1, seq, seq]."""
+    if att_s.shape[1] != att_t.shape[1]:
+        return att_s.mean(1, keepdim=True), att_t.mean(1, keepdim=True)
+    return att_s, att_t
+
+
+def attention_kl(feat_s: torch.Tensor, feat_t: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(teacher ‖ student) of attention rows [batch, heads, seq, seq] for real query tokens (MiniLM)."""
+    att_s, att_t = _head_align(feat_s, feat_t)
+    eps = 1e-12
+    kl = (att_t * (torch.log(att_t + eps) - torch.log(att_s + eps))).sum(-1)  # [batch, heads, seq]
+    return _token_mean(kl.mean(1), mask)
+
+
+def attention_mse(feat_s: torch.Tensor, feat_t: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """MSE of attention probabilities [batch, heads, seq, seq] for real query tokens (TinyBERT)."""
+    att_s, att_t = _head_align(feat_s, feat_t)
+    return _token_mean(((att_s - att_t) ** 2).mean(-1).mean(1), mask)
+
+
+Feature = Literal["hidden", "attention", "embedding"]
+
+
+@dataclass(frozen=True)
+class MatchLoss:
+    feature: Feature  # which outputs it compares
+    fn: Callable[..., torch.Tensor]
+    projected: bool  # widths may differ → a learned projection maps student to teacher width
+
+
+MATCH_LOSSES: dict[str, MatchLoss] = {
+    "hidden_mse": MatchLoss("hidden", hidden_mse, projected=True),
+    "hidden_cosine": MatchLoss("hidden", hidden_cosine, projected=True),
+    "attention_kl": MatchLoss("attention", attention_kl, projected=False),
+    "attention_mse": MatchLoss("attention", attention_mse, projected=False),
+    "embedding_mse": MatchLoss("embedding", hidden_mse, projected=True),
+}
+
+# ---------------------------------------------------------------- projections
+
+
+def linear_projection(width_s: int, width_t: int) -> torch.nn.Module:
+    """Student width → teacher width; training-only (TinyBERT's W_h), never exported."""
+    return torch.nn.Linear(width_s, width_t)
+
+
+PROJECTIONS: dict[str, Callable[[int, int], torch.nn.Module]] = {"linear": linear_projection}
+
+# ---------------------------------------------------------------- task
+
+
+def task_ce(logits_s: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy against the gold labels [batch]."""
+    return F.cross_entropy(logits_s, labels, label_smoothing=label_smoothing)
+
+
+def lookup(registry: dict, name: str, kind: str):
+    """registry[name], or a ValueError listing the known names."""
+    if name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; known: {sorted(registry)}")
+    return registry[name]

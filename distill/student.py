@@ -1,0 +1,125 @@
+"""Build the student: teacher layers copied, a fresh BERT from a config, or a pretrained checkpoint.
+
+Every student is a plain `…ForSequenceClassification` with the teacher's labels; nothing
+training-only (projections, hooks) is attached to it.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+# Encoder-only families whose `base_model.encoder.layer` is a list of identical transformer blocks.
+SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
+
+
+def check_supported(model, what: str) -> None:
+    model_type = getattr(model.config, "model_type", "?")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        arch = ", ".join(getattr(model.config, "architectures", None) or [type(model).__name__])
+        raise ValueError(
+            f"{what}: architecture {arch} (model_type '{model_type}') is not supported; supported "
+            f"BERT-family model types: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+
+
+def encoder_layers(model) -> torch.nn.ModuleList:
+    return model.base_model.encoder.layer
+
+
+def from_teacher_layers(teacher, layers: list[int]):
+    """Copy the embeddings, the listed layers (in order) and the classifier head (DistilBERT-style)."""
+    check_supported(teacher, "student.init 'teacher_layers'")
+    n_teacher = teacher.config.num_hidden_layers
+    bad = [i for i in layers if not 0 <= i < n_teacher]
+    if bad:
+        raise ValueError(
+            f"student.layers: {bad} out of range; the teacher has {n_teacher} layers, valid indices "
+            f"0..{n_teacher - 1}"
+        )
+    student = copy.deepcopy(teacher)
+    kept = torch.nn.ModuleList([copy.deepcopy(encoder_layers(teacher)[i]) for i in layers])
+    student.base_model.encoder.layer = kept
+    student.config.num_hidden_layers = len(layers)
+    for new_index, layer in enumerate(kept):  # keep per-layer indices consistent (caches, sdpa)
+        attention = getattr(layer.attention, "self", None)
+        if attention is not None and hasattr(attention, "layer_idx"):
+            attention.layer_idx = new_index
+    return student
+
+
+def from_config(teacher, num_hidden_layers: int, hidden_size: int, num_attention_heads: int,
+                intermediate_size: int, init_embeddings: str = "truncate", seed: int = 0):
+    """A fresh BERT of the given shape, with the teacher's vocabulary, labels and positions.
+
+    init_embeddings 'truncate' copies the teacher's word, position and token-type embeddings,
+    keeping the first `hidden_size` dimensions (zero-padded if the student is wider); 'none' keeps
+    the random init. Truncation is the cheap option TinyBERT-style students use before
+    embedding distillation; it beats random init measurably when the widths are close.
+    """
+    from transformers import BertConfig, BertForSequenceClassification
+
+    t = teacher.config
+    config = BertConfig(
+        vocab_size=t.vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=t.max_position_embeddings,
+        type_vocab_size=getattr(t, "type_vocab_size", 2),
+        pad_token_id=getattr(t, "pad_token_id", 0),
+        num_labels=t.num_labels,
+        id2label=dict(t.id2label),
+        label2id=dict(t.label2id),
+    )
+    torch.manual_seed(seed)
+    student = BertForSequenceClassification(config)
+    if init_embeddings == "truncate":
+        source = teacher.base_model.embeddings
+        target = student.base_model.embeddings
+        with torch.no_grad():
+            for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+                src, dst = getattr(source, name).weight, getattr(target, name).weight
+                width = min(src.shape[1], dst.shape[1])
+                rows = min(src.shape[0], dst.shape[0])
+                dst.zero_()
+                dst[:rows, :width] = src[:rows, :width]
+    elif init_embeddings != "none":
+        raise ValueError(f"student.init_embeddings: unknown {init_embeddings!r}; known: ['none', 'truncate']")
+    return student
+
+
+def check_same_vocab(tokenizer_t, tokenizer_s, where: str) -> None:
+    """Teacher and student must tokenize identically: one batch feeds both."""
+    vocab_t, vocab_s = tokenizer_t.get_vocab(), tokenizer_s.get_vocab()
+    if vocab_t != vocab_s:
+        only_t = len(set(vocab_t) - set(vocab_s))
+        only_s = len(set(vocab_s) - set(vocab_t))
+        raise ValueError(
+            f"{where}: the student's vocabulary differs from the teacher's ({len(vocab_s)} vs "
+            f"{len(vocab_t)} tokens; {only_s} only in the student, {only_t} only in the teacher). "
+            "Teacher and student must share one tokenizer, since one batch feeds both; pick a "
+            "student checkpoint with the teacher's vocabulary, or use student.init: teacher_layers or config."
+        )
+    lower_t = getattr(tokenizer_t, "do_lower_case", None)
+    lower_s = getattr(tokenizer_s, "do_lower_case", None)
+    if None not in (lower_t, lower_s) and lower_t != lower_s:
+        raise ValueError(f"{where}: the student lower-cases text differently from the teacher.")
+
+
+def load_pretrained_student(path: str, teacher, *, use_safetensors: bool = True, trust_remote_code: bool = False):
+    from transformers import AutoModelForSequenceClassification
+
+    student = AutoModelForSequenceClassification.from_pretrained(
+        path,
+        num_labels=teacher.config.num_labels,
+        id2label=dict(teacher.config.id2label),
+        label2id=dict(teacher.config.label2id),
+        use_safetensors=use_safetensors,
+        trust_remote_code=trust_remote_code,
+        ignore_mismatched_sizes=True,
+    )
+    check_supported(student, "student.init 'pretrained'")
+    return student

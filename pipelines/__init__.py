@@ -1,0 +1,1 @@
+"""distillery's pipeline: recipes, data, the stage runner, run folders and the CLI."""

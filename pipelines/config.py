@@ -1,0 +1,276 @@
+"""The recipe: typed config sections, validated on load and on every `--set` override.
+
+Key paths are a public interface (README "Recipe keys"); rename none without a deprecation.
+Relative local paths in a recipe file resolve against the recipe's folder, so a recipe runs from any
+working directory; paths given with `--set` resolve against the current directory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pipelines.errors import ConfigError
+from pipelines.schema import all_key_paths, build, f, suggest, to_dict
+
+
+@dataclass
+class ModelShape:
+    """Shape of a BERT built from scratch (demo teacher, `config` students)."""
+
+    num_hidden_layers: int = f(4, min=1, max=48, help="transformer layers")
+    hidden_size: int = f(256, min=8, max=8192, help="width; divisible by num_attention_heads")
+    num_attention_heads: int = f(4, min=1, max=128, help="attention heads")
+    intermediate_size: int = f(1024, min=8, max=32768, help="feed-forward width")
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
+                f"{self.num_attention_heads}; pick a head count that divides the width."
+            )
+
+
+@dataclass
+class TaskConfig:
+    text_columns: list[str] = f(["text"], help="one column, or two for sentence pairs")
+    label_column: str = f("label", help="column holding the label (int index or label name)")
+    labels: list[str] = f(["negative", "positive"], help="label names, in index order")
+
+    def __post_init__(self) -> None:
+        if len(self.text_columns) not in (1, 2):
+            raise ConfigError(
+                f"task.text_columns: {self.text_columns!r} has {len(self.text_columns)} columns; "
+                "allowed values: one column (single sentence) or two (sentence pair)."
+            )
+        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
+            raise ConfigError(
+                f"task.labels: {self.labels!r}; give at least two distinct label names, in index order."
+            )
+
+
+@dataclass
+class DataConfig:
+    source: str = f(help="hub dataset id (glue/sst2), a local folder of split files, or synthetic:NAME")
+    subset: str | None = f(None, help="hub dataset config name, when the id alone is ambiguous")
+    train_split: str = f("train", help="split used for training")
+    eval_split: str = f("validation", help="split used for evaluation")
+    eval_fraction: float = f(0.1, min=0.01, max=0.5, help="held-out share when source is one file")
+    max_train_samples: int | None = f(None, min=1, help="subsample train rows (seeded); null = all")
+    max_eval_samples: int | None = f(None, min=1, help="subsample eval rows (seeded); null = all")
+    max_length: int = f(128, min=8, max=4096, help="truncate tokenized inputs to this many tokens")
+    synthetic_rows: int = f(2000, min=16, max=1_000_000, help="train rows for synthetic:NAME sources")
+
+
+@dataclass
+class TeacherConfig:
+    model: str | None = f(None, help="hub id or local HF folder; null with init: config")
+    init: Literal["pretrained", "config"] = f("pretrained", help="pretrained weights or a fresh BERT")
+    config: ModelShape = f(ModelShape, help="shape when init: config")
+    tokenizer: str | None = f(None, help="tokenizer folder; default: the model's, or trained on the data")
+    finetune: bool = f(True, help="false: the model is already fine-tuned, only evaluate it")
+    epochs: float = f(3.0, min=0.01, max=100, help="training epochs")
+    learning_rate: float = f(2e-5, min=1e-7, max=1.0, help="peak learning rate")
+    batch_size: int = f(32, min=1, max=4096, help="per-device train batch size")
+    eval_batch_size: int = f(128, min=1, max=4096, help="evaluation batch size")
+    warmup_ratio: float = f(0.06, min=0.0, max=0.5, help="share of steps for linear warm-up")
+    weight_decay: float = f(0.01, min=0.0, max=1.0, help="AdamW weight decay")
+
+    def __post_init__(self) -> None:
+        if self.init == "pretrained" and not self.model:
+            raise ConfigError(
+                "teacher.model: missing; give a hub id or local folder, or set teacher.init: config."
+            )
+
+
+@dataclass
+class StudentConfig:
+    init: Literal["teacher_layers", "config", "pretrained"] = f(
+        "teacher_layers", help="copy teacher layers, fresh BERT from config, or a checkpoint"
+    )
+    layers: list[int] = f([0, 2, 4], min=0, help="teacher layers copied when init: teacher_layers")
+    config: ModelShape = f(ModelShape, help="shape when init: config")
+    init_embeddings: Literal["none", "truncate"] = f(
+        "truncate", help="config students: copy teacher embeddings, truncated to the width"
+    )
+    model: str | None = f(None, help="checkpoint when init: pretrained (same vocabulary as teacher)")
+
+    def __post_init__(self) -> None:
+        if self.init == "pretrained" and not self.model:
+            raise ConfigError("student.model: required when student.init is 'pretrained'.")
+        if self.init == "teacher_layers":
+            if not self.layers:
+                raise ConfigError("student.layers: give at least one teacher layer index, e.g. [0, 2, 4].")
+            if sorted(set(self.layers)) != self.layers:
+                raise ConfigError(
+                    f"student.layers: {self.layers!r} must be distinct and increasing, e.g. [0, 2, 4]."
+                )
+
+
+@dataclass
+class ScheduleConfig:
+    kind: Literal["constant", "linear"] = f("constant", help="constant, or linear from start to end")
+    end: float | None = f(None, min=0.0, help="value at the last step for kind: linear")
+
+    def __post_init__(self) -> None:
+        if self.kind == "linear" and self.end is None:
+            raise ConfigError("schedule: kind 'linear' needs an 'end' value.")
+
+
+@dataclass
+class DistillConfig:
+    epochs: float = f(3.0, min=0.01, max=100, help="training epochs")
+    learning_rate: float = f(5e-5, min=1e-7, max=1.0, help="peak learning rate")
+    batch_size: int = f(32, min=1, max=4096, help="per-device train batch size")
+    eval_batch_size: int = f(128, min=1, max=4096, help="evaluation batch size")
+    warmup_ratio: float = f(0.06, min=0.0, max=0.5, help="share of steps for linear warm-up")
+    weight_decay: float = f(0.01, min=0.0, max=1.0, help="AdamW weight decay")
+    temperature: float = f(2.0, min=0.05, max=100.0, help="softmax temperature T for logit KD")
+    temperature_schedule: ScheduleConfig = f(ScheduleConfig, help="T over training")
+    kd_loss: str = f("kl", help="logit KD loss (registry distill.losses.KD_LOSSES)")
+    label_smoothing: float = f(0.0, min=0.0, max=0.5, help="task cross-entropy label smoothing")
+    matches: list[str] = f([], help="intermediate matches (registry distill.losses.MATCH_LOSSES)")
+    weights: dict[str, float] = f({"task": 0.5, "kd": 0.5}, min=0.0, help="task, kd, one per match")
+    weight_schedules: dict[str, ScheduleConfig] = f({}, help="per-weight schedules, same keys as weights")
+    layer_map: str | list[list[int]] = f(
+        "auto", help="auto, uniform, last, skip, or [[student_layer, teacher_layer], ...]"
+    )
+    cache_teacher_logits: bool = f(True, help="precompute teacher logits when no match needs the teacher")
+    ablation: bool = f(False, help="also train labels-only / KD / KD+matches and write a table")
+    cache_speedup_steps: int = f(0, min=0, help="time N steps cached vs recomputed teacher; 0 = off")
+
+    def __post_init__(self) -> None:
+        allowed = {"task", "kd", *self.matches}
+        for name in list(self.weights) + list(self.weight_schedules):
+            if name not in allowed:
+                raise ConfigError(
+                    f"distill.weights.{name}: unknown weight.{suggest(name, sorted(allowed))} "
+                    f"Allowed keys: {', '.join(sorted(allowed))} (matches come from distill.matches)."
+                )
+        if isinstance(self.layer_map, list):
+            for pair in self.layer_map:
+                if len(pair) != 2:
+                    raise ConfigError(
+                        f"distill.layer_map: {pair!r} is not a [student_layer, teacher_layer] pair."
+                    )
+
+
+@dataclass
+class TrainConfig:
+    device: Literal["auto", "cpu", "cuda"] = f("auto", help="auto: cuda when available, else cpu")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = f("auto", help="auto: bf16 on CUDA, else fp32")
+    save_steps: int | None = f(None, min=1, help="checkpoint interval; null = about a tenth of an epoch")
+    save_total_limit: int = f(2, min=1, max=100, help="checkpoints kept")
+    logging_steps: int = f(50, min=1, help="log loss terms every N steps")
+    report_to: list[str] = f([], help="Trainer loggers, e.g. [tensorboard] or [mlflow]")
+    group_by_length: bool = f(True, help="batch similar lengths together (less padding, faster)")
+    dataloader_num_workers: int = f(0, min=0, max=64, help="DataLoader worker processes")
+
+
+@dataclass
+class SecurityConfig:
+    trust_remote_code: bool = f(False, help="allow models whose code comes with the checkpoint")
+    allow_pickle: bool = f(False, help="allow .bin/.pt (pickle) weights; safetensors otherwise")
+
+
+@dataclass
+class Recipe:
+    name: str = f(help="run folder runs/<name>/")
+    task: TaskConfig = f(help="columns and labels")
+    data: DataConfig = f(help="where the data comes from")
+    teacher: TeacherConfig = f(help="the teacher model")
+    seed: int = f(42, min=0, help="seed for sampling, init and training")
+    student: StudentConfig = f(StudentConfig, help="the student model")
+    distill: DistillConfig = f(DistillConfig, help="the distillation loss and trainer")
+    train: TrainConfig = f(TrainConfig, help="settings shared by the training stages")
+    security: SecurityConfig = f(SecurityConfig, help="what untrusted code may run")
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
+            raise ConfigError(
+                f"name: {self.name!r} is not a valid run folder name; use letters, digits, '.', '_' "
+                "and '-'."
+            )
+
+
+# Keys whose string value may be a local path (else a hub id).
+PATH_KEYS = ("data.source", "teacher.model", "teacher.tokenizer", "student.model")
+
+
+def _looks_local(value: str, base: Path) -> bool:
+    return value.startswith(("/", "./", "../", "~")) or (base / value).exists()
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    for key in PATH_KEYS:
+        section, leaf = key.split(".")
+        node = raw.get(section)
+        if isinstance(node, dict) and isinstance(node.get(leaf), str):
+            value = node[leaf]
+            if not value.startswith("synthetic:") and _looks_local(value, base):
+                node[leaf] = str((base / Path(value).expanduser()).resolve())
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`teacher.epochs=2` → (['teacher', 'epochs'], 2); the value is parsed as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. teacher.epochs=2.")
+    key, _, text = item.partition("=")
+    key = key.strip()
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: cannot parse value {text!r} ({exc}).") from None
+    parts = key.split(".")
+    valid = all_key_paths(Recipe)
+    prefixes = {".".join(p.split(".")[:i]) for p in valid for i in range(1, p.count(".") + 2)}
+    dict_parents = ("distill.weights", "distill.weight_schedules")
+    if key not in prefixes and not key.startswith(tuple(p + "." for p in dict_parents)):
+        raise ConfigError(f"--set {key}: unknown key.{suggest(key, valid)} See `distillery keys`.")
+    return parts, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str], cwd: Path) -> dict[str, Any]:
+    for item in overrides:
+        parts, value = parse_override(item)
+        node = raw
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+        sub = {parts[0]: {parts[1]: value}} if len(parts) == 2 else {}
+        if sub:
+            _resolve_paths(sub, cwd)
+            if isinstance(value, str):
+                node[parts[-1]] = sub[parts[0]][parts[1]]
+    return raw
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override, resolve and validate a recipe file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe {path}: no such file. Recipes live in recipes/, e.g. recipes/demo.yaml.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"recipe {path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"recipe {path}: expected a mapping of keys at the top level.")
+    _resolve_paths(raw, path.parent.resolve())
+    apply_overrides(raw, overrides or [], Path.cwd())
+    try:
+        return build(Recipe, raw)
+    except ConfigError as exc:
+        raise ConfigError(f"recipe {path}: {exc}") from None
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    return to_dict(recipe)

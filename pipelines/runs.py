@@ -1,0 +1,159 @@
+"""Run folders and manifests: `runs/<name>/<stage>/manifest.json`, written last and atomically.
+
+A stage is done when its manifest exists and its `hash` equals the hash of the stage's config
+sections plus its inputs (upstream manifests' hashes and the data hash). A stage that fails, or is
+killed, leaves no manifest, so the next run redoes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pipelines.errors import DistilleryError
+
+MANIFEST = "manifest.json"
+PACKAGES = ("distillery", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime",
+            "onnxruntime-gpu", "datasets", "accelerate", "neural-compressor-pt", "tokenizers")
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+             "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "i8mm",
+             "sve", "bf16")
+
+
+def canonical_hash(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, fsync, then `os.replace` onto `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+@cache
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "arch": platform.machine(),
+        "isa": sorted(cpu_flags() & set(ISA_FLAGS)),
+        "cores": os.cpu_count(),
+        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "os": platform.platform(),
+    }
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["gpu"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        pass
+    return info
+
+
+class RunDir:
+    """`runs/<name>/` and the manifests of its stages."""
+
+    def __init__(self, root: Path, name: str):
+        self.path = Path(root) / name
+
+    def stage(self, stage: str) -> Path:
+        return self.path / stage
+
+    def manifest_path(self, stage: str) -> Path:
+        return self.stage(stage) / MANIFEST
+
+    def read_manifest(self, stage: str) -> dict[str, Any] | None:
+        path = self.manifest_path(stage)
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None  # a damaged manifest counts as "not done"
+
+    def require_manifest(self, stage: str) -> dict[str, Any]:
+        found = self.read_manifest(stage)
+        if found is None:
+            raise DistilleryError(
+                f"{self.manifest_path(stage)}: stage '{stage}' has not finished; run it first "
+                f"(distillery run RECIPE --stage {stage})."
+            )
+        return found
+
+    def invalidate(self, stage: str) -> None:
+        """Forget that a stage is done (before rerunning it), keeping its files for resume."""
+        self.manifest_path(stage).unlink(missing_ok=True)
+
+    def write_manifest(self, stage: str, manifest: dict[str, Any]) -> Path:
+        path = self.manifest_path(stage)
+        try:
+            atomic_write_json(path, manifest)
+        except OSError as exc:
+            raise DistilleryError(f"{path}: cannot write the manifest ({exc.strerror}).") from None
+        return path
+
+
+def check_writable(path: Path) -> None:
+    """Fail early, naming the folder, when a run folder cannot be created or written."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise DistilleryError(
+            f"{path}: cannot write here ({exc.strerror}). Free disk space or pass --runs-dir with a "
+            "writable folder."
+        ) from None

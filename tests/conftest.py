@@ -1,0 +1,76 @@
+"""Shared fixtures: tiny recipes, generated data files, markers that skip cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_collection_modifyitems(config, items):
+    has_shared = (SHARED / "data" / "sst2").is_dir() and (SHARED / "models" / "all-minilm-l6-v2").is_dir()
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    for item in items:
+        if "real" in item.keywords and not has_shared:
+            item.add_marker(pytest.mark.skip(reason=f"needs ../shared (SST-2 and MiniLM) at {SHARED}"))
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)"))
+
+
+def tiny_recipe(**sections) -> dict:
+    """A recipe dict for a 2-layer BERT teacher on generated data; sections override keys."""
+    recipe = {
+        "name": "tiny",
+        "seed": 0,
+        "task": {"text_columns": ["text"], "label_column": "label", "labels": ["negative", "positive"]},
+        "data": {"source": "synthetic:sentiment", "synthetic_rows": 600, "max_length": 24},
+        "teacher": {
+            "init": "config",
+            "config": {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64},
+            "epochs": 2,
+            "learning_rate": 2e-3,
+            "batch_size": 16,
+        },
+        "student": {"init": "teacher_layers", "layers": [1]},
+        "distill": {"epochs": 1, "learning_rate": 1e-3, "batch_size": 16},
+        "train": {"device": "cpu", "logging_steps": 10},
+    }
+    for section, values in sections.items():
+        if isinstance(values, dict) and isinstance(recipe.get(section), dict):
+            recipe[section] = {**recipe[section], **values}
+        else:
+            recipe[section] = values
+    return recipe
+
+
+def write_recipe(path: Path, recipe: dict) -> Path:
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def recipe_file(tmp_path):
+    def make(**sections) -> Path:
+        return write_recipe(tmp_path / "recipe.yaml", tiny_recipe(**sections))
+
+    return make
