@@ -12,11 +12,14 @@ from distill.trainer import DistillationTrainer, TeacherLogitsCollator
 
 
 def use_eager_attention(model) -> None:
-    """Attention matches need attention probabilities, which SDPA kernels do not return."""
-    if hasattr(model, "set_attn_implementation"):
+    """Attention matches need attention probabilities, which SDPA kernels do not return.
+
+    Models on the AttentionInterface switch to eager; BERT-family classes of transformers 4.57 do
+    not support switching, but their SDPA attention falls back to the eager path by itself when
+    `output_attentions=True`, so for them there is nothing to do.
+    """
+    if getattr(model, "_supports_attention_backend", False):
         model.set_attn_implementation("eager")
-    else:  # older transformers
-        model.config._attn_implementation = "eager"
 
 
 def teacher_logits(teacher, dataset, tokenizer, batch_size: int = 128, device: str = "cpu") -> np.ndarray:

@@ -42,6 +42,8 @@ def from_teacher_layers(teacher, layers: list[int]):
     kept = torch.nn.ModuleList([copy.deepcopy(encoder_layers(teacher)[i]) for i in layers])
     student.base_model.encoder.layer = kept
     student.config.num_hidden_layers = len(layers)
+    student.requires_grad_(True)  # the teacher may be frozen (DistillationTrainer freezes it)
+    student.train()
     for new_index, layer in enumerate(kept):  # keep per-layer indices consistent (caches, sdpa)
         attention = getattr(layer.attention, "self", None)
         if attention is not None and hasattr(attention, "layer_idx"):

@@ -7,6 +7,7 @@ manifest written last.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -208,6 +209,7 @@ def _run_stage(recipe, run, stage, digest, inputs, data_hash, cache, done, echo)
         "versions": versions(),
         "machine": machine(),
     }
+    manifest = json.loads(json.dumps(manifest, default=str))  # exactly what is on disk
     run.write_manifest(stage.name, manifest)
     shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                       for k, v in result.metrics.items() if not isinstance(v, (dict, list)))

@@ -20,14 +20,14 @@ def _run(tmp_path, overrides=(), stage="teacher", force=False, **sections):
 def trained(tmp_path_factory):
     """One tiny teacher trained on the generated task, shared by the tests below."""
     tmp = tmp_path_factory.mktemp("teacher")
-    manifests, lines = _run(tmp, data={"synthetic_rows": 800}, teacher={"epochs": 3})
+    manifests, lines = _run(tmp)
     return tmp, manifests["teacher"], lines
 
 
 def test_teacher_learns_the_generated_task(trained):
     _, manifest, _ = trained
     assert manifest["metrics"]["accuracy"] >= 0.90
-    assert manifest["training"]["global_step"] == 3 * 50  # 800 rows / 16 per batch, 3 epochs
+    assert manifest["training"]["global_step"] == 4 * 50  # 800 rows / 16 per batch, 4 epochs
 
 
 def test_manifest_records_config_hash_versions_machine(trained):
@@ -35,7 +35,7 @@ def test_manifest_records_config_hash_versions_machine(trained):
     on_disk = json.loads((tmp / "runs" / "tiny" / "teacher" / "manifest.json").read_text())
     assert on_disk == json.loads(json.dumps(manifest))
     assert on_disk["stage"] == "teacher" and len(on_disk["hash"]) == 64
-    assert on_disk["config"]["teacher"]["epochs"] == 3.0
+    assert on_disk["config"]["teacher"]["epochs"] == 4.0
     assert 0.0 <= on_disk["metrics"]["accuracy"] <= 1.0 and isinstance(on_disk["metrics"]["accuracy"], float)
     assert on_disk["inputs"]["data"] and on_disk["seconds"] > 0
     assert on_disk["versions"]["torch"].startswith(torch.__version__.split("+")[0])
@@ -82,8 +82,7 @@ def test_cosmetic_keys_do_not_invalidate(tmp_path):
 def test_finetuned_teacher_is_only_evaluated(trained, tmp_path):
     tmp, manifest, _ = trained
     folder = tmp / "runs" / "tiny" / "teacher"
-    manifests, _ = _run(tmp_path, teacher={"init": "pretrained", "model": str(folder), "finetune": False},
-                        data={"synthetic_rows": 800})
+    manifests, _ = _run(tmp_path, teacher={"init": "pretrained", "model": str(folder), "finetune": False})
     again = manifests["teacher"]
     assert again["training"] == {}
     assert again["metrics"]["accuracy"] == pytest.approx(manifest["metrics"]["accuracy"])

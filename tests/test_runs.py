@@ -1,0 +1,62 @@
+import json
+import os
+
+import pytest
+
+from pipelines.runs import RunDir, atomic_write_json, atomic_write_text, canonical_hash, machine
+from pipelines.stages import STAGES, plan
+from pipelines.training import last_checkpoint
+
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "m.json"
+    atomic_write_json(target, {"a": 1})
+    atomic_write_json(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_atomic_write_failure_keeps_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "m.json"
+    atomic_write_text(target, "old")
+
+    def boom(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_text(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_damaged_manifest_counts_as_not_done(tmp_path):
+    run = RunDir(tmp_path, "x")
+    run.stage("teacher").mkdir(parents=True)
+    run.manifest_path("teacher").write_text('{"stage": "teacher", "ha')
+    assert run.read_manifest("teacher") is None
+
+
+def test_hash_is_order_independent_and_content_sensitive():
+    assert canonical_hash({"a": 1, "b": [1, 2]}) == canonical_hash({"b": [1, 2], "a": 1})
+    assert canonical_hash({"a": 1}) != canonical_hash({"a": 2})
+
+
+def test_plan_runs_upstream_stages_first():
+    assert plan("distill") == ["teacher", "distill"]
+    assert plan(None) == list(STAGES)
+    with pytest.raises(Exception, match=r"--stage 'distil': unknown stage\. Allowed values: teacher, distill"):
+        plan("distil")
+
+
+def test_machine_records_cpu_and_isa():
+    info = machine()
+    assert info["cpu"] and info["cores"] >= 1 and isinstance(info["isa"], list)
+
+
+def test_last_checkpoint_skips_incomplete_ones(tmp_path):
+    (tmp_path / "checkpoint-10").mkdir()
+    (tmp_path / "checkpoint-10" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-20").mkdir()  # killed while writing: no trainer_state.json
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+    assert last_checkpoint(tmp_path / "missing") is None
