@@ -22,12 +22,16 @@ def use_eager_attention(model) -> None:
         model.set_attn_implementation("eager")
 
 
-def teacher_logits(teacher, dataset, tokenizer, batch_size: int = 128, device: str = "cpu") -> np.ndarray:
+def teacher_logits(
+    teacher, dataset, tokenizer, batch_size: int = 128, device: str = "cpu"
+) -> np.ndarray:
     """Teacher logits [rows, labels] for every row of a tokenized dataset, in row order."""
     from transformers import DataCollatorWithPadding
 
     collate = DataCollatorWithPadding(tokenizer)
-    features = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in dataset.column_names]
+    features = [
+        c for c in ("input_ids", "attention_mask", "token_type_ids") if c in dataset.column_names
+    ]
     rows = dataset.select_columns(features)
     lengths = np.array([len(x) for x in rows["input_ids"]])
     order = np.argsort(-lengths, kind="stable")
@@ -41,9 +45,18 @@ def teacher_logits(teacher, dataset, tokenizer, batch_size: int = 128, device: s
     return out
 
 
-def distill(teacher, student, train_dataset, tokenizer, spec: LossSpec, args, *,
-            cached_logits: np.ndarray | None = None, resume_from_checkpoint: str | None = None,
-            callbacks: list | None = None) -> DistillationTrainer:
+def distill(
+    teacher,
+    student,
+    train_dataset,
+    tokenizer,
+    spec: LossSpec,
+    args,
+    *,
+    cached_logits: np.ndarray | None = None,
+    resume_from_checkpoint: str | None = None,
+    callbacks: list | None = None,
+) -> DistillationTrainer:
     """Train `student` against `teacher` on `train_dataset` (tokenized, with `labels`).
 
     With `cached_logits` (and no intermediate match) the teacher's forward pass is skipped.
@@ -55,7 +68,9 @@ def distill(teacher, student, train_dataset, tokenizer, spec: LossSpec, args, *,
     dataset = train_dataset
     if cached_logits is not None and not spec.needs_teacher_features:
         if len(cached_logits) != len(dataset):
-            raise ValueError(f"cached teacher logits have {len(cached_logits)} rows, the dataset {len(dataset)}")
+            raise ValueError(
+                f"cached teacher logits have {len(cached_logits)} rows, the dataset {len(dataset)}"
+            )
         dataset = dataset.add_column("teacher_logits", cached_logits.tolist())
     loss = CombinedLoss(spec, student.config.hidden_size, teacher.config.hidden_size)
     trainer = DistillationTrainer(

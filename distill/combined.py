@@ -53,7 +53,9 @@ class LossSpec:
             self.weights.setdefault(name, Schedule(1.0 if name in self.matches else 0.5))
         per_layer = [m for m in self.matches if MATCH_LOSSES[m].feature != "embedding"]
         if per_layer and not self.layer_map:
-            raise ValueError(f"matches {per_layer} need a layer map of (student, teacher) layer pairs")
+            raise ValueError(
+                f"matches {per_layer} need a layer map of (student, teacher) layer pairs"
+            )
 
     @property
     def needs_hidden(self) -> bool:
@@ -87,7 +89,9 @@ class CombinedLoss(torch.nn.Module):
     def match_term(self, name: str, out_s: Any, out_t: Any, mask: torch.Tensor) -> torch.Tensor:
         match = MATCH_LOSSES[name]
         if match.feature == "embedding":
-            return match.fn(self._project(name, out_s.hidden_states[0]), out_t.hidden_states[0], mask)
+            return match.fn(
+                self._project(name, out_s.hidden_states[0]), out_t.hidden_states[0], mask
+            )
         terms = []
         for layer_s, layer_t in self.spec.layer_map:
             if match.feature == "hidden":  # hidden_states[0] is the embeddings, [i + 1] layer i
@@ -97,8 +101,15 @@ class CombinedLoss(torch.nn.Module):
                 terms.append(match.fn(out_s.attentions[layer_s], out_t.attentions[layer_t], mask))
         return torch.stack(terms).mean()
 
-    def forward(self, out_s: Any, logits_t: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
-                out_t: Any = None, progress: float = 0.0):
+    def forward(
+        self,
+        out_s: Any,
+        logits_t: torch.Tensor,
+        labels: torch.Tensor,
+        mask: torch.Tensor,
+        out_t: Any = None,
+        progress: float = 0.0,
+    ):
         spec = self.spec
         temperature = spec.temperature.at(progress)
         w = {name: schedule.at(progress) for name, schedule in spec.weights.items()}
@@ -108,5 +119,9 @@ class CombinedLoss(torch.nn.Module):
         }
         for name in spec.matches:
             terms[name] = self.match_term(name, out_s, out_t, mask)
-        total = w["task"] * terms["task"] + w["kd"] * terms["kd"] + sum(w[m] * terms[m] for m in spec.matches)
+        total = (
+            w["task"] * terms["task"]
+            + w["kd"] * terms["kd"]
+            + sum(w[m] * terms[m] for m in spec.matches)
+        )
         return total, terms, {**w, "temperature": temperature}

@@ -27,11 +27,19 @@ def skip(n_student: int, n_teacher: int) -> LayerMap:
     return [(i, i * k) for i in range(n_student)]
 
 
-LAYER_MAPS: dict[str, Callable[[int, int], LayerMap]] = {"uniform": uniform, "last": last, "skip": skip}
+LAYER_MAPS: dict[str, Callable[[int, int], LayerMap]] = {
+    "uniform": uniform,
+    "last": last,
+    "skip": skip,
+}
 
 
-def resolve(spec: str | list[list[int]] | list[tuple[int, int]], n_student: int, n_teacher: int,
-            copied_layers: list[int] | None = None) -> LayerMap:
+def resolve(
+    spec: str | list[list[int]] | list[tuple[int, int]],
+    n_student: int,
+    n_teacher: int,
+    copied_layers: list[int] | None = None,
+) -> LayerMap:
     """A validated layer map from a name, 'auto', or explicit pairs.
 
     'auto' pairs each copied layer with its own teacher position (teacher_layers students), else uniform.
@@ -45,8 +53,10 @@ def resolve(spec: str | list[list[int]] | list[tuple[int, int]], n_student: int,
                 "list of [student_layer, teacher_layer] pairs"
             )
         if n_student > n_teacher and spec != "uniform":
-            raise ValueError(f"distill.layer_map: '{spec}' needs a student no deeper than the teacher "
-                             f"({n_student} > {n_teacher} layers)")
+            raise ValueError(
+                f"distill.layer_map: '{spec}' needs a student no deeper than the teacher "
+                f"({n_student} > {n_teacher} layers)"
+            )
         pairs = LAYER_MAPS[spec](n_student, n_teacher)
     else:
         pairs = [tuple(p) for p in spec]

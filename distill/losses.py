@@ -55,12 +55,16 @@ def _token_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
     return (values * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def hidden_mse(feat_s: torch.Tensor, feat_t: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def hidden_mse(
+    feat_s: torch.Tensor, feat_t: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """MSE between hidden states [batch, seq, width] (student already projected), padding masked out."""
     return _token_mean(((feat_s - feat_t) ** 2).mean(-1), mask)
 
 
-def hidden_cosine(feat_s: torch.Tensor, feat_t: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def hidden_cosine(
+    feat_s: torch.Tensor, feat_t: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """1 − cosine similarity per token [batch, seq, width], averaged over real tokens."""
     return _token_mean(1.0 - F.cosine_similarity(feat_s, feat_t, dim=-1), mask)
 
@@ -72,7 +76,9 @@ def _head_align(att_s: torch.Tensor, att_t: torch.Tensor) -> tuple[torch.Tensor,
     return att_s, att_t
 
 
-def attention_kl(feat_s: torch.Tensor, feat_t: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def attention_kl(
+    feat_s: torch.Tensor, feat_t: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """KL(teacher ‖ student) of attention rows [batch, heads, seq, seq] for real query tokens (MiniLM)."""
     att_s, att_t = _head_align(feat_s, feat_t)
     eps = 1e-12
@@ -80,7 +86,9 @@ def attention_kl(feat_s: torch.Tensor, feat_t: torch.Tensor, mask: torch.Tensor 
     return _token_mean(kl.mean(1), mask)
 
 
-def attention_mse(feat_s: torch.Tensor, feat_t: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def attention_mse(
+    feat_s: torch.Tensor, feat_t: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """MSE of attention probabilities [batch, heads, seq, seq] for real query tokens (TinyBERT)."""
     att_s, att_t = _head_align(feat_s, feat_t)
     return _token_mean(((att_s - att_t) ** 2).mean(-1).mean(1), mask)
@@ -117,7 +125,9 @@ PROJECTIONS: dict[str, Callable[[int, int], torch.nn.Module]] = {"linear": linea
 # ---------------------------------------------------------------- task
 
 
-def task_ce(logits_s: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+def task_ce(
+    logits_s: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
     """Cross-entropy against the gold labels [batch]."""
     return F.cross_entropy(logits_s, labels, label_smoothing=label_smoothing)
 

@@ -51,8 +51,15 @@ def from_teacher_layers(teacher, layers: list[int]):
     return student
 
 
-def from_config(teacher, num_hidden_layers: int, hidden_size: int, num_attention_heads: int,
-                intermediate_size: int, init_embeddings: str = "truncate", seed: int = 0):
+def from_config(
+    teacher,
+    num_hidden_layers: int,
+    hidden_size: int,
+    num_attention_heads: int,
+    intermediate_size: int,
+    init_embeddings: str = "truncate",
+    seed: int = 0,
+):
     """A fresh BERT of the given shape, with the teacher's vocabulary, labels and positions.
 
     init_embeddings 'truncate' copies the teacher's word, position and token-type embeddings,
@@ -89,7 +96,9 @@ def from_config(teacher, num_hidden_layers: int, hidden_size: int, num_attention
                 dst.zero_()
                 dst[:rows, :width] = src[:rows, :width]
     elif init_embeddings != "none":
-        raise ValueError(f"student.init_embeddings: unknown {init_embeddings!r}; known: ['none', 'truncate']")
+        raise ValueError(
+            f"student.init_embeddings: unknown {init_embeddings!r}; known: ['none', 'truncate']"
+        )
     return student
 
 
@@ -111,7 +120,9 @@ def check_same_vocab(tokenizer_t, tokenizer_s, where: str) -> None:
         raise ValueError(f"{where}: the student lower-cases text differently from the teacher.")
 
 
-def load_pretrained_student(path: str, teacher, *, use_safetensors: bool = True, trust_remote_code: bool = False):
+def load_pretrained_student(
+    path: str, teacher, *, use_safetensors: bool = True, trust_remote_code: bool = False
+):
     from transformers import AutoModelForSequenceClassification
 
     student = AutoModelForSequenceClassification.from_pretrained(

@@ -40,7 +40,10 @@ class DistillationTrainer(Trainer):
         labels = inputs.pop("labels")
         cached_logits = inputs.pop("teacher_logits", None)
         spec = self.loss_fn.spec
-        flags = {"output_hidden_states": spec.needs_hidden, "output_attentions": spec.needs_attention}
+        flags = {
+            "output_hidden_states": spec.needs_hidden,
+            "output_attentions": spec.needs_attention,
+        }
         out_s = model(**inputs, **flags)
         out_t = None
         if cached_logits is not None and not spec.needs_teacher_features:
@@ -52,8 +55,9 @@ class DistillationTrainer(Trainer):
                 out_t = self.teacher(**inputs, **flags)
             logits_t = out_t.logits
         progress = self.state.global_step / self.state.max_steps if self.state.max_steps else 0.0
-        total, terms, weights = self.loss_fn(out_s, logits_t, labels, inputs.get("attention_mask"),
-                                             out_t=out_t, progress=progress)
+        total, terms, weights = self.loss_fn(
+            out_s, logits_t, labels, inputs.get("attention_mask"), out_t=out_t, progress=progress
+        )
         if model.training:
             for name, value in terms.items():
                 self._term_sums[name] += float(value.detach())
@@ -108,7 +112,9 @@ class TeacherLogitsCollator:
         self.pad = DataCollatorWithPadding(tokenizer)
 
     def __call__(self, features):
-        logits = [f.pop("teacher_logits") for f in features] if "teacher_logits" in features[0] else None
+        logits = (
+            [f.pop("teacher_logits") for f in features] if "teacher_logits" in features[0] else None
+        )
         batch = self.pad(features)
         if logits is not None:
             batch["teacher_logits"] = torch.tensor(logits, dtype=torch.float32)

@@ -22,16 +22,23 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="path to a YAML recipe, e.g. recipes/demo.yaml")
-    parser.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE",
-                        help="override recipe keys, e.g. --set teacher.epochs=1 data.max_train_samples=500")
+    parser.add_argument(
+        "--set",
+        action="append",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="override recipe keys, e.g. --set teacher.epochs=1 data.max_train_samples=500",
+    )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from pipelines.config import load_recipe
 
     recipe = load_recipe(args.recipe, _overrides(args))
-    print(f"{args.recipe}: valid (run '{recipe.name}', teacher {recipe.teacher.model or 'from config'}, "
-          f"data {recipe.data.source}, student {recipe.student.init})")
+    print(
+        f"{args.recipe}: valid (run '{recipe.name}', teacher {recipe.teacher.model or 'from config'}, "
+        f"data {recipe.data.source}, student {recipe.student.init})"
+    )
     return 0
 
 
@@ -40,7 +47,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.stages import run_pipeline
 
     recipe = load_recipe(args.recipe, _overrides(args))
-    run_pipeline(recipe, Path(args.runs_dir), target=args.stage, force=args.force, dry_run=args.dry_run)
+    run_pipeline(
+        recipe, Path(args.runs_dir), target=args.stage, force=args.force, dry_run=args.dry_run
+    )
     return 0
 
 
@@ -66,17 +75,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distillery", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("validate", help="check a recipe and its overrides, without running anything")
+    p = sub.add_parser(
+        "validate", help="check a recipe and its overrides, without running anything"
+    )
     _add_recipe_args(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("run", help="run the pipeline (or one stage and what it needs)")
     _add_recipe_args(p)
     p.add_argument("--stage", help="run this stage and, first, any earlier stage not yet done")
-    p.add_argument("--force", action="store_true", help="rerun the stage even if its manifest matches")
-    p.add_argument("--dry-run", action="store_true", help="validate and say what would run; train nothing")
-    p.add_argument("--runs-dir", default=os.environ.get("DISTILLERY_RUNS", "runs"),
-                   help="where run folders go (default: runs/, or $DISTILLERY_RUNS)")
+    p.add_argument(
+        "--force", action="store_true", help="rerun the stage even if its manifest matches"
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="validate and say what would run; train nothing"
+    )
+    p.add_argument(
+        "--runs-dir",
+        default=os.environ.get("DISTILLERY_RUNS", "runs"),
+        help="where run folders go (default: runs/, or $DISTILLERY_RUNS)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("stages", help="list the pipeline's stages and whether each is available")
@@ -90,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:  # the console shows warnings; log.txt gets INFO too
+    for (
+        handler
+    ) in logging.getLogger().handlers:  # the console shows warnings; log.txt gets INFO too
         handler.setLevel(logging.WARNING)
     logging.getLogger("distillery").setLevel(logging.INFO)
     logging.getLogger("torchao").setLevel(logging.ERROR)  # optional-kernel notices, not ours

@@ -55,7 +55,9 @@ class TaskConfig:
 
 @dataclass
 class DataConfig:
-    source: str = f(help="hub dataset id (glue/sst2), a local folder of split files, or synthetic:NAME")
+    source: str = f(
+        help="hub dataset id (glue/sst2), a local folder of split files, or synthetic:NAME"
+    )
     subset: str | None = f(None, help="hub dataset config name, when the id alone is ambiguous")
     train_split: str = f("train", help="split used for training")
     eval_split: str = f("validation", help="split used for evaluation")
@@ -63,15 +65,21 @@ class DataConfig:
     max_train_samples: int | None = f(None, min=1, help="subsample train rows (seeded); null = all")
     max_eval_samples: int | None = f(None, min=1, help="subsample eval rows (seeded); null = all")
     max_length: int = f(128, min=8, max=4096, help="truncate tokenized inputs to this many tokens")
-    synthetic_rows: int = f(2000, min=16, max=1_000_000, help="train rows for synthetic:NAME sources")
+    synthetic_rows: int = f(
+        2000, min=16, max=1_000_000, help="train rows for synthetic:NAME sources"
+    )
 
 
 @dataclass
 class TeacherConfig:
     model: str | None = f(None, help="hub id or local HF folder; null with init: config")
-    init: Literal["pretrained", "config"] = f("pretrained", help="pretrained weights or a fresh BERT")
+    init: Literal["pretrained", "config"] = f(
+        "pretrained", help="pretrained weights or a fresh BERT"
+    )
     config: ModelShape = f(ModelShape, help="shape when init: config")
-    tokenizer: str | None = f(None, help="tokenizer folder; default: the model's, or trained on the data")
+    tokenizer: str | None = f(
+        None, help="tokenizer folder; default: the model's, or trained on the data"
+    )
     finetune: bool = f(True, help="false: the model is already fine-tuned, only evaluate it")
     epochs: float = f(3.0, min=0.01, max=100, help="training epochs")
     learning_rate: float = f(2e-5, min=1e-7, max=1.0, help="peak learning rate")
@@ -97,14 +105,18 @@ class StudentConfig:
     init_embeddings: Literal["none", "truncate"] = f(
         "truncate", help="config students: copy teacher embeddings, truncated to the width"
     )
-    model: str | None = f(None, help="checkpoint when init: pretrained (same vocabulary as teacher)")
+    model: str | None = f(
+        None, help="checkpoint when init: pretrained (same vocabulary as teacher)"
+    )
 
     def __post_init__(self) -> None:
         if self.init == "pretrained" and not self.model:
             raise ConfigError("student.model: required when student.init is 'pretrained'.")
         if self.init == "teacher_layers":
             if not self.layers:
-                raise ConfigError("student.layers: give at least one teacher layer index, e.g. [0, 2, 4].")
+                raise ConfigError(
+                    "student.layers: give at least one teacher layer index, e.g. [0, 2, 4]."
+                )
             if sorted(set(self.layers)) != self.layers:
                 raise ConfigError(
                     f"student.layers: {self.layers!r} must be distinct and increasing, e.g. [0, 2, 4]."
@@ -113,7 +125,9 @@ class StudentConfig:
 
 @dataclass
 class ScheduleConfig:
-    kind: Literal["constant", "linear"] = f("constant", help="constant, or linear from start to end")
+    kind: Literal["constant", "linear"] = f(
+        "constant", help="constant, or linear from start to end"
+    )
     end: float | None = f(None, min=0.0, help="value at the last step for kind: linear")
 
     def __post_init__(self) -> None:
@@ -135,13 +149,19 @@ class DistillConfig:
     label_smoothing: float = f(0.0, min=0.0, max=0.5, help="task cross-entropy label smoothing")
     matches: list[str] = f([], help="intermediate matches (registry distill.losses.MATCH_LOSSES)")
     weights: dict[str, float] = f({"task": 0.5, "kd": 0.5}, min=0.0, help="task, kd, one per match")
-    weight_schedules: dict[str, ScheduleConfig] = f({}, help="per-weight schedules, same keys as weights")
+    weight_schedules: dict[str, ScheduleConfig] = f(
+        {}, help="per-weight schedules, same keys as weights"
+    )
     layer_map: str | list[list[int]] = f(
         "auto", help="auto, uniform, last, skip, or [[student_layer, teacher_layer], ...]"
     )
-    cache_teacher_logits: bool = f(True, help="precompute teacher logits when no match needs the teacher")
+    cache_teacher_logits: bool = f(
+        True, help="precompute teacher logits when no match needs the teacher"
+    )
     ablation: bool = f(False, help="also train labels-only / KD / KD+matches and write a table")
-    cache_speedup_steps: int = f(0, min=0, help="time N steps cached vs recomputed teacher; 0 = off")
+    cache_speedup_steps: int = f(
+        0, min=0, help="time N steps cached vs recomputed teacher; 0 = off"
+    )
 
     def __post_init__(self) -> None:
         allowed = {"task", "kd", *self.matches}
@@ -162,8 +182,12 @@ class DistillConfig:
 @dataclass
 class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = f("auto", help="auto: cuda when available, else cpu")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = f("auto", help="auto: bf16 on CUDA, else fp32")
-    save_steps: int | None = f(None, min=1, help="checkpoint interval; null = about a tenth of an epoch")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = f(
+        "auto", help="auto: bf16 on CUDA, else fp32"
+    )
+    save_steps: int | None = f(
+        None, min=1, help="checkpoint interval; null = about a tenth of an epoch"
+    )
     save_total_limit: int = f(2, min=1, max=100, help="checkpoints kept")
     logging_steps: int = f(50, min=1, help="log loss terms every N steps")
     report_to: list[str] = f([], help="Trainer loggers, e.g. [tensorboard] or [mlflow]")
@@ -257,7 +281,9 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read, override, resolve and validate a recipe file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"recipe {path}: no such file. Recipes live in recipes/, e.g. recipes/demo.yaml.")
+        raise ConfigError(
+            f"recipe {path}: no such file. Recipes live in recipes/, e.g. recipes/demo.yaml."
+        )
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

@@ -50,7 +50,9 @@ def _load_file(path: Path, split: str):
     if ext == "tsv":
         kwargs = {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
     try:
-        return datasets.load_dataset(FORMATS[ext], data_files={split: str(path)}, split=split, **kwargs)
+        return datasets.load_dataset(
+            FORMATS[ext], data_files={split: str(path)}, split=split, **kwargs
+        )
     except Exception as exc:
         raise DataError(
             f"{path}: cannot be read as {ext} ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}). "
@@ -130,7 +132,9 @@ def _load_synthetic(source: Source, recipe: Recipe):
 
     try:
         train = generate(source.value, recipe.data.synthetic_rows, recipe.seed)
-        evaluation = generate(source.value, max(64, recipe.data.synthetic_rows // 5), recipe.seed + 1)
+        evaluation = generate(
+            source.value, max(64, recipe.data.synthetic_rows // 5), recipe.seed + 1
+        )
     except ValueError as exc:
         raise DataError(f"data.source synthetic:{source.value}: {exc}") from None
     return datasets.Dataset.from_list(train), datasets.Dataset.from_list(evaluation)
@@ -193,7 +197,9 @@ def load_task_data(recipe: Recipe) -> TaskData:
     train = _finish(train, recipe, d.train_split, d.max_train_samples)
     evaluation = _finish(evaluation, recipe, d.eval_split, d.max_eval_samples)
     datasets.enable_progress_bars()
-    return TaskData(train=train, eval=evaluation, data_hash=source_fingerprint(recipe), source=source)
+    return TaskData(
+        train=train, eval=evaluation, data_hash=source_fingerprint(recipe), source=source
+    )
 
 
 def require_rows(dataset, split: str, minimum: int, why: str) -> None:

@@ -18,7 +18,12 @@ import numpy as np
 from distill.api import distill, teacher_logits
 from distill.combined import LossSpec, Schedule
 from distill.layer_map import resolve as resolve_layer_map
-from distill.student import check_same_vocab, from_config, from_teacher_layers, load_pretrained_student
+from distill.student import (
+    check_same_vocab,
+    from_config,
+    from_teacher_layers,
+    load_pretrained_student,
+)
 from pipelines.config import DistillConfig, Recipe
 from pipelines.data import require_rows, tokenize
 from pipelines.errors import ConfigError, DistilleryError
@@ -54,27 +59,44 @@ def build_student(recipe: Recipe, teacher, tokenizer_t):
             return from_teacher_layers(teacher, s.layers), list(s.layers)
         if s.init == "config":
             shape = s.config
-            return from_config(teacher, shape.num_hidden_layers, shape.hidden_size, shape.num_attention_heads,
-                               shape.intermediate_size, s.init_embeddings, recipe.seed), None
+            return from_config(
+                teacher,
+                shape.num_hidden_layers,
+                shape.hidden_size,
+                shape.num_attention_heads,
+                shape.intermediate_size,
+                s.init_embeddings,
+                recipe.seed,
+            ), None
         source = resolve_model(s.model, recipe.security, "student.model")
         check_same_vocab(tokenizer_t, load_tokenizer(source, recipe.security), "student.model")
-        return load_pretrained_student(source.value, teacher, use_safetensors=not recipe.security.allow_pickle,
-                                       trust_remote_code=recipe.security.trust_remote_code), None
+        return load_pretrained_student(
+            source.value,
+            teacher,
+            use_safetensors=not recipe.security.allow_pickle,
+            trust_remote_code=recipe.security.trust_remote_code,
+        ), None
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
 
-def loss_spec(d: DistillConfig, n_student: int, n_teacher: int, copied: list[int] | None) -> LossSpec:
+def loss_spec(
+    d: DistillConfig, n_student: int, n_teacher: int, copied: list[int] | None
+) -> LossSpec:
     def schedule(name: str, start: float) -> Schedule:
         cfg = d.weight_schedules.get(name)
         return Schedule(start, cfg.kind, cfg.end) if cfg else Schedule(start)
 
     weights = {"task": 0.5, "kd": 0.5, **{m: 1.0 for m in d.matches}, **d.weights}
     try:
-        layer_map = resolve_layer_map(d.layer_map, n_student, n_teacher, copied) if d.matches else []
+        layer_map = (
+            resolve_layer_map(d.layer_map, n_student, n_teacher, copied) if d.matches else []
+        )
         return LossSpec(
             kd_loss=d.kd_loss,
-            temperature=Schedule(d.temperature, d.temperature_schedule.kind, d.temperature_schedule.end),
+            temperature=Schedule(
+                d.temperature, d.temperature_schedule.kind, d.temperature_schedule.end
+            ),
             weights={k: schedule(k, v) for k, v in weights.items()},
             matches=list(d.matches),
             layer_map=layer_map,
@@ -84,12 +106,21 @@ def loss_spec(d: DistillConfig, n_student: int, n_teacher: int, copied: list[int
         raise ConfigError(f"distill: {exc}") from None
 
 
-def cached_teacher_logits(ctx: StageContext, teacher, train_set, tokenizer, device: str) -> tuple[np.ndarray, dict]:
+def cached_teacher_logits(
+    ctx: StageContext, teacher, train_set, tokenizer, device: str
+) -> tuple[np.ndarray, dict]:
     """Teacher logits over the train split, stored under runs/<name>/cache/ keyed by teacher + data."""
     r = ctx.recipe
-    key = canonical_hash({"teacher": ctx.inputs["teacher"]["hash"], "data": ctx.data().data_hash,
-                          "rows": len(train_set), "max_length": r.data.max_length,
-                          "max_train_samples": r.data.max_train_samples, "seed": r.seed})
+    key = canonical_hash(
+        {
+            "teacher": ctx.inputs["teacher"]["hash"],
+            "data": ctx.data().data_hash,
+            "rows": len(train_set),
+            "max_length": r.data.max_length,
+            "max_train_samples": r.data.max_train_samples,
+            "seed": r.seed,
+        }
+    )
     path = ctx.run.path / "cache" / f"teacher-logits-{key[:20]}.npy"
     if path.is_file():
         logits = np.load(path, allow_pickle=False)
@@ -105,12 +136,27 @@ def cached_teacher_logits(ctx: StageContext, teacher, train_set, tokenizer, devi
     return logits, {"path": str(path), "reused": False, "seconds": round(seconds, 2)}
 
 
-def train_student(ctx: StageContext, teacher, student, tokenizer, train_set, spec: LossSpec,
-                  out_dir: Path, logits: np.ndarray | None, **overrides):
+def train_student(
+    ctx: StageContext,
+    teacher,
+    student,
+    tokenizer,
+    train_set,
+    spec: LossSpec,
+    out_dir: Path,
+    logits: np.ndarray | None,
+    **overrides,
+):
     d = ctx.recipe.distill
     args = training_arguments(
-        ctx.recipe, out_dir, epochs=d.epochs, learning_rate=d.learning_rate, batch_size=d.batch_size,
-        eval_batch_size=d.eval_batch_size, warmup_ratio=d.warmup_ratio, weight_decay=d.weight_decay,
+        ctx.recipe,
+        out_dir,
+        epochs=d.epochs,
+        learning_rate=d.learning_rate,
+        batch_size=d.batch_size,
+        eval_batch_size=d.eval_batch_size,
+        warmup_ratio=d.warmup_ratio,
+        weight_decay=d.weight_decay,
         train_rows=len(train_set),
     )
     for key, value in overrides.items():
@@ -118,8 +164,17 @@ def train_student(ctx: StageContext, teacher, student, tokenizer, train_set, spe
     resume = last_checkpoint(out_dir)
     if resume:
         log.info("resuming distillation from %s", resume)
-    trainer = distill(teacher, student, train_set, tokenizer, spec, args, cached_logits=logits,
-                      resume_from_checkpoint=resume, callbacks=[logging_callback()])
+    trainer = distill(
+        teacher,
+        student,
+        train_set,
+        tokenizer,
+        spec,
+        args,
+        cached_logits=logits,
+        resume_from_checkpoint=resume,
+        callbacks=[logging_callback()],
+    )
     return trainer, resume
 
 
@@ -131,7 +186,9 @@ def main(ctx: StageContext) -> StageResult:
     set_seed(r.seed)
     teacher, tokenizer = load_stage_model(ctx.input_dir("teacher"))
     data = ctx.data()
-    require_rows(data.train, r.data.train_split, d.batch_size, f"distill.batch_size is {d.batch_size}")
+    require_rows(
+        data.train, r.data.train_split, d.batch_size, f"distill.batch_size is {d.batch_size}"
+    )
     require_rows(data.eval, r.data.eval_split, 1, "evaluation needs at least one row")
     train_set, eval_set = tokenize(data.train, tokenizer, r), tokenize(data.eval, tokenizer, r)
     student, copied = build_student(r, teacher, tokenizer)
@@ -144,9 +201,13 @@ def main(ctx: StageContext) -> StageResult:
         logits, cache_info = cached_teacher_logits(ctx, teacher, train_set, tokenizer, device)
 
     checkpoints = ctx.out / "checkpoints"
-    trainer, resumed = train_student(ctx, teacher, student, tokenizer, train_set, spec, checkpoints, logits)
+    trainer, resumed = train_student(
+        ctx, teacher, student, tokenizer, train_set, spec, checkpoints, logits
+    )
     student = trainer.model
-    metrics, _ = evaluate_model(student, eval_set, tokenizer, d.eval_batch_size, device, "evaluate student")
+    metrics, _ = evaluate_model(
+        student, eval_set, tokenizer, d.eval_batch_size, device, "evaluate student"
+    )
     teacher_acc = ctx.inputs["teacher"]["metrics"]["accuracy"]
     metrics["teacher_accuracy"] = teacher_acc
     metrics["retained"] = metrics["accuracy"] / teacher_acc if teacher_acc else 0.0
@@ -156,23 +217,49 @@ def main(ctx: StageContext) -> StageResult:
     shutil.rmtree(checkpoints, ignore_errors=True)
 
     extra = {
-        "student": {"init": r.student.init, "layers": copied, "parameters": sum(p.numel() for p in student.parameters()),
-                    "hidden_size": student.config.hidden_size, "num_hidden_layers": student.config.num_hidden_layers},
+        "student": {
+            "init": r.student.init,
+            "layers": copied,
+            "parameters": sum(p.numel() for p in student.parameters()),
+            "hidden_size": student.config.hidden_size,
+            "num_hidden_layers": student.config.num_hidden_layers,
+        },
         "teacher_parameters": sum(p.numel() for p in teacher.parameters()),
-        "loss": {"kd_loss": spec.kd_loss, "matches": spec.matches, "layer_map": spec.layer_map,
-                 "weights": {k: vars(v) for k, v in spec.weights.items()}, "temperature": vars(spec.temperature),
-                 "projections": sorted(trainer.loss_fn.projections.keys())},
-        "training": {"resumed_from": resumed, "global_step": trainer.state.global_step,
-                     "train_rows": len(train_set), "cached_teacher_logits": logits is not None,
-                     "cache": cache_info, "log_history": trainer.state.log_history[-1:]},
+        "loss": {
+            "kd_loss": spec.kd_loss,
+            "matches": spec.matches,
+            "layer_map": spec.layer_map,
+            "weights": {k: vars(v) for k, v in spec.weights.items()},
+            "temperature": vars(spec.temperature),
+            "projections": sorted(trainer.loss_fn.projections.keys()),
+        },
+        "training": {
+            "resumed_from": resumed,
+            "global_step": trainer.state.global_step,
+            "train_rows": len(train_set),
+            "cached_teacher_logits": logits is not None,
+            "cache": cache_info,
+            "log_history": trainer.state.log_history[-1:],
+        },
     }
     if d.cache_speedup_steps and logits is not None:
-        extra["cache_speedup"] = measure_cache_speedup(ctx, teacher, initial, tokenizer, train_set, spec, logits)
+        extra["cache_speedup"] = measure_cache_speedup(
+            ctx, teacher, initial, tokenizer, train_set, spec, logits
+        )
         metrics["cache_speedup"] = extra["cache_speedup"]["speedup"]
     if d.ablation:
-        extra["ablation"] = run_ablation(ctx, teacher, initial, tokenizer, train_set, eval_set, device, copied)
-    return StageResult(metrics=metrics, artifacts={"model": "model.safetensors", "config": "config.json",
-                                                   "tokenizer": "tokenizer.json"}, extra=extra)
+        extra["ablation"] = run_ablation(
+            ctx, teacher, initial, tokenizer, train_set, eval_set, device, copied
+        )
+    return StageResult(
+        metrics=metrics,
+        artifacts={
+            "model": "model.safetensors",
+            "config": "config.json",
+            "tokenizer": "tokenizer.json",
+        },
+        extra=extra,
+    )
 
 
 def measure_cache_speedup(ctx, teacher, initial, tokenizer, train_set, spec, logits) -> dict:
@@ -182,14 +269,27 @@ def measure_cache_speedup(ctx, teacher, initial, tokenizer, train_set, spec, log
     for mode in ("recompute", "cached"):
         out = ctx.out / f"speedup-{mode}"
         started = time.time()
-        train_student(ctx, teacher, copy.deepcopy(initial), tokenizer, train_set, spec, out,
-                      logits if mode == "cached" else None, max_steps=steps, save_strategy="no",
-                      report_to=[])
+        train_student(
+            ctx,
+            teacher,
+            copy.deepcopy(initial),
+            tokenizer,
+            train_set,
+            spec,
+            out,
+            logits if mode == "cached" else None,
+            max_steps=steps,
+            save_strategy="no",
+            report_to=[],
+        )
         timings[mode] = time.time() - started
         shutil.rmtree(out, ignore_errors=True)
-    return {"steps": steps, "recompute_seconds": round(timings["recompute"], 2),
-            "cached_seconds": round(timings["cached"], 2),
-            "speedup": round(timings["recompute"] / timings["cached"], 3)}
+    return {
+        "steps": steps,
+        "recompute_seconds": round(timings["recompute"], 2),
+        "cached_seconds": round(timings["cached"], 2),
+        "speedup": round(timings["recompute"] / timings["cached"], 3),
+    }
 
 
 ABLATION_VARIANTS = ("labels_only", "logits_kd", "logits_kd_matches")
@@ -214,27 +314,53 @@ def run_ablation(ctx, teacher, initial, tokenizer, train_set, eval_set, device, 
     d = ctx.recipe.distill
     rows = []
     for variant in ABLATION_VARIANTS:
-        cfg = ablation_spec(variant, d, initial.config.num_hidden_layers, teacher.config.num_hidden_layers, copied)
-        spec = loss_spec(cfg, initial.config.num_hidden_layers, teacher.config.num_hidden_layers, copied)
+        cfg = ablation_spec(
+            variant, d, initial.config.num_hidden_layers, teacher.config.num_hidden_layers, copied
+        )
+        spec = loss_spec(
+            cfg, initial.config.num_hidden_layers, teacher.config.num_hidden_layers, copied
+        )
         logits = None
         if d.cache_teacher_logits and not spec.needs_teacher_features:
             logits, _ = cached_teacher_logits(ctx, teacher, train_set, tokenizer, device)
         out = ctx.out / "ablation" / variant
         started = time.time()
-        trainer, _ = train_student(ctx, teacher, copy.deepcopy(initial), tokenizer, train_set, spec, out,
-                                   logits, save_strategy="no")
+        trainer, _ = train_student(
+            ctx,
+            teacher,
+            copy.deepcopy(initial),
+            tokenizer,
+            train_set,
+            spec,
+            out,
+            logits,
+            save_strategy="no",
+        )
         seconds = time.time() - started
-        metrics, _ = evaluate_model(trainer.model, eval_set, tokenizer, d.eval_batch_size, device, variant)
-        rows.append({"variant": variant, "accuracy": metrics["accuracy"], "seconds": round(seconds, 1),
-                     "weights": cfg.weights, "matches": cfg.matches})
+        metrics, _ = evaluate_model(
+            trainer.model, eval_set, tokenizer, d.eval_batch_size, device, variant
+        )
+        rows.append(
+            {
+                "variant": variant,
+                "accuracy": metrics["accuracy"],
+                "seconds": round(seconds, 1),
+                "weights": cfg.weights,
+                "matches": cfg.matches,
+            }
+        )
         shutil.rmtree(out, ignore_errors=True)
     base = rows[0]["accuracy"]
-    lines = ["| variant | accuracy | Δ vs labels only (points) | train seconds | weights | matches |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | accuracy | Δ vs labels only (points) | train seconds | weights | matches |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in rows:
         row["delta_points"] = round(100 * (row["accuracy"] - base), 2)
-        lines.append(f"| {row['variant']} | {row['accuracy']:.4f} | {row['delta_points']:+.2f} | "
-                     f"{row['seconds']} | {json.dumps(row['weights'])} | {', '.join(row['matches']) or '-'} |")
+        lines.append(
+            f"| {row['variant']} | {row['accuracy']:.4f} | {row['delta_points']:+.2f} | "
+            f"{row['seconds']} | {json.dumps(row['weights'])} | {', '.join(row['matches']) or '-'} |"
+        )
     atomic_write_json(ctx.out / "ablation.json", rows)
     atomic_write_text(ctx.out / "ablation.md", "\n".join(lines) + "\n")
     shutil.rmtree(ctx.out / "ablation", ignore_errors=True)

@@ -29,15 +29,24 @@ def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def predict_logits(model, dataset, tokenizer, batch_size: int = 128, device: str = "cpu",
-                   desc: str = "evaluate", progress: bool = True) -> np.ndarray:
+def predict_logits(
+    model,
+    dataset,
+    tokenizer,
+    batch_size: int = 128,
+    device: str = "cpu",
+    desc: str = "evaluate",
+    progress: bool = True,
+) -> np.ndarray:
     """Logits for every row of a tokenized dataset (input_ids, attention_mask, ...)."""
     import torch
     from tqdm.auto import tqdm
     from transformers import DataCollatorWithPadding
 
     collate = DataCollatorWithPadding(tokenizer)
-    features = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in dataset.column_names]
+    features = [
+        c for c in ("input_ids", "attention_mask", "token_type_ids") if c in dataset.column_names
+    ]
     rows = dataset.select_columns(features)
     lengths = [len(ids) for ids in rows["input_ids"]]
     out = np.zeros((len(rows), model.config.num_labels), dtype=np.float32)
@@ -51,8 +60,9 @@ def predict_logits(model, dataset, tokenizer, batch_size: int = 128, device: str
     return out
 
 
-def evaluate_model(model, dataset, tokenizer, batch_size: int = 128, device: str = "cpu",
-                   desc: str = "evaluate") -> tuple[dict[str, Any], np.ndarray]:
+def evaluate_model(
+    model, dataset, tokenizer, batch_size: int = 128, device: str = "cpu", desc: str = "evaluate"
+) -> tuple[dict[str, Any], np.ndarray]:
     logits = predict_logits(model, dataset, tokenizer, batch_size, device, desc)
     labels = np.asarray(dataset["labels"])
     metrics = classification_metrics(logits, labels)

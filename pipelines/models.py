@@ -35,7 +35,9 @@ def check_local_model(folder: Path, security: SecurityConfig, key: str) -> None:
             "refused. If you trust it, set security.trust_remote_code: true in the recipe."
         )
     safetensors = list(folder.glob("*.safetensors"))
-    pickles = [p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and "training_args" not in p.name]
+    pickles = [
+        p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and "training_args" not in p.name
+    ]
     if not safetensors and pickles and not security.allow_pickle:
         raise UnsafeSourceError(
             f"{key}: {folder} has only pickle weights ({', '.join(p.name for p in pickles)}), which can "
@@ -55,27 +57,41 @@ def load_tokenizer(source: Source, security: SecurityConfig):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(source.value, trust_remote_code=security.trust_remote_code)
+        return AutoTokenizer.from_pretrained(
+            source.value, trust_remote_code=security.trust_remote_code
+        )
     except Exception as exc:
-        raise DistilleryError(f"{source.key}: cannot load a tokenizer from {source.value}: {exc}") from None
+        raise DistilleryError(
+            f"{source.key}: cannot load a tokenizer from {source.value}: {exc}"
+        ) from None
 
 
-def load_classifier(source: Source, labels: list[str], security: SecurityConfig, *, finetuned: bool):
+def load_classifier(
+    source: Source, labels: list[str], security: SecurityConfig, *, finetuned: bool
+):
     """AutoModelForSequenceClassification with the task's labels; errors name the file."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     id2label = dict(enumerate(labels))
     try:
-        config = AutoConfig.from_pretrained(source.value, trust_remote_code=security.trust_remote_code)
+        config = AutoConfig.from_pretrained(
+            source.value, trust_remote_code=security.trust_remote_code
+        )
     except Exception as exc:
-        raise DistilleryError(f"{source.key}: cannot read the config of {source.value}: {exc}") from None
+        raise DistilleryError(
+            f"{source.key}: cannot read the config of {source.value}: {exc}"
+        ) from None
     if finetuned and config.num_labels != len(labels):
         raise DistilleryError(
             f"{source.key}: {source.value} is a classifier with {config.num_labels} labels but "
             f"task.labels has {len(labels)} ({labels}). Use a checkpoint fine-tuned for this task, or set "
             "teacher.finetune: true to train a new head."
         )
-    kwargs = {"num_labels": len(labels), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
+    kwargs = {
+        "num_labels": len(labels),
+        "id2label": id2label,
+        "label2id": {v: k for k, v in id2label.items()},
+    }
     try:
         return AutoModelForSequenceClassification.from_pretrained(
             source.value,
@@ -85,11 +101,16 @@ def load_classifier(source: Source, labels: list[str], security: SecurityConfig,
             **kwargs,
         )
     except Exception as exc:
-        files = ", ".join(sorted(p.name for p in source.path.glob("*"))) if source.kind == "local" else ""
+        files = (
+            ", ".join(sorted(p.name for p in source.path.glob("*")))
+            if source.kind == "local"
+            else ""
+        )
         raise DistilleryError(
             f"{source.key}: cannot load weights from {source.value} ({exc.__class__.__name__}: "
             f"{str(exc).splitlines()[0][:300]}). The weight file may be truncated or corrupted"
-            + (f"; files there: {files}" if files else "") + "."
+            + (f"; files there: {files}" if files else "")
+            + "."
         ) from None
 
 
@@ -109,11 +130,15 @@ def build_word_vocab(texts: list[str], out_dir: Path, max_size: int = 5000):
     counts = Counter(w for text in texts for w in re.findall(r"\w+|[^\w\s]", text.lower()))
     words = sorted(counts, key=lambda w: (-counts[w], w))[: max_size - 5]
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    (out_dir / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n"
+    )
     return BertTokenizerFast(vocab_file=str(out_dir / "vocab.txt"), do_lower_case=True)
 
 
-def bert_from_shape(shape: ModelShape, vocab_size: int, labels: list[str], max_positions: int, seed: int):
+def bert_from_shape(
+    shape: ModelShape, vocab_size: int, labels: list[str], max_positions: int, seed: int
+):
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
@@ -137,7 +162,9 @@ def teacher_sources(recipe: Recipe) -> list[tuple[Source, str]]:
     """The hub/local sources the teacher stage will read, for preflight and dry runs."""
     found = []
     if recipe.teacher.init == "pretrained" and recipe.teacher.model:
-        found.append((resolve_model(recipe.teacher.model, recipe.security, "teacher.model"), "model"))
+        found.append(
+            (resolve_model(recipe.teacher.model, recipe.security, "teacher.model"), "model")
+        )
     if recipe.teacher.tokenizer:
         found.append((model_source(recipe.teacher.tokenizer, "teacher.tokenizer"), "model"))
     return found

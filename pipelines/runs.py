@@ -20,11 +20,41 @@ from typing import Any
 from pipelines.errors import DistilleryError
 
 MANIFEST = "manifest.json"
-PACKAGES = ("distillery", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime",
-            "onnxruntime-gpu", "datasets", "accelerate", "neural-compressor-pt", "tokenizers")
-ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-             "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "i8mm",
-             "sve", "bf16")
+PACKAGES = (
+    "distillery",
+    "torch",
+    "transformers",
+    "optimum",
+    "optimum-onnx",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "datasets",
+    "accelerate",
+    "neural-compressor-pt",
+    "tokenizers",
+)
+ISA_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "sve",
+    "bf16",
+)
 
 
 def canonical_hash(payload: Any) -> str:
@@ -150,8 +180,8 @@ def check_writable(path: Path) -> None:
     """Fail early, naming the folder, when a run folder cannot be created or written."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-", delete=True)
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-", delete=True):
+            pass
     except OSError as exc:
         raise DistilleryError(
             f"{path}: cannot write here ({exc.strerror}). Free disk space or pass --runs-dir with a "

@@ -36,7 +36,9 @@ def model_source(value: str, key: str) -> Source:
     if Path(value).exists():
         return Source("local", str(Path(value).resolve()), key=key)
     if value.startswith(("/", "./", "../", "~")):
-        raise SourceError(f"{key}: local path {value} does not exist. Fix the path or give a hub id.")
+        raise SourceError(
+            f"{key}: local path {value} does not exist. Fix the path or give a hub id."
+        )
     return Source("hub", value, key=key, given=value)
 
 
@@ -99,8 +101,11 @@ def preflight(sources: list[tuple[Source, Literal["model", "dataset"]]]) -> None
                 shown += f" (hub dataset {source.value}, config {source.subset})"
             problems.append(f"  {source.key} = {shown}: {reason}")
     if problems:
-        keys = " ".join(f"{s.key}=/path/to/local/{'model' if t == 'model' else 'data'}"
-                        for s, t in sources if s.kind == "hub")
+        keys = " ".join(
+            f"{s.key}=/path/to/local/{'model' if t == 'model' else 'data'}"
+            for s, t in sources
+            if s.kind == "hub"
+        )
         raise SourceError(
             "cannot load from the Hugging Face Hub:\n" + "\n".join(problems) + "\n"
             f"To run offline, point the recipe at local files, e.g. --set {keys}\n"

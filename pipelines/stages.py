@@ -82,10 +82,20 @@ def _distill(ctx: StageContext) -> StageResult:
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
-        Stage("teacher", ("seed", "task", "data", "teacher", "train", "security"), (), _teacher,
-              "fine-tune (or load and evaluate) the teacher classifier"),
-        Stage("distill", ("seed", "task", "data", "student", "distill", "train", "security"),
-              ("teacher",), _distill, "build the student and train it on the combined loss"),
+        Stage(
+            "teacher",
+            ("seed", "task", "data", "teacher", "train", "security"),
+            (),
+            _teacher,
+            "fine-tune (or load and evaluate) the teacher classifier",
+        ),
+        Stage(
+            "distill",
+            ("seed", "task", "data", "student", "distill", "train", "security"),
+            ("teacher",),
+            _distill,
+            "build the student and train it on the combined loss",
+        ),
         Stage("export", ("export",), ("distill",), None, "export student and teacher to ONNX", 4),
         Stage("quantize", ("quantize",), ("export",), None, "int8 quantization", 5),
         Stage("bench", ("bench",), ("quantize",), None, "latency/accuracy benchmark", 6),
@@ -99,7 +109,9 @@ def plan(target: str | None) -> list[str]:
     if target is None:
         return list(STAGES)
     if target not in STAGES:
-        raise DistilleryError(f"--stage {target!r}: unknown stage. Allowed values: {', '.join(STAGES)}.")
+        raise DistilleryError(
+            f"--stage {target!r}: unknown stage. Allowed values: {', '.join(STAGES)}."
+        )
     wanted: set[str] = set()
     todo = [target]
     while todo:
@@ -118,7 +130,9 @@ def stage_hash(recipe: Recipe, stage: Stage, inputs: dict[str, str], data_hash: 
         if isinstance(value, dict):
             value = {k: v for k, v in value.items() if k not in COSMETIC.get(section, ())}
         hashed[section] = value
-    return canonical_hash({"stage": stage.name, "config": hashed, "inputs": inputs, "data": data_hash})
+    return canonical_hash(
+        {"stage": stage.name, "config": hashed, "inputs": inputs, "data": data_hash}
+    )
 
 
 @contextmanager
@@ -141,8 +155,14 @@ def stage_log(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def run_pipeline(recipe: Recipe, runs_root: Path, target: str | None = None, force: bool = False,
-                 dry_run: bool = False, echo: Callable[[str], None] = print) -> dict[str, dict]:
+def run_pipeline(
+    recipe: Recipe,
+    runs_root: Path,
+    target: str | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+    echo: Callable[[str], None] = print,
+) -> dict[str, dict]:
     """Run (or skip) every stage up to `target`; return the manifests by stage."""
     from pipelines.data import source_fingerprint
 
@@ -165,7 +185,9 @@ def run_pipeline(recipe: Recipe, runs_root: Path, target: str | None = None, for
         existing = run.read_manifest(name)
         forced = force and (target is None or name == target)
         if existing and existing.get("hash") == digest and not forced:
-            echo(f"[{name}] skipped: already done with this config (hash {digest[:12]}); --force reruns it")
+            echo(
+                f"[{name}] skipped: already done with this config (hash {digest[:12]}); --force reruns it"
+            )
             done[name] = existing
             continue
         if stage.main is None:
@@ -211,8 +233,11 @@ def _run_stage(recipe, run, stage, digest, inputs, data_hash, cache, done, echo)
     }
     manifest = json.loads(json.dumps(manifest, default=str))  # exactly what is on disk
     run.write_manifest(stage.name, manifest)
-    shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                      for k, v in result.metrics.items() if not isinstance(v, (dict, list)))
+    shown = ", ".join(
+        f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in result.metrics.items()
+        if not isinstance(v, (dict, list))
+    )
     echo(f"[{stage.name}] done in {seconds:.1f} s: {shown}")
     return manifest
 
@@ -226,5 +251,7 @@ def preflight_sources(recipe: Recipe, names: list[str]) -> None:
     if "teacher" in names:
         sources.extend(teacher_sources(recipe))
     if "distill" in names and recipe.student.init == "pretrained" and recipe.student.model:
-        sources.append((resolve_model(recipe.student.model, recipe.security, "student.model"), "model"))
+        sources.append(
+            (resolve_model(recipe.student.model, recipe.security, "student.model"), "model")
+        )
     preflight(sources)

@@ -10,10 +10,31 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-POSITIVE = ["good", "great", "fine", "lovely", "superb", "charming", "brilliant", "warm", "funny", "moving"]
+POSITIVE = [
+    "good",
+    "great",
+    "fine",
+    "lovely",
+    "superb",
+    "charming",
+    "brilliant",
+    "warm",
+    "funny",
+    "moving",
+]
 NEGATIVE = ["bad", "awful", "dull", "boring", "weak", "clumsy", "tedious", "cold", "silly", "flat"]
-SUBJECTS = ["the film", "this movie", "the plot", "the cast", "the script", "the ending", "the score",
-            "the story", "the acting", "the director"]
+SUBJECTS = [
+    "the film",
+    "this movie",
+    "the plot",
+    "the cast",
+    "the script",
+    "the ending",
+    "the score",
+    "the story",
+    "the acting",
+    "the director",
+]
 VERBS = ["is", "was", "seems", "felt", "looks"]
 ADVERBS = ["", "really ", "very ", "quite ", "truly "]
 FILLERS = ["", " overall", " to me", " in the end", " , honestly", " for a sequel"]

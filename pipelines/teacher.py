@@ -11,7 +11,13 @@ import shutil
 
 from pipelines.data import require_rows, tokenize
 from pipelines.evaluation import evaluate_model
-from pipelines.models import bert_from_shape, load_classifier, load_tokenizer, resolve_model, build_word_vocab
+from pipelines.models import (
+    bert_from_shape,
+    build_word_vocab,
+    load_classifier,
+    load_tokenizer,
+    resolve_model,
+)
 from pipelines.sources import model_source
 from pipelines.stages import StageContext, StageResult
 from pipelines.training import last_checkpoint, logging_callback, resolve_device, training_arguments
@@ -24,11 +30,15 @@ def build_teacher(ctx: StageContext, data):
     recipe, t = ctx.recipe, ctx.recipe.teacher
     if t.init == "config":
         if t.tokenizer:
-            tokenizer = load_tokenizer(model_source(t.tokenizer, "teacher.tokenizer"), recipe.security)
+            tokenizer = load_tokenizer(
+                model_source(t.tokenizer, "teacher.tokenizer"), recipe.security
+            )
         else:
             texts = [x for c in recipe.task.text_columns for x in data.train[c]]
             tokenizer = build_word_vocab(texts, ctx.out / "vocab")
-        model = bert_from_shape(t.config, len(tokenizer), recipe.task.labels, recipe.data.max_length, recipe.seed)
+        model = bert_from_shape(
+            t.config, len(tokenizer), recipe.task.labels, recipe.data.max_length, recipe.seed
+        )
         return tokenizer, model
     source = resolve_model(t.model, recipe.security, "teacher.model")
     tokenizer_source = model_source(t.tokenizer, "teacher.tokenizer") if t.tokenizer else source
@@ -49,17 +59,33 @@ def main(ctx: StageContext) -> StageResult:
     eval_set = tokenize(data.eval, tokenizer, recipe)
     train_info = {}
     if t.finetune:
-        require_rows(data.train, recipe.data.train_split, t.batch_size, f"teacher.batch_size is {t.batch_size}")
+        require_rows(
+            data.train,
+            recipe.data.train_split,
+            t.batch_size,
+            f"teacher.batch_size is {t.batch_size}",
+        )
         train_set = tokenize(data.train, tokenizer, recipe)
         checkpoints = ctx.out / "checkpoints"
         args = training_arguments(
-            recipe, checkpoints, epochs=t.epochs, learning_rate=t.learning_rate, batch_size=t.batch_size,
-            eval_batch_size=t.eval_batch_size, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
+            recipe,
+            checkpoints,
+            epochs=t.epochs,
+            learning_rate=t.learning_rate,
+            batch_size=t.batch_size,
+            eval_batch_size=t.eval_batch_size,
+            warmup_ratio=t.warmup_ratio,
+            weight_decay=t.weight_decay,
             train_rows=len(train_set),
         )
-        trainer = Trainer(model=model, args=args, train_dataset=train_set,
-                          data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-                          callbacks=[logging_callback()])
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=train_set,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            processing_class=tokenizer,
+            callbacks=[logging_callback()],
+        )
         resume = last_checkpoint(checkpoints)
         if resume:
             log.info("resuming teacher training from %s", resume)
@@ -72,14 +98,23 @@ def main(ctx: StageContext) -> StageResult:
             "train_rows": len(train_set),
             "train_seconds": output.metrics.get("train_runtime"),
         }
-    metrics, _ = evaluate_model(model, eval_set, tokenizer, t.eval_batch_size, device, "evaluate teacher")
+    metrics, _ = evaluate_model(
+        model, eval_set, tokenizer, t.eval_batch_size, device, "evaluate teacher"
+    )
     model.save_pretrained(ctx.out, safe_serialization=True)
     tokenizer.save_pretrained(ctx.out)
     shutil.rmtree(ctx.out / "checkpoints", ignore_errors=True)
     shutil.rmtree(ctx.out / "vocab", ignore_errors=True)
     return StageResult(
         metrics=metrics,
-        artifacts={"model": "model.safetensors", "config": "config.json", "tokenizer": "tokenizer.json"},
-        extra={"training": train_info, "device": device,
-               "parameters": sum(p.numel() for p in model.parameters())},
+        artifacts={
+            "model": "model.safetensors",
+            "config": "config.json",
+            "tokenizer": "tokenizer.json",
+        },
+        extra={
+            "training": train_info,
+            "device": device,
+            "parameters": sum(p.numel() for p in model.parameters()),
+        },
     )

@@ -37,9 +37,18 @@ def resolve_precision(recipe: Recipe, device: str) -> str:
     return precision
 
 
-def training_arguments(recipe: Recipe, output_dir: Path, *, epochs: float, learning_rate: float,
-                       batch_size: int, eval_batch_size: int, warmup_ratio: float,
-                       weight_decay: float, train_rows: int):
+def training_arguments(
+    recipe: Recipe,
+    output_dir: Path,
+    *,
+    epochs: float,
+    learning_rate: float,
+    batch_size: int,
+    eval_batch_size: int,
+    warmup_ratio: float,
+    weight_decay: float,
+    train_rows: int,
+):
     from transformers import TrainingArguments
 
     device = resolve_device(recipe)

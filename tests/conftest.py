@@ -17,7 +17,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def pytest_collection_modifyitems(config, items):
-    has_shared = (SHARED / "data" / "sst2").is_dir() and (SHARED / "models" / "all-minilm-l6-v2").is_dir()
+    has_shared = (SHARED / "data" / "sst2").is_dir() and (
+        SHARED / "models" / "all-minilm-l6-v2"
+    ).is_dir()
     try:
         import torch
 
@@ -26,9 +28,13 @@ def pytest_collection_modifyitems(config, items):
         has_cuda = False
     for item in items:
         if "real" in item.keywords and not has_shared:
-            item.add_marker(pytest.mark.skip(reason=f"needs ../shared (SST-2 and MiniLM) at {SHARED}"))
+            item.add_marker(
+                pytest.mark.skip(reason=f"needs ../shared (SST-2 and MiniLM) at {SHARED}")
+            )
         if "gpu" in item.keywords and not has_cuda:
-            item.add_marker(pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)"))
+            item.add_marker(
+                pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
+            )
 
 
 def tiny_recipe(**sections) -> dict:
@@ -36,11 +42,20 @@ def tiny_recipe(**sections) -> dict:
     recipe = {
         "name": "tiny",
         "seed": 0,
-        "task": {"text_columns": ["text"], "label_column": "label", "labels": ["negative", "positive"]},
+        "task": {
+            "text_columns": ["text"],
+            "label_column": "label",
+            "labels": ["negative", "positive"],
+        },
         "data": {"source": "synthetic:sentiment", "synthetic_rows": 800, "max_length": 24},
         "teacher": {
             "init": "config",
-            "config": {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64},
+            "config": {
+                "num_hidden_layers": 2,
+                "hidden_size": 32,
+                "num_attention_heads": 2,
+                "intermediate_size": 64,
+            },
             "epochs": 4,
             "learning_rate": 3e-3,
             "batch_size": 16,

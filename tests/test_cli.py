@@ -11,8 +11,14 @@ from tests.conftest import ROOT, tiny_recipe, write_recipe
 
 
 def cli(*args, cwd=ROOT, env=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "pipelines", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_validate_typo_exits_nonzero_and_suggests(tmp_path):
@@ -28,7 +34,10 @@ def test_validate_ok_and_set_validation(tmp_path):
     path = write_recipe(tmp_path / "ok.yaml", tiny_recipe())
     assert cli("validate", str(path)).returncode == 0
     bad = cli("validate", str(path), "--set", "teacher.batch_size=0")
-    assert bad.returncode == 2 and "teacher.batch_size: 0 is out of range; allowed values: [1, 4096]" in bad.stderr
+    assert (
+        bad.returncode == 2
+        and "teacher.batch_size: 0 is out of range; allowed values: [1, 4096]" in bad.stderr
+    )
 
 
 def test_hub_recipe_fails_fast_with_the_local_fix():
@@ -36,7 +45,13 @@ def test_hub_recipe_fails_fast_with_the_local_fix():
     result = cli("run", "recipes/sst2.yaml", timeout=60)
     assert time.time() - started < 30
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    for needle in ("teacher.model = bert-base-uncased", "data.source = glue/sst2", "--set", "teacher.model=", "data.source="):
+    for needle in (
+        "teacher.model = bert-base-uncased",
+        "data.source = glue/sst2",
+        "--set",
+        "teacher.model=",
+        "data.source=",
+    ):
         assert needle in result.stderr
 
 
@@ -48,15 +63,28 @@ def test_unreachable_hub_is_reported_per_source(monkeypatch):
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", refuse)
-    sources = [(Source("hub", "bert-base-uncased", key="teacher.model", given="bert-base-uncased"), "model"),
-               (Source("hub", "nyu-mll/glue", subset="sst2", key="data.source", given="glue/sst2"), "dataset")]
-    with pytest.raises(SourceError, match=r"teacher\.model = bert-base-uncased: the Hugging Face Hub could not be reached \(ConnectionError\)"):
+    sources = [
+        (
+            Source("hub", "bert-base-uncased", key="teacher.model", given="bert-base-uncased"),
+            "model",
+        ),
+        (
+            Source("hub", "nyu-mll/glue", subset="sst2", key="data.source", given="glue/sst2"),
+            "dataset",
+        ),
+    ]
+    with pytest.raises(
+        SourceError,
+        match=r"teacher\.model = bert-base-uncased: the Hugging Face Hub could not be reached \(ConnectionError\)",
+    ):
         preflight(sources)
 
 
 def test_dry_run_trains_nothing_and_writes_nothing(tmp_path):
     path = write_recipe(tmp_path / "r.yaml", tiny_recipe())
-    result = cli("run", str(path), "--stage", "distill", "--dry-run", "--runs-dir", str(tmp_path / "runs"))
+    result = cli(
+        "run", str(path), "--stage", "distill", "--dry-run", "--runs-dir", str(tmp_path / "runs")
+    )
     assert result.returncode == 0, result.stderr
     assert "[teacher] would run" in result.stdout and "[distill] would run" in result.stdout
     assert not (tmp_path / "runs").exists()

@@ -20,13 +20,18 @@ def test_tiny_recipe_loads_with_defaults(recipe_file):
 
 def test_typo_key_is_named_with_suggestion(recipe_file):
     path = recipe_file(teacher={**tiny_recipe()["teacher"], "epoch": 3})
-    with pytest.raises(ConfigError, match=r"teacher\.epoch: unknown key\. Did you mean 'teacher\.epochs'\?"):
+    with pytest.raises(
+        ConfigError, match=r"teacher\.epoch: unknown key\. Did you mean 'teacher\.epochs'\?"
+    ):
         load_recipe(path)
 
 
 def test_unknown_top_level_key_lists_valid_keys(recipe_file):
     path = recipe_file(studnet={"init": "config"})
-    with pytest.raises(ConfigError, match=r"studnet: unknown key\. Did you mean 'student'\?.*Valid keys under the recipe: .*distill"):
+    with pytest.raises(
+        ConfigError,
+        match=r"studnet: unknown key\. Did you mean 'student'\?.*Valid keys under the recipe: .*distill",
+    ):
         load_recipe(path)
 
 
@@ -36,9 +41,15 @@ def test_unknown_top_level_key_lists_valid_keys(recipe_file):
         ("teacher.epochs=abc", r"teacher\.epochs: expected a number, got 'abc'"),
         ("teacher.batch_size=2.5", r"teacher\.batch_size: expected an integer, got 2\.5"),
         ("data.max_length=4", r"data\.max_length: 4 is out of range; allowed values: \[8, 4096\]"),
-        ("student.init=magic", r"student\.init: 'magic' is not allowed\. Allowed values: teacher_layers, config, pretrained"),
+        (
+            "student.init=magic",
+            r"student\.init: 'magic' is not allowed\. Allowed values: teacher_layers, config, pretrained",
+        ),
         ("teacher.finetune=maybe", r"teacher\.finetune: expected true/false, got 'maybe'"),
-        ("train.device=tpu", r"train\.device: 'tpu' is not allowed\. Allowed values: auto, cpu, cuda"),
+        (
+            "train.device=tpu",
+            r"train\.device: 'tpu' is not allowed\. Allowed values: auto, cpu, cuda",
+        ),
         ("task.text_columns=[a, b, c]", r"task\.text_columns: .* has 3 columns"),
         ("distill.weights.hiden_mse=1", r"distill\.weights\.hiden_mse: unknown weight"),
     ],
@@ -49,12 +60,18 @@ def test_set_goes_through_the_same_validation(recipe_file, override, message):
 
 
 def test_set_unknown_key_suggests(recipe_file):
-    with pytest.raises(ConfigError, match=r"--set teacher\.learning_rat: unknown key\. Did you mean 'teacher\.learning_rate'\?"):
+    with pytest.raises(
+        ConfigError,
+        match=r"--set teacher\.learning_rat: unknown key\. Did you mean 'teacher\.learning_rate'\?",
+    ):
         load_recipe(recipe_file(), ["teacher.learning_rat=0.1"])
 
 
 def test_set_overrides_values(recipe_file):
-    recipe = load_recipe(recipe_file(), ["teacher.epochs=1", "data.max_train_samples=50", "distill.matches=[hidden_mse]"])
+    recipe = load_recipe(
+        recipe_file(),
+        ["teacher.epochs=1", "data.max_train_samples=50", "distill.matches=[hidden_mse]"],
+    )
     assert recipe.teacher.epochs == 1.0
     assert recipe.data.max_train_samples == 50
     assert recipe.distill.matches == ["hidden_mse"]
@@ -86,7 +103,10 @@ def test_relative_paths_resolve_against_the_recipe_folder(tmp_path):
 
 
 def test_hub_ids_are_left_alone(recipe_file):
-    recipe = load_recipe(recipe_file(data={"source": "glue/sst2"}), ["teacher.init=pretrained", "teacher.model=bert-base-uncased"])
+    recipe = load_recipe(
+        recipe_file(data={"source": "glue/sst2"}),
+        ["teacher.init=pretrained", "teacher.model=bert-base-uncased"],
+    )
     assert recipe.data.source == "glue/sst2"
     assert recipe.teacher.model == "bert-base-uncased"
 
@@ -109,10 +129,24 @@ def test_shipped_recipes_validate_and_start_with_their_command(name):
 
 def test_key_paths_cover_the_public_interface():
     paths = {row[0] for row in key_paths(Recipe)}
-    public = {"name", "seed", "task.text_columns", "task.label_column", "task.labels", "data.source",
-              "data.train_split", "data.eval_split", "data.max_train_samples", "data.max_eval_samples",
-              "data.max_length", "teacher.model", "teacher.finetune", "teacher.epochs",
-              "teacher.learning_rate", "teacher.batch_size"}
+    public = {
+        "name",
+        "seed",
+        "task.text_columns",
+        "task.label_column",
+        "task.labels",
+        "data.source",
+        "data.train_split",
+        "data.eval_split",
+        "data.max_train_samples",
+        "data.max_eval_samples",
+        "data.max_length",
+        "teacher.model",
+        "teacher.finetune",
+        "teacher.epochs",
+        "teacher.learning_rate",
+        "teacher.batch_size",
+    }
     assert public <= paths
 
 

@@ -54,11 +54,20 @@ def test_every_local_format_loads(tmp_path, fmt):
 
 def test_sentence_pairs_and_string_labels(tmp_path):
     folder = tmp_path / "pairs"
-    rows = [{"premise": f"a {i}", "hypothesis": f"b {i}", "gold": ["no", "yes"][i % 2]} for i in range(20)]
+    rows = [
+        {"premise": f"a {i}", "hypothesis": f"b {i}", "gold": ["no", "yes"][i % 2]}
+        for i in range(20)
+    ]
     _write(folder, "train", rows, "jsonl")
     _write(folder, "validation", rows[:4], "jsonl")
-    raw = tiny_recipe(task={"text_columns": ["premise", "hypothesis"], "label_column": "gold", "labels": ["no", "yes"]},
-                      data={"source": str(folder)})
+    raw = tiny_recipe(
+        task={
+            "text_columns": ["premise", "hypothesis"],
+            "label_column": "gold",
+            "labels": ["no", "yes"],
+        },
+        data={"source": str(folder)},
+    )
     recipe = load_recipe(write_recipe(tmp_path / "r.yaml", raw))
     data = load_task_data(recipe)
     assert data.train.column_names == ["premise", "hypothesis", "labels"]
@@ -81,7 +90,10 @@ def test_single_file_is_split_by_eval_fraction(tmp_path):
 def test_missing_split_file_names_path_and_candidates(tmp_path):
     folder = tmp_path / "data"
     _write(folder, "train", ROWS, "jsonl")
-    with pytest.raises(DataError, match=r"no file for split 'validation'\. Looked for validation\.jsonl, validation\.json, .*validation\.parquet; the folder holds: train\.jsonl"):
+    with pytest.raises(
+        DataError,
+        match=r"no file for split 'validation'\. Looked for validation\.jsonl, validation\.json, .*validation\.parquet; the folder holds: train\.jsonl",
+    ):
         load_task_data(_recipe(tmp_path, folder))
 
 
@@ -90,12 +102,18 @@ def test_missing_column_lists_found_columns(tmp_path):
     rows = [{"sentence": r["text"], "label": r["label"]} for r in ROWS]
     _write(folder, "train", rows, "jsonl")
     _write(folder, "validation", rows, "jsonl")
-    with pytest.raises(DataError, match=r"column 'text' \(task\.text_columns\) is missing; the columns found are: sentence, label"):
+    with pytest.raises(
+        DataError,
+        match=r"column 'text' \(task\.text_columns\) is missing; the columns found are: sentence, label",
+    ):
         load_task_data(_recipe(tmp_path, folder))
 
 
 def test_label_out_of_range_names_row_and_labels():
-    with pytest.raises(DataError, match=r"split 'train', row 2: label 5 is not valid\. task\.labels is \['neg', 'pos'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"split 'train', row 2: label 5 is not valid\. task\.labels is \['neg', 'pos'\]",
+    ):
         label_ids([0, 1, 5, 7], ["neg", "pos"], "train")
 
 
@@ -126,7 +144,12 @@ def test_require_rows_names_split_and_size():
 
 
 def test_tokenize_truncates_without_padding(tmp_path):
-    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe(data={"source": "synthetic:sentiment", "max_length": 8})))
+    recipe = load_recipe(
+        write_recipe(
+            tmp_path / "r.yaml",
+            tiny_recipe(data={"source": "synthetic:sentiment", "max_length": 8}),
+        )
+    )
     data = load_task_data(recipe)
     from pipelines.models import build_word_vocab
 
@@ -137,6 +160,10 @@ def test_tokenize_truncates_without_padding(tmp_path):
 
 
 def test_synthetic_source_unknown_name(tmp_path):
-    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe(data={"source": "synthetic:nope"})))
-    with pytest.raises(DataError, match=r"unknown synthetic task 'nope'; known: \['pairs', 'sentiment'\]"):
+    recipe = load_recipe(
+        write_recipe(tmp_path / "r.yaml", tiny_recipe(data={"source": "synthetic:nope"}))
+    )
+    with pytest.raises(
+        DataError, match=r"unknown synthetic task 'nope'; known: \['pairs', 'sentiment'\]"
+    ):
         load_task_data(recipe)

@@ -38,7 +38,9 @@ def _eval_logits(folder, recipe):
     model = AutoModelForSequenceClassification.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     data = load_task_data(recipe)
-    return model, predict_logits(model, tokenize(data.eval, tokenizer, recipe), tokenizer, progress=False)
+    return model, predict_logits(
+        model, tokenize(data.eval, tokenizer, recipe), tokenizer, progress=False
+    )
 
 
 def _kl(logits_t, logits_s):
@@ -48,11 +50,24 @@ def _kl(logits_t, logits_s):
 
 def test_config_student_approaches_the_teacher(tmp_path, teacher_run):
     recipe, manifest, folder = _distill(
-        tmp_path, teacher_run,
-        student={"init": "config", "config": {"num_hidden_layers": 1, "hidden_size": 16, "num_attention_heads": 2,
-                                              "intermediate_size": 32}},
-        distill={"epochs": 4, "learning_rate": 3e-3, "batch_size": 16, "matches": ["hidden_mse"],
-                 "weights": {"task": 0.5, "kd": 0.5, "hidden_mse": 0.5}},
+        tmp_path,
+        teacher_run,
+        student={
+            "init": "config",
+            "config": {
+                "num_hidden_layers": 1,
+                "hidden_size": 16,
+                "num_attention_heads": 2,
+                "intermediate_size": 32,
+            },
+        },
+        distill={
+            "epochs": 4,
+            "learning_rate": 3e-3,
+            "batch_size": 16,
+            "matches": ["hidden_mse"],
+            "weights": {"task": 0.5, "kd": 0.5, "hidden_mse": 0.5},
+        },
     )
     _, logits_t = _eval_logits(teacher_run, recipe)
     student, logits_s = _eval_logits(folder, recipe)
@@ -74,15 +89,22 @@ def test_config_student_approaches_the_teacher(tmp_path, teacher_run):
 
 def test_teacher_layers_student_with_attention_matches_logs_every_term(tmp_path, teacher_run):
     _, manifest, folder = _distill(
-        tmp_path, teacher_run,
-        distill={"epochs": 1, "batch_size": 16, "matches": ["attention_kl", "hidden_cosine", "embedding_mse"]},
+        tmp_path,
+        teacher_run,
+        distill={
+            "epochs": 1,
+            "batch_size": 16,
+            "matches": ["attention_kl", "hidden_cosine", "embedding_mse"],
+        },
     )
     assert manifest["loss"]["layer_map"] == [[0, 1]]  # the copied layer's own position
     assert manifest["loss"]["projections"] == []  # same width
     log = (folder / "log.txt").read_text()
     for term in ("task", "kd", "attention_kl", "hidden_cosine", "embedding_mse"):
         assert f"'loss_{term}':" in log and f"'loss_{term}_weighted':" in log
-    assert manifest["training"]["cached_teacher_logits"] is False  # matches need the teacher's forward
+    assert (
+        manifest["training"]["cached_teacher_logits"] is False
+    )  # matches need the teacher's forward
 
 
 def test_cached_logits_match_recomputed_on_the_first_step_and_teacher_is_frozen(teacher_run):
@@ -101,11 +123,28 @@ def test_cached_logits_match_recomputed_on_the_first_step_and_teacher_is_frozen(
     cached = teacher_logits(teacher, train, tokenizer, batch_size=64)
     losses = {}
     for mode in ("recompute", "cached"):
-        args = TrainingArguments(output_dir=str(teacher_run.parent / f"tmp-{mode}"), max_steps=2, logging_steps=1,
-                                 per_device_train_batch_size=16, learning_rate=1e-3, use_cpu=True, seed=3,
-                                 report_to="none", save_strategy="no", remove_unused_columns=False, disable_tqdm=True)
-        trainer = distill(teacher, from_teacher_layers(teacher, [1]), train, tokenizer, LossSpec(), args,
-                          cached_logits=cached if mode == "cached" else None)
+        args = TrainingArguments(
+            output_dir=str(teacher_run.parent / f"tmp-{mode}"),
+            max_steps=2,
+            logging_steps=1,
+            per_device_train_batch_size=16,
+            learning_rate=1e-3,
+            use_cpu=True,
+            seed=3,
+            report_to="none",
+            save_strategy="no",
+            remove_unused_columns=False,
+            disable_tqdm=True,
+        )
+        trainer = distill(
+            teacher,
+            from_teacher_layers(teacher, [1]),
+            train,
+            tokenizer,
+            LossSpec(),
+            args,
+            cached_logits=cached if mode == "cached" else None,
+        )
         losses[mode] = [h["loss_kd"] for h in trainer.state.log_history if "loss_kd" in h]
     assert losses["cached"][0] == pytest.approx(losses["recompute"][0], rel=1e-4, abs=1e-6)
     for key, value in teacher.state_dict().items():
@@ -114,20 +153,29 @@ def test_cached_logits_match_recomputed_on_the_first_step_and_teacher_is_frozen(
 
 
 def test_cache_is_reused_and_speedup_measured(tmp_path, teacher_run):
-    _, manifest, _ = _distill(tmp_path, teacher_run, distill={"epochs": 0.5, "batch_size": 16, "cache_speedup_steps": 8})
+    _, manifest, _ = _distill(
+        tmp_path, teacher_run, distill={"epochs": 0.5, "batch_size": 16, "cache_speedup_steps": 8}
+    )
     cache = manifest["training"]["cache"]
     assert cache["reused"] is False and cache["path"].endswith(".npy")
     logits = np.load(cache["path"])
     assert logits.shape == (800, 2)
     speed = manifest["cache_speedup"]
-    assert speed["steps"] == 8 and speed["speedup"] == pytest.approx(speed["recompute_seconds"] / speed["cached_seconds"], rel=1e-2)
+    assert speed["steps"] == 8 and speed["speedup"] == pytest.approx(
+        speed["recompute_seconds"] / speed["cached_seconds"], rel=1e-2
+    )
 
 
 def test_ablation_writes_a_table_of_three_variants(tmp_path, teacher_run):
-    _, manifest, folder = _distill(tmp_path, teacher_run, distill={"epochs": 0.5, "batch_size": 16, "ablation": True})
+    _, manifest, folder = _distill(
+        tmp_path, teacher_run, distill={"epochs": 0.5, "batch_size": 16, "ablation": True}
+    )
     rows = json.loads((folder / "ablation.json").read_text())
     assert [r["variant"] for r in rows] == ["labels_only", "logits_kd", "logits_kd_matches"]
-    assert rows[0]["weights"] == {"task": 1.0, "kd": 0.0} and rows[2]["matches"] == ["hidden_mse", "attention_kl"]
+    assert rows[0]["weights"] == {"task": 1.0, "kd": 0.0} and rows[2]["matches"] == [
+        "hidden_mse",
+        "attention_kl",
+    ]
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows) and rows[0]["delta_points"] == 0.0
     table = (folder / "ablation.md").read_text().splitlines()
     assert len(table) == 5 and table[2].startswith("| labels_only |")

@@ -77,7 +77,9 @@ def test_match_ignores_padding(name):
 @pytest.mark.parametrize("name", ["attention_kl", "attention_mse"])
 def test_attention_with_different_head_counts_averages_heads(name):
     att_s = torch.softmax(torch.randn(2, 2, 4, 4), -1)
-    att_t = att_s.mean(1, keepdim=True).repeat(1, 6, 1, 1)  # 6 heads, all equal to the student's mean
+    att_t = att_s.mean(1, keepdim=True).repeat(
+        1, 6, 1, 1
+    )  # 6 heads, all equal to the student's mean
     assert MATCH_LOSSES[name].fn(att_s, att_t).abs() < 1e-5
 
 
@@ -89,7 +91,9 @@ def test_task_ce_label_smoothing():
 
 
 def test_unknown_names_list_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown KD loss 'kll'; known: \['kl', 'mse', 'soft_ce'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown KD loss 'kll'; known: \['kl', 'mse', 'soft_ce'\]"
+    ):
         lookup(KD_LOSSES, "kll", "KD loss")
     with pytest.raises(ValueError, match=r"unknown match loss 'hidden'; known: \['attention_kl'"):
         LossSpec(matches=["hidden"], layer_map=[(0, 0)])
@@ -100,7 +104,10 @@ def _outputs(width, layers, heads=2, seq=4, batch=2, seed=0):
     return SimpleNamespace(
         logits=torch.randn(batch, 2, generator=g),
         hidden_states=[torch.randn(batch, seq, width, generator=g) for _ in range(layers + 1)],
-        attentions=[torch.softmax(torch.randn(batch, heads, seq, seq, generator=g), -1) for _ in range(layers)],
+        attentions=[
+            torch.softmax(torch.randn(batch, heads, seq, seq, generator=g), -1)
+            for _ in range(layers)
+        ],
     )
 
 
@@ -114,8 +121,11 @@ def test_projection_only_when_widths_differ():
 
 
 def test_combined_loss_is_the_weighted_sum_and_reports_every_term():
-    spec = LossSpec(weights={"task": Schedule(0.3), "kd": Schedule(0.7), "hidden_mse": Schedule(2.0)},
-                    matches=["hidden_mse", "attention_mse"], layer_map=[(0, 1), (1, 3)])
+    spec = LossSpec(
+        weights={"task": Schedule(0.3), "kd": Schedule(0.7), "hidden_mse": Schedule(2.0)},
+        matches=["hidden_mse", "attention_mse"],
+        layer_map=[(0, 1), (1, 3)],
+    )
     loss = CombinedLoss(spec, 6, 6)
     out_s, out_t = _outputs(6, 2, seed=1), _outputs(6, 4, seed=2)
     labels = torch.tensor([0, 1])
@@ -123,15 +133,24 @@ def test_combined_loss_is_the_weighted_sum_and_reports_every_term():
     total, terms, weights = loss(out_s, out_t.logits, labels, mask, out_t=out_t)
     assert set(terms) == {"task", "kd", "hidden_mse", "attention_mse"}
     assert weights["attention_mse"] == 1.0  # a listed match without a weight gets 1.0
-    expected = 0.3 * terms["task"] + 0.7 * terms["kd"] + 2.0 * terms["hidden_mse"] + 1.0 * terms["attention_mse"]
+    expected = (
+        0.3 * terms["task"]
+        + 0.7 * terms["kd"]
+        + 2.0 * terms["hidden_mse"]
+        + 1.0 * terms["attention_mse"]
+    )
     assert total.item() == pytest.approx(expected.item(), rel=1e-6)
-    hidden = (MATCH_LOSSES["hidden_mse"].fn(out_s.hidden_states[1], out_t.hidden_states[2], mask)
-              + MATCH_LOSSES["hidden_mse"].fn(out_s.hidden_states[2], out_t.hidden_states[4], mask)) / 2
+    hidden = (
+        MATCH_LOSSES["hidden_mse"].fn(out_s.hidden_states[1], out_t.hidden_states[2], mask)
+        + MATCH_LOSSES["hidden_mse"].fn(out_s.hidden_states[2], out_t.hidden_states[4], mask)
+    ) / 2
     assert terms["hidden_mse"].item() == pytest.approx(hidden.item(), rel=1e-6)
 
 
 def test_linear_schedules_move_weight_and_temperature():
-    spec = LossSpec(temperature=Schedule(4.0, "linear", 1.0), weights={"task": Schedule(0.0, "linear", 1.0)})
+    spec = LossSpec(
+        temperature=Schedule(4.0, "linear", 1.0), weights={"task": Schedule(0.0, "linear", 1.0)}
+    )
     loss = CombinedLoss(spec, 4, 4)
     out = _outputs(4, 1)
     _, _, start = loss(out, out.logits, torch.tensor([0, 1]), None, progress=0.0)

@@ -11,12 +11,26 @@ from tests.conftest import ROOT, tiny_recipe, write_recipe
 
 
 def test_killed_teacher_training_resumes_from_checkpoint(tmp_path):
-    raw = tiny_recipe(teacher={"epochs": 8}, train={"device": "cpu", "save_steps": 20, "logging_steps": 10})
+    raw = tiny_recipe(
+        teacher={"epochs": 8}, train={"device": "cpu", "save_steps": 20, "logging_steps": 10}
+    )
     path = write_recipe(tmp_path / "r.yaml", raw)
     runs = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "pipelines", "run", str(path), "--stage", "teacher", "--runs-dir", str(runs)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipelines",
+        "run",
+        str(path),
+        "--stage",
+        "teacher",
+        "--runs-dir",
+        str(runs),
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     checkpoints = runs / "tiny" / "teacher" / "checkpoints"
     deadline = time.time() + 300
     try:

@@ -45,7 +45,9 @@ def test_hash_is_order_independent_and_content_sensitive():
 def test_plan_runs_upstream_stages_first():
     assert plan("distill") == ["teacher", "distill"]
     assert plan(None) == list(STAGES)
-    with pytest.raises(Exception, match=r"--stage 'distil': unknown stage\. Allowed values: teacher, distill"):
+    with pytest.raises(
+        Exception, match=r"--stage 'distil': unknown stage\. Allowed values: teacher, distill"
+    ):
         plan("distil")
 
 

@@ -8,8 +8,15 @@ from distill.student import check_same_vocab, from_config, from_teacher_layers
 
 def tiny_teacher(layers=4, hidden=32, heads=2, vocab=50):
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                        intermediate_size=64, num_labels=2, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=64,
+        num_labels=2,
+        max_position_embeddings=64,
+    )
     return BertForSequenceClassification(config)
 
 
@@ -24,11 +31,19 @@ def test_layer_map_registry_entries():
 
 
 def test_layer_map_messages_name_the_valid_range():
-    with pytest.raises(ValueError, match=r"teacher layer 6 is out of range; the teacher has 6 layers, valid indices 0\.\.5"):
+    with pytest.raises(
+        ValueError,
+        match=r"teacher layer 6 is out of range; the teacher has 6 layers, valid indices 0\.\.5",
+    ):
         resolve([[0, 6]], 3, 6)
-    with pytest.raises(ValueError, match=r"student layer 3 is out of range; the student has 3 layers, valid indices 0\.\.2"):
+    with pytest.raises(
+        ValueError,
+        match=r"student layer 3 is out of range; the student has 3 layers, valid indices 0\.\.2",
+    ):
         resolve([[3, 0]], 3, 6)
-    with pytest.raises(ValueError, match=r"unknown map 'evenly'; known: \['last', 'skip', 'uniform'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown map 'evenly'; known: \['last', 'skip', 'uniform'\]"
+    ):
         resolve("evenly", 3, 6)
 
 
@@ -42,11 +57,17 @@ def test_teacher_layers_copies_weights_exactly():
         assert torch.equal(value, t_state[source]), key
     assert torch.equal(student.classifier.weight, teacher.classifier.weight)
     student.bert.encoder.layer[0].output.dense.weight.data.add_(1.0)  # a copy, not shared storage
-    assert not torch.equal(student.bert.encoder.layer[0].output.dense.weight, teacher.bert.encoder.layer[0].output.dense.weight)
+    assert not torch.equal(
+        student.bert.encoder.layer[0].output.dense.weight,
+        teacher.bert.encoder.layer[0].output.dense.weight,
+    )
 
 
 def test_teacher_layers_out_of_range():
-    with pytest.raises(ValueError, match=r"student\.layers: \[4\] out of range; the teacher has 4 layers, valid indices 0\.\.3"):
+    with pytest.raises(
+        ValueError,
+        match=r"student\.layers: \[4\] out of range; the teacher has 4 layers, valid indices 0\.\.3",
+    ):
         from_teacher_layers(tiny_teacher(), [0, 4])
 
 
@@ -54,14 +75,20 @@ def test_unsupported_architecture_is_named():
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
     gpt2 = GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50))
-    with pytest.raises(ValueError, match=r"architecture GPT2ForSequenceClassification \(model_type 'gpt2'\) is not supported; supported BERT-family model types: bert"):
+    with pytest.raises(
+        ValueError,
+        match=r"architecture GPT2ForSequenceClassification \(model_type 'gpt2'\) is not supported; supported BERT-family model types: bert",
+    ):
         from_teacher_layers(gpt2, [0])
 
 
 def test_config_student_truncates_teacher_embeddings():
     teacher = tiny_teacher(hidden=32)
     student = from_config(teacher, 1, 16, 2, 32, "truncate")
-    emb_t, emb_s = teacher.bert.embeddings.word_embeddings.weight, student.bert.embeddings.word_embeddings.weight
+    emb_t, emb_s = (
+        teacher.bert.embeddings.word_embeddings.weight,
+        student.bert.embeddings.word_embeddings.weight,
+    )
     assert emb_s.shape == (50, 16) and torch.equal(emb_s, emb_t[:, :16])
     assert student.config.num_labels == 2 and student.config.vocab_size == 50
     fresh = from_config(teacher, 1, 16, 2, 32, "none")
@@ -78,5 +105,8 @@ def test_different_vocabularies_are_refused(tmp_path):
 
     same = tokenizer(["a", "b"], "t")
     check_same_vocab(same, tokenizer(["a", "b"], "s1"), "student.model")
-    with pytest.raises(ValueError, match=r"student\.model: the student's vocabulary differs from the teacher's \(7 vs 7 tokens; 1 only in the student, 1 only in the teacher\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"student\.model: the student's vocabulary differs from the teacher's \(7 vs 7 tokens; 1 only in the student, 1 only in the teacher\)",
+    ):
         check_same_vocab(same, tokenizer(["a", "c"], "s2"), "student.model")

@@ -10,9 +10,13 @@ from tests.conftest import tiny_recipe, write_recipe
 
 
 def _run(tmp_path, overrides=(), stage="teacher", force=False, **sections):
-    recipe = load_recipe(write_recipe(tmp_path / "recipe.yaml", tiny_recipe(**sections)), list(overrides))
+    recipe = load_recipe(
+        write_recipe(tmp_path / "recipe.yaml", tiny_recipe(**sections)), list(overrides)
+    )
     lines = []
-    manifests = run_pipeline(recipe, tmp_path / "runs", target=stage, force=force, echo=lines.append)
+    manifests = run_pipeline(
+        recipe, tmp_path / "runs", target=stage, force=force, echo=lines.append
+    )
     return manifests, lines
 
 
@@ -36,7 +40,9 @@ def test_manifest_records_config_hash_versions_machine(trained):
     assert on_disk == json.loads(json.dumps(manifest))
     assert on_disk["stage"] == "teacher" and len(on_disk["hash"]) == 64
     assert on_disk["config"]["teacher"]["epochs"] == 4.0
-    assert 0.0 <= on_disk["metrics"]["accuracy"] <= 1.0 and isinstance(on_disk["metrics"]["accuracy"], float)
+    assert 0.0 <= on_disk["metrics"]["accuracy"] <= 1.0 and isinstance(
+        on_disk["metrics"]["accuracy"], float
+    )
     assert on_disk["inputs"]["data"] and on_disk["seconds"] > 0
     assert on_disk["versions"]["torch"].startswith(torch.__version__.split("+")[0])
     assert on_disk["machine"]["cores"] >= 1 and on_disk["machine"]["cpu"]
@@ -70,7 +76,10 @@ def test_same_config_is_skipped_and_force_reruns(tmp_path):
     _, lines = _run(tmp_path, force=True, teacher={"epochs": 0.2})
     assert lines[0].startswith("[teacher] running")
     changed, lines = _run(tmp_path, teacher={"epochs": 0.3})
-    assert lines[0].startswith("[teacher] running") and changed["teacher"]["hash"] != first["teacher"]["hash"]
+    assert (
+        lines[0].startswith("[teacher] running")
+        and changed["teacher"]["hash"] != first["teacher"]["hash"]
+    )
 
 
 def test_cosmetic_keys_do_not_invalidate(tmp_path):
@@ -82,7 +91,9 @@ def test_cosmetic_keys_do_not_invalidate(tmp_path):
 def test_finetuned_teacher_is_only_evaluated(trained, tmp_path):
     tmp, manifest, _ = trained
     folder = tmp / "runs" / "tiny" / "teacher"
-    manifests, _ = _run(tmp_path, teacher={"init": "pretrained", "model": str(folder), "finetune": False})
+    manifests, _ = _run(
+        tmp_path, teacher={"init": "pretrained", "model": str(folder), "finetune": False}
+    )
     again = manifests["teacher"]
     assert again["training"] == {}
     assert again["metrics"]["accuracy"] == pytest.approx(manifest["metrics"]["accuracy"])
@@ -92,8 +103,11 @@ def test_finetuned_teacher_with_wrong_label_count(trained, tmp_path):
     tmp, _, _ = trained
     folder = tmp / "runs" / "tiny" / "teacher"
     with pytest.raises(DistilleryError, match=r"classifier with 2 labels but task\.labels has 3"):
-        _run(tmp_path, task={"labels": ["a", "b", "c"]},
-             teacher={"init": "pretrained", "model": str(folder), "finetune": False})
+        _run(
+            tmp_path,
+            task={"labels": ["a", "b", "c"]},
+            teacher={"init": "pretrained", "model": str(folder), "finetune": False},
+        )
 
 
 def test_pickle_only_checkpoint_is_refused(trained, tmp_path):
@@ -104,7 +118,10 @@ def test_pickle_only_checkpoint_is_refused(trained, tmp_path):
     folder = tmp_path / "pickled"
     model.save_pretrained(folder, safe_serialization=False)
     assert (folder / "pytorch_model.bin").is_file()
-    with pytest.raises(UnsafeSourceError, match=r"only pickle weights \(pytorch_model\.bin\).*security\.allow_pickle: true"):
+    with pytest.raises(
+        UnsafeSourceError,
+        match=r"only pickle weights \(pytorch_model\.bin\).*security\.allow_pickle: true",
+    ):
         _run(tmp_path, teacher={"init": "pretrained", "model": str(folder)})
 
 
@@ -117,13 +134,17 @@ def test_remote_code_is_refused(trained, tmp_path):
     config = json.loads((folder / "config.json").read_text())
     config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(UnsafeSourceError, match=r"ships its own model code.*security\.trust_remote_code: true"):
+    with pytest.raises(
+        UnsafeSourceError, match=r"ships its own model code.*security\.trust_remote_code: true"
+    ):
         _run(tmp_path, teacher={"init": "pretrained", "model": str(folder)})
 
 
 def test_cuda_requested_without_cuda_fails_before_work(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a CUDA device exists here")
-    with pytest.raises(DistilleryError, match=r"train\.device is 'cuda' but no CUDA device is available"):
+    with pytest.raises(
+        DistilleryError, match=r"train\.device is 'cuda' but no CUDA device is available"
+    ):
         _run(tmp_path, train={"device": "cuda"})
     assert not (tmp_path / "runs" / "tiny" / "teacher" / "manifest.json").exists()
