@@ -201,9 +201,11 @@ def main(ctx: StageContext) -> StageResult:
         logits, cache_info = cached_teacher_logits(ctx, teacher, train_set, tokenizer, device)
 
     checkpoints = ctx.out / "checkpoints"
+    started = time.time()
     trainer, resumed = train_student(
         ctx, teacher, student, tokenizer, train_set, spec, checkpoints, logits
     )
+    train_seconds = time.time() - started
     student = trainer.model
     metrics, _ = evaluate_model(
         student, eval_set, tokenizer, d.eval_batch_size, device, "evaluate student"
@@ -214,7 +216,6 @@ def main(ctx: StageContext) -> StageResult:
 
     student.save_pretrained(ctx.out, safe_serialization=True)
     tokenizer.save_pretrained(ctx.out)
-    shutil.rmtree(checkpoints, ignore_errors=True)
 
     extra = {
         "student": {
@@ -239,18 +240,27 @@ def main(ctx: StageContext) -> StageResult:
             "train_rows": len(train_set),
             "cached_teacher_logits": logits is not None,
             "cache": cache_info,
+            "train_seconds": round(train_seconds, 1),
             "log_history": trainer.state.log_history[-1:],
         },
     }
-    if d.cache_speedup_steps and logits is not None:
+    if d.cache_speedup_steps:
         extra["cache_speedup"] = measure_cache_speedup(
-            ctx, teacher, initial, tokenizer, train_set, spec, logits
+            ctx, teacher, initial, tokenizer, train_set, device, copied
         )
         metrics["cache_speedup"] = extra["cache_speedup"]["speedup"]
     if d.ablation:
+        main_row = {
+            "accuracy": metrics["accuracy"],
+            "seconds": round(train_seconds, 1),
+            "weights": {k: v.start for k, v in spec.weights.items()},
+            "matches": list(spec.matches),
+        }
         extra["ablation"] = run_ablation(
-            ctx, teacher, initial, tokenizer, train_set, eval_set, device, copied
+            ctx, teacher, initial, tokenizer, train_set, eval_set, device, copied, main_row
         )
+    # Checkpoints go last: if the measurements above fail, a rerun resumes from the final one.
+    shutil.rmtree(checkpoints, ignore_errors=True)
     return StageResult(
         metrics=metrics,
         artifacts={
@@ -262,9 +272,17 @@ def main(ctx: StageContext) -> StageResult:
     )
 
 
-def measure_cache_speedup(ctx, teacher, initial, tokenizer, train_set, spec, logits) -> dict:
-    """Seconds per step, cached logits vs teacher recomputed, same steps, measured back to back."""
-    steps = ctx.recipe.distill.cache_speedup_steps
+def measure_cache_speedup(ctx, teacher, initial, tokenizer, train_set, device, copied) -> dict:
+    """Logits-only KD for the same N steps, teacher recomputed vs cached logits, back to back.
+
+    Times the training steps only; building the cache (one teacher pass, reused across epochs and
+    runs) is reported separately as `cache_build_seconds`.
+    """
+    d = ctx.recipe.distill
+    steps = d.cache_speedup_steps
+    n_s, n_t = initial.config.num_hidden_layers, teacher.config.num_hidden_layers
+    spec = loss_spec(ablation_spec("logits_kd", d), n_s, n_t, copied)
+    logits, cache = cached_teacher_logits(ctx, teacher, train_set, tokenizer, device)
     timings = {}
     for mode in ("recompute", "cached"):
         out = ctx.out / f"speedup-{mode}"
@@ -289,13 +307,16 @@ def measure_cache_speedup(ctx, teacher, initial, tokenizer, train_set, spec, log
         "recompute_seconds": round(timings["recompute"], 2),
         "cached_seconds": round(timings["cached"], 2),
         "speedup": round(timings["recompute"] / timings["cached"], 3),
+        "cache_build_seconds": cache["seconds"],
+        "cache_reused": cache["reused"],
     }
 
 
 ABLATION_VARIANTS = ("labels_only", "logits_kd", "logits_kd_matches")
 
 
-def ablation_spec(variant: str, d: DistillConfig, n_s: int, n_t: int, copied) -> DistillConfig:
+def ablation_spec(variant: str, d: DistillConfig) -> DistillConfig:
+    """The recipe's distill section, changed to one ablation variant."""
     base = copy.deepcopy(d)
     kd_weights = {"task": d.weights.get("task", 0.5), "kd": d.weights.get("kd", 0.5) or 0.5}
     if variant == "labels_only":
@@ -309,14 +330,22 @@ def ablation_spec(variant: str, d: DistillConfig, n_s: int, n_t: int, copied) ->
     return base
 
 
-def run_ablation(ctx, teacher, initial, tokenizer, train_set, eval_set, device, copied) -> dict:
-    """Train the same student three ways and write ablation.json / ablation.md in the stage folder."""
+def run_ablation(
+    ctx, teacher, initial, tokenizer, train_set, eval_set, device, copied, main_row: dict
+) -> dict:
+    """Train the same student three ways and write ablation.json / ablation.md in the stage folder.
+
+    A variant whose loss equals the recipe's own (same weights and matches) reuses the main run's
+    result instead of training the same thing twice.
+    """
     d = ctx.recipe.distill
     rows = []
     for variant in ABLATION_VARIANTS:
-        cfg = ablation_spec(
-            variant, d, initial.config.num_hidden_layers, teacher.config.num_hidden_layers, copied
-        )
+        cfg = ablation_spec(variant, d)
+        full_weights = {"task": 0.5, "kd": 0.5, **{m: 1.0 for m in cfg.matches}, **cfg.weights}
+        if cfg.matches == main_row["matches"] and full_weights == main_row["weights"]:
+            rows.append({"variant": variant, **main_row, "reused_main_run": True})
+            continue
         spec = loss_spec(
             cfg, initial.config.num_hidden_layers, teacher.config.num_hidden_layers, copied
         )

@@ -177,6 +177,10 @@ def test_ablation_writes_a_table_of_three_variants(tmp_path, teacher_run):
         "attention_kl",
     ]
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows) and rows[0]["delta_points"] == 0.0
+    assert (
+        rows[1].get("reused_main_run") is True
+    )  # the recipe's own loss is logits KD: not trained twice
+    assert rows[1]["accuracy"] == manifest["metrics"]["accuracy"]
     table = (folder / "ablation.md").read_text().splitlines()
     assert len(table) == 5 and table[2].startswith("| labels_only |")
     assert not (folder / "ablation").exists()
