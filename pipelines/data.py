@@ -176,10 +176,15 @@ def label_ids(values: list[Any], labels: list[str], split: str) -> list[int]:
 
 def _finish(dataset, recipe: Recipe, split: str, limit: int | None):
     check_columns(dataset, recipe, split)
-    ids = label_ids(list(dataset[recipe.task.label_column]), recipe.task.labels, split)
+    label_column, labels = recipe.task.label_column, recipe.task.labels
+    label_ids(list(dataset[label_column]), labels, split)  # every row checked, first bad one named
+
+    def to_ids(batch):  # a map (not add_column) so datasets caches it with the source files
+        return {"labels": label_ids(batch[label_column], labels, split)}
+
     keep = set(recipe.task.text_columns)
-    dataset = dataset.remove_columns([c for c in dataset.column_names if c not in keep])
-    dataset = dataset.add_column("labels", ids)
+    drop = [c for c in dataset.column_names if c not in keep]
+    dataset = dataset.map(to_ids, batched=True, remove_columns=drop, desc="labels")
     if limit is not None and limit < len(dataset):
         dataset = dataset.shuffle(seed=recipe.seed).select(range(limit))
     return dataset
