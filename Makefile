@@ -56,8 +56,20 @@ demo: $(INSTALLED) ## run recipes/demo.yaml offline (tiny BERT, generated data)
 pipeline: $(INSTALLED) ## run every stage of RECIPE, skipping the ones already done
 	$(DISTILLERY) run $(RECIPE) $(SET_ARGS) $(RUN_FLAGS)
 
-teacher distill export quantize bench report: $(INSTALLED) ## run one stage of RECIPE (and earlier ones not done)
-	$(DISTILLERY) run $(RECIPE) --stage $@ $(SET_ARGS) $(RUN_FLAGS)
+# One target per stage: runs that stage of RECIPE and, first, any earlier stage not yet done.
+STAGE_CMD = $(DISTILLERY) run $(RECIPE) --stage $@ $(SET_ARGS) $(RUN_FLAGS)
+teacher: $(INSTALLED) ## stage: fine-tune (or evaluate) the teacher of RECIPE
+	$(STAGE_CMD)
+distill: $(INSTALLED) ## stage: build the student and distill it
+	$(STAGE_CMD)
+export: $(INSTALLED) ## stage: ONNX export + parity (not available yet: issue #4)
+	$(STAGE_CMD)
+quantize: $(INSTALLED) ## stage: int8 quantization (not available yet: issue #5)
+	$(STAGE_CMD)
+bench: $(INSTALLED) ## stage: latency/accuracy benchmark (not available yet: issue #6)
+	$(STAGE_CMD)
+report: $(INSTALLED) ## stage: report with tables and plots (not available yet: issue #6)
+	$(STAGE_CMD)
 
 distill-ablation: $(INSTALLED) ## distill RECIPE three ways (labels only, KD, KD + matches) and tabulate
 	$(DISTILLERY) run $(RECIPE) --stage distill --set distill.ablation=true $(SET) $(RUN_FLAGS)
