@@ -61,7 +61,10 @@ def export_classifier(
     if feature_extraction:
         features_dir = out_dir / FEATURES_SUBDIR
         _main_export(model_dir, features_dir, "feature-extraction", opset, device)
-        info["features"] = {"task": "feature-extraction", **describe_onnx(features_dir / "model.onnx")}
+        info["features"] = {
+            "task": "feature-extraction",
+            **describe_onnx(features_dir / "model.onnx"),
+        }
     (out_dir / RECORD_NAME).write_text(json.dumps(info, indent=2) + "\n")
     return info
 

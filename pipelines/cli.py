@@ -62,6 +62,40 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_embed(args: argparse.Namespace) -> int:
+    """Print the [CLS] vector (last_hidden_state[:, 0]) of each --text, one JSON list per line."""
+    import json
+
+    from pipelines.config import load_recipe
+    from pipelines.runs import RunDir
+
+    recipe = load_recipe(args.recipe, _overrides(args))
+    run = RunDir(Path(args.runs_dir), recipe.name)
+    torch_dirs = {"student": run.stage("distill"), "teacher": run.stage("teacher")}
+    onnx_dirs = {f"{k}-onnx": run.stage("export") / f"{k}-onnx" / "features" for k in torch_dirs}
+    if args.artifact in torch_dirs:
+        from export.features import cls_vector_torch
+
+        run.require_manifest("distill" if args.artifact == "student" else "teacher")
+        vectors = cls_vector_torch(torch_dirs[args.artifact], args.text, recipe.data.max_length)
+    elif args.artifact in onnx_dirs:
+        folder = onnx_dirs[args.artifact]
+        if not (folder / "model.onnx").is_file():
+            raise DistilleryError(
+                f"{folder}/model.onnx: no encoder export; rerun the export stage with "
+                "--set export.feature_extraction=true."
+            )
+        from export.features import cls_vector_onnx
+
+        vectors = cls_vector_onnx(folder, args.text, recipe.data.max_length)
+    else:
+        allowed = ", ".join([*torch_dirs, *onnx_dirs])
+        raise DistilleryError(f"--artifact {args.artifact!r}: unknown. Allowed values: {allowed}.")
+    for vector in vectors:
+        print(json.dumps([round(float(x), 6) for x in vector]))
+    return 0
+
+
 def cmd_stages(args: argparse.Namespace) -> int:
     from pipelines.stages import STAGES
 
@@ -96,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="where run folders go (default: runs/, or $DISTILLERY_RUNS)",
     )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("embed", help="print the [CLS] vector of texts from PyTorch or ONNX")
+    _add_recipe_args(p)
+    p.add_argument("--artifact", default="student",
+                   help="student, teacher (PyTorch), student-onnx, teacher-onnx (needs feature_extraction)")
+    p.add_argument("--text", action="append", required=True, help="a text; repeat for several")
+    p.add_argument("--runs-dir", default=os.environ.get("DISTILLERY_RUNS", "runs"))
+    p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("stages", help="list the pipeline's stages and whether each is available")
     p.set_defaults(func=cmd_stages)

@@ -180,6 +180,28 @@ class DistillConfig:
 
 
 @dataclass
+class ExportConfig:
+    opset: int | None = f(None, min=11, max=23, help="ONNX opset; null = optimum's default (18)")
+    optimize: Literal["none", "O1", "O2", "O3", "O4"] = f(
+        "O2", help="ORTOptimizer level for the fused copy; O4 (fp16) needs device: cuda"
+    )
+    device: Literal["cpu", "cuda"] = f("cpu", help="export for CPU, or CUDA (fp16 with O4)")
+    feature_extraction: bool = f(False, help="also export the encoder (last_hidden_state)")
+    teacher: bool = f(True, help="also export the teacher, for the benchmark's comparison")
+    atol: float = f(1e-4, min=0.0, help="max |logit difference| of the plain export vs PyTorch")
+    optimized_atol: float = f(1e-3, min=0.0, help="same for the fused graph (fused GELU/attention)")
+    min_agreement: float = f(0.999, min=0.0, max=1.0, help="min argmax agreement with PyTorch")
+    batch_size: int = f(32, min=1, max=4096, help="parity batch size (mixed lengths, right-padded)")
+
+    def __post_init__(self) -> None:
+        if self.optimize == "O4" and self.device != "cuda":
+            raise ConfigError(
+                "export.optimize: 'O4' converts to fp16, which only pays off on a GPU; set "
+                "export.device: cuda, or use O1, O2 or O3 for the CPU."
+            )
+
+
+@dataclass
 class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = f("auto", help="auto: cuda when available, else cpu")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = f(
@@ -210,6 +232,7 @@ class Recipe:
     seed: int = f(42, min=0, help="seed for sampling, init and training")
     student: StudentConfig = f(StudentConfig, help="the student model")
     distill: DistillConfig = f(DistillConfig, help="the distillation loss and trainer")
+    export: ExportConfig = f(ExportConfig, help="ONNX export, graph optimisation, parity")
     train: TrainConfig = f(TrainConfig, help="settings shared by the training stages")
     security: SecurityConfig = f(SecurityConfig, help="what untrusted code may run")
 

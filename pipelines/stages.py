@@ -79,6 +79,12 @@ def _distill(ctx: StageContext) -> StageResult:
     return main(ctx)
 
 
+def _export(ctx: StageContext) -> StageResult:
+    from pipelines.export_stage import main
+
+    return main(ctx)
+
+
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
@@ -96,7 +102,13 @@ STAGES: dict[str, Stage] = {
             _distill,
             "build the student and train it on the combined loss",
         ),
-        Stage("export", ("export",), ("distill",), None, "export student and teacher to ONNX", 4),
+        Stage(
+            "export",
+            ("seed", "task", "data", "export"),
+            ("teacher", "distill"),
+            _export,
+            "export student and teacher to ONNX, fuse, check parity on the eval split",
+        ),
         Stage("quantize", ("quantize",), ("export",), None, "int8 quantization", 5),
         Stage("bench", ("bench",), ("quantize",), None, "latency/accuracy benchmark", 6),
         Stage("report", ("report",), ("bench",), None, "report with tables and plots", 6),

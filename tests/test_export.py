@@ -21,6 +21,9 @@ from export.parity import (
     torch_logits,
 )
 
+# optimum's TorchScript export traces BERT's constant 1.0 in the mask code; harmless, and noisy.
+pytestmark = pytest.mark.filterwarnings("ignore:torch.tensor results are registered as constants")
+
 WORDS = [f"w{i}" for i in range(60)]
 LABELS = {0: "negative", 1: "positive"}
 
@@ -84,7 +87,9 @@ def exported(tiny_dir, tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def optimized(exported, tmp_path_factory) -> dict[str, dict]:
     root = tmp_path_factory.mktemp("optimized")
-    return {level: optimize_onnx(exported["out_dir"], root / level, level) for level in ("O1", "O2")}
+    return {
+        level: optimize_onnx(exported["out_dir"], root / level, level) for level in ("O1", "O2")
+    }
 
 
 def _dataset(tokenizer, rows: int, pairs: bool, seed: int = 0):
@@ -195,7 +200,10 @@ def test_o2_fuses_attention_and_o1_does_not(optimized):
 def test_optimized_models_keep_parity(optimized, torch_model, tokenizer, single, level):
     reference = torch_logits(torch_model, single, tokenizer)
     candidate = onnx_logits(optimized[level]["out_dir"], single, tokenizer)
-    check(compare(reference, candidate, np.array(single["labels"]), atol=1e-4, min_agreement=1.0), level)
+    check(
+        compare(reference, candidate, np.array(single["labels"]), atol=1e-4, min_agreement=1.0),
+        level,
+    )
 
 
 def test_o4_on_cpu_and_unknown_levels_raise(exported, tmp_path):
@@ -241,7 +249,9 @@ def test_report_numbers_and_tolerances():
     assert report.accuracy_reference == 1.0 and report.accuracy_candidate == 0.75
     assert report.accuracy_delta == -0.25
     assert report.to_dict()["mean_abs_diff"] == pytest.approx(2.1 / 8)
-    strict = compare(reference, candidate, labels, atol=0.5, min_agreement=0.9, max_accuracy_drop=0.1)
+    strict = compare(
+        reference, candidate, labels, atol=0.5, min_agreement=0.9, max_accuracy_drop=0.1
+    )
     with pytest.raises(ParityError) as error:
         check(strict, "student-int8")
     message = str(error.value)
@@ -283,7 +293,9 @@ def test_explicit_opset(tiny_dir, tmp_path):
 def test_unsupported_architecture_raises(tmp_path):
     from transformers import GPT2Config
 
-    GPT2Config(n_layer=1, n_embd=8, n_head=2, architectures=["GPT2ForSequenceClassification"]).save_pretrained(tmp_path)
+    GPT2Config(
+        n_layer=1, n_embd=8, n_head=2, architectures=["GPT2ForSequenceClassification"]
+    ).save_pretrained(tmp_path)
     with pytest.raises(
         ValueError,
         match=r"architecture GPT2ForSequenceClassification \(model_type 'gpt2'\) .* not supported; "
@@ -307,7 +319,9 @@ def test_cuda_without_cuda_raises(tiny_dir, tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    with pytest.raises(RuntimeError, match=r"device='cuda' but torch.cuda.is_available\(\) is False"):
+    with pytest.raises(
+        RuntimeError, match=r"device='cuda' but torch.cuda.is_available\(\) is False"
+    ):
         export_classifier(tiny_dir, tmp_path / "onnx", device="cuda")
     with pytest.raises(ValueError, match=r"unknown device 'tpu'; known: \['cpu', 'cuda'\]"):
         export_classifier(tiny_dir, tmp_path / "onnx", device="tpu")
