@@ -103,8 +103,8 @@ def gate(
         raise QuantizationGateError(
             f"no quantized model is within {max_drop_points:g} points of the reference accuracy "
             f"{reference:.4f}: {listing}. "
-            f"Best candidate kept: {best} ({accuracies[best]:.4f}). Raise quantize.max_drop_points, try another preset or method, or calibrate "
-            "on more samples.",
+            f"Best candidate kept: {best} ({accuracies[best]:.4f}). Raise max_drop_points, "
+            "try another preset or method, or calibrate on more samples.",
             result,
         )
     return result

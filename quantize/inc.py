@@ -232,7 +232,8 @@ class _Trials:
             return accuracy
         name = self._name_of(model)
         self.candidates.append({"config": name, "accuracy": accuracy})
-        if accuracy > max((c["accuracy"] for c in self.candidates[:-1]), default=-float("inf")):
+        earlier = [c["accuracy"] for c in self.candidates[:-1] if c.get("accuracy") is not None]
+        if accuracy > max(earlier, default=-float("inf")):
             self.best_model = model
         return accuracy
 
@@ -250,7 +251,7 @@ def inc_quantize(
     max_trials: int | None = None,
     configs: Iterable[str] = DEFAULT_CONFIGS,
 ) -> dict:
-    """Autotune INC int8 configs on a HF classifier; save the best candidate whether or not it met the goal.
+    """Autotune INC int8 configs on a HF classifier; save the best candidate, goal met or not.
 
     `calib_batches`: a few padded batches (dicts of input_ids/attention_mask[/token_type_ids]
     tensors), fed once per static candidate. `eval_fn(model) -> accuracy` gets a module called
