@@ -50,7 +50,7 @@ validate: $(INSTALLED) ## check RECIPE without running it
 	$(DISTILLERY) validate $(RECIPE) $(SET_ARGS)
 
 demo: $(INSTALLED) ## run recipes/demo.yaml offline (tiny BERT, generated data)
-	$(DISTILLERY) run recipes/demo.yaml --stage export $(SET_ARGS) $(RUN_FLAGS)
+	$(DISTILLERY) run recipes/demo.yaml --stage quantize $(SET_ARGS) $(RUN_FLAGS)
 	@$(DISTILLERY) stages
 
 pipeline: $(INSTALLED) ## run every stage of RECIPE, skipping the ones already done
@@ -64,7 +64,7 @@ distill: $(INSTALLED) ## stage: build the student and distill it
 	$(STAGE_CMD)
 export: $(INSTALLED) ## stage: ONNX export, ORT fusion, parity on the eval split
 	$(STAGE_CMD)
-quantize: $(INSTALLED) ## stage: int8 quantization (not available yet: issue #5)
+quantize: $(INSTALLED) ## stage: int8 (ORT dynamic/static, Neural Compressor) + accuracy gate
 	$(STAGE_CMD)
 bench: $(INSTALLED) ## stage: latency/accuracy benchmark (not available yet: issue #6)
 	$(STAGE_CMD)

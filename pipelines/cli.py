@@ -133,8 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("embed", help="print the [CLS] vector of texts from PyTorch or ONNX")
     _add_recipe_args(p)
-    p.add_argument("--artifact", default="student",
-                   help="student, teacher (PyTorch), student-onnx, teacher-onnx (needs feature_extraction)")
+    p.add_argument(
+        "--artifact",
+        default="student",
+        help="student, teacher (PyTorch), student-onnx, teacher-onnx (needs feature_extraction)",
+    )
     p.add_argument("--text", action="append", required=True, help="a text; repeat for several")
     p.add_argument("--runs-dir", default=os.environ.get("DISTILLERY_RUNS", "runs"))
     p.set_defaults(func=cmd_embed)

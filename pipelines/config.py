@@ -202,6 +202,47 @@ class ExportConfig:
 
 
 @dataclass
+class CalibrationConfig:
+    samples: int = f(256, min=1, max=100_000, help="training rows fed to static calibration")
+    method: Literal["minmax", "percentile", "entropy"] = f("minmax", help="activation range method")
+    batch_size: int = f(8, min=1, max=1024, help="rows per calibration batch (bounds memory)")
+
+
+@dataclass
+class IncConfig:
+    tolerable_loss: float = f(
+        0.01, min=0.0, max=0.99, help="relative accuracy loss autotune accepts"
+    )
+    configs: list[str] = f(
+        ["static_minmax", "static_kl", "dynamic"], help="INC configs tried in order"
+    )
+    calibration_samples: int = f(128, min=1, max=100_000, help="training rows for INC calibration")
+
+
+@dataclass
+class QuantizeConfig:
+    methods: list[Literal["dynamic", "static", "inc"]] = f(
+        ["dynamic", "static", "inc"],
+        help="ORT dynamic, ORT static (QDQ), Neural Compressor (PyTorch)",
+    )
+    preset: Literal["auto", "avx512_vnni", "avx512", "avx2", "arm64"] = f(
+        "auto", help="int8 settings for the target CPU; auto reads this CPU's flags"
+    )
+    dynamic_graph: Literal["plain", "fused"] = f(
+        "fused", help="quantize the plain export or the ORT-fused one (keeps QAttention)"
+    )
+    per_channel: bool | None = f(None, help="per-channel weights; null = the preset's choice")
+    nodes_to_exclude: list[str] = f([], help="ONNX node names kept in fp32")
+    operators_to_quantize: list[str] | None = f(None, help="ONNX op types; null = ORT's default")
+    calibration: CalibrationConfig = f(CalibrationConfig, help="static calibration")
+    inc: IncConfig = f(IncConfig, help="Neural Compressor autotune")
+    max_drop: float = f(
+        1.0, min=0.0, max=100.0, help="accuracy drop (points) over which an artifact is rejected"
+    )
+    teacher: bool = f(True, help="also quantize the teacher (dynamic), for the report")
+
+
+@dataclass
 class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = f("auto", help="auto: cuda when available, else cpu")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = f(
@@ -233,6 +274,7 @@ class Recipe:
     student: StudentConfig = f(StudentConfig, help="the student model")
     distill: DistillConfig = f(DistillConfig, help="the distillation loss and trainer")
     export: ExportConfig = f(ExportConfig, help="ONNX export, graph optimisation, parity")
+    quantize: QuantizeConfig = f(QuantizeConfig, help="int8 quantization and its accuracy gate")
     train: TrainConfig = f(TrainConfig, help="settings shared by the training stages")
     security: SecurityConfig = f(SecurityConfig, help="what untrusted code may run")
 

@@ -85,6 +85,12 @@ def _export(ctx: StageContext) -> StageResult:
     return main(ctx)
 
 
+def _quantize(ctx: StageContext) -> StageResult:
+    from pipelines.quantize_stage import main
+
+    return main(ctx)
+
+
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
@@ -109,7 +115,13 @@ STAGES: dict[str, Stage] = {
             _export,
             "export student and teacher to ONNX, fuse, check parity on the eval split",
         ),
-        Stage("quantize", ("quantize",), ("export",), None, "int8 quantization", 5),
+        Stage(
+            "quantize",
+            ("seed", "task", "data", "quantize"),
+            ("distill", "export"),
+            _quantize,
+            "int8: ORT dynamic and static, Neural Compressor; accuracy gate",
+        ),
         Stage("bench", ("bench",), ("quantize",), None, "latency/accuracy benchmark", 6),
         Stage("report", ("report",), ("bench",), None, "report with tables and plots", 6),
     )

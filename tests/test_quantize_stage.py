@@ -1,0 +1,80 @@
+import json
+import shutil
+
+import pytest
+
+from pipelines.config import load_recipe
+from pipelines.errors import StageFailedError
+from pipelines.stages import run_pipeline
+from tests.conftest import tiny_recipe, write_recipe
+
+QUANTIZE = {
+    "calibration": {"samples": 64},
+    "inc": {"configs": ["dynamic"], "calibration_samples": 32},
+}
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("quantize")
+    raw = tiny_recipe(distill={"epochs": 0.5, "batch_size": 16}, quantize=QUANTIZE)
+    recipe = load_recipe(write_recipe(tmp / "recipe.yaml", raw))
+    manifests = run_pipeline(recipe, tmp / "runs", target="quantize", echo=lambda _: None)
+    return tmp, manifests
+
+
+def test_every_method_is_evaluated_against_the_fp32_student(quantized):
+    tmp, manifests = quantized
+    manifest = json.loads((tmp / "runs" / "tiny" / "quantize" / "manifest.json").read_text())
+    q = manifest["quantized"]
+    assert set(q) == {
+        "student-int8-dynamic",
+        "student-int8-static",
+        "student-int8-inc",
+        "teacher-int8-dynamic",
+    }
+    reference = manifests["distill"]["metrics"]["accuracy"]
+    assert manifest["gate"]["reference_accuracy"] == pytest.approx(reference)
+    for name in ("student-int8-dynamic", "student-int8-static", "student-int8-inc"):
+        assert q[name]["parity"]["rows"] == 160
+        assert q[name]["drop_points"] == pytest.approx(
+            100 * (reference - q[name]["accuracy"]), abs=1e-6
+        )
+        assert q[name]["rejected"] is False
+    dynamic_ops = q["student-int8-dynamic"]["op_counts"]
+    assert dynamic_ops.get("DynamicQuantizeLinear", 0) + dynamic_ops.get("QAttention", 0) > 0
+    assert q["student-int8-static"]["op_counts"].get("QuantizeLinear", 0) > 0
+    assert (
+        manifest["preset"]["name"] in ("avx512_vnni", "avx512", "avx2", "arm64")
+        and manifest["preset"]["reason"]
+    )
+    assert (tmp / "runs" / "tiny" / "quantize" / "student-int8-inc" / "tokenizer.json").is_file()
+
+
+def test_gate_failure_lists_each_drop_and_keeps_the_candidates(quantized, tmp_path, monkeypatch):
+    from pipelines import quantize_stage
+
+    tmp, _ = quantized
+    for stage in ("teacher", "distill", "export"):
+        shutil.copytree(tmp / "runs" / "tiny" / stage, tmp_path / "runs" / "tiny" / stage)
+    original = quantize_stage.onnx_logits
+
+    def wrong(*args, **kwargs):  # every int8 prediction flipped: a 100-point-ish drop
+        return original(*args, **kwargs)[:, ::-1].copy()
+
+    monkeypatch.setattr(quantize_stage, "onnx_logits", wrong)
+    raw = tiny_recipe(
+        distill={"epochs": 0.5, "batch_size": 16},
+        quantize={**QUANTIZE, "methods": ["dynamic", "static"], "teacher": False},
+    )
+    recipe = load_recipe(write_recipe(tmp_path / "recipe.yaml", raw))
+    with pytest.raises(
+        StageFailedError,
+        match=r"student-int8-dynamic.*student-int8-static|student-int8-static.*student-int8-dynamic",
+    ):
+        run_pipeline(recipe, tmp_path / "runs", target="quantize", echo=lambda _: None)
+    out = tmp_path / "runs" / "tiny" / "quantize"
+    assert not (out / "manifest.json").exists()
+    assert (out / "student-int8-dynamic" / "model.onnx").is_file()  # best candidate kept
+    failure = json.loads((out / "gate_failure.json").read_text())
+    assert failure["gate"]["accepted"] == [] and len(failure["gate"]["rejected"]) == 2
