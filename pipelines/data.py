@@ -49,13 +49,17 @@ def _load_file(path: Path, split: str):
     kwargs: dict[str, Any] = {}
     if ext == "tsv":
         kwargs = {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
+    if path.stat().st_size == 0:
+        raise DataError(
+            f"split '{split}' ({path}) is empty: 0 rows. Fill it, or name another split in data.train_split / data.eval_split."
+        )
     try:
         return datasets.load_dataset(
             FORMATS[ext], data_files={split: str(path)}, split=split, **kwargs
         )
     except Exception as exc:
         raise DataError(
-            f"{path}: cannot be read as {ext} ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}). "
+            f"{path}: cannot be read as {ext} ({exc.__class__.__name__}: {(str(exc) or '-').splitlines()[0][:200]}). "
             "Check the file is complete and in the format its extension says."
         ) from None
 
