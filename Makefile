@@ -50,8 +50,8 @@ validate: $(INSTALLED) ## check RECIPE without running it
 	$(DISTILLERY) validate $(RECIPE) $(SET_ARGS)
 
 demo: $(INSTALLED) ## run recipes/demo.yaml offline (tiny BERT, generated data)
-	$(DISTILLERY) run recipes/demo.yaml --stage quantize $(SET_ARGS) $(RUN_FLAGS)
-	@$(DISTILLERY) stages
+	$(DISTILLERY) run recipes/demo.yaml $(SET_ARGS) $(RUN_FLAGS)
+	@echo "report: runs/demo/report/README.md"
 
 pipeline: $(INSTALLED) ## run every stage of RECIPE, skipping the ones already done
 	$(DISTILLERY) run $(RECIPE) $(SET_ARGS) $(RUN_FLAGS)
@@ -66,9 +66,9 @@ export: $(INSTALLED) ## stage: ONNX export, ORT fusion, parity on the eval split
 	$(STAGE_CMD)
 quantize: $(INSTALLED) ## stage: int8 (ORT dynamic/static, Neural Compressor) + accuracy gate
 	$(STAGE_CMD)
-bench: $(INSTALLED) ## stage: latency/accuracy benchmark (not available yet: issue #6)
+bench: $(INSTALLED) ## stage: latency grid, real-length serving, roofline (each backend in its own process)
 	$(STAGE_CMD)
-report: $(INSTALLED) ## stage: report with tables and plots (not available yet: issue #6)
+report: $(INSTALLED) ## stage: runs/<name>/report/ README.md, results.json, pareto.png, latency.png
 	$(STAGE_CMD)
 
 distill-ablation: $(INSTALLED) ## distill RECIPE three ways (labels only, KD, KD + matches) and tabulate

@@ -243,6 +243,29 @@ class QuantizeConfig:
 
 
 @dataclass
+class BenchConfig:
+    batch_sizes: list[int] = f([1, 8, 32], min=1, max=4096, help="latency grid: batch sizes")
+    seq_lens: list[int] = f([16, 64, 128], min=1, max=4096, help="latency grid: sequence lengths")
+    threads: list[int] | None = f(
+        None, min=1, max=1024, help="thread counts; null = [1, all cores]"
+    )
+    min_runs: int = f(20, min=1, help="timed runs per cell, at least")
+    min_seconds: float = f(1.0, min=0.0, help="timed seconds per cell, at least")
+    warmup_runs: int = f(5, min=0, help="untimed runs before timing")
+    bucket: bool = f(True, help="also time the eval split at real lengths, bucketed vs padded")
+    real_length_batch: int = f(32, min=1, help="batch size of the real-length measurement")
+    artifacts: list[str] | None = f(None, help="artifact names to measure; null = all found")
+    gpu: bool = f(True, help="GPU rows (or their skip reasons) too")
+    min_retained: float = f(
+        0.99,
+        min=0.0,
+        max=1.0,
+        help="recommended: fastest keeping this share of the teacher's accuracy",
+    )
+    timeout_s: float = f(1800.0, min=1.0, help="per-worker timeout")
+
+
+@dataclass
 class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = f("auto", help="auto: cuda when available, else cpu")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = f(
@@ -275,6 +298,7 @@ class Recipe:
     distill: DistillConfig = f(DistillConfig, help="the distillation loss and trainer")
     export: ExportConfig = f(ExportConfig, help="ONNX export, graph optimisation, parity")
     quantize: QuantizeConfig = f(QuantizeConfig, help="int8 quantization and its accuracy gate")
+    bench: BenchConfig = f(BenchConfig, help="latency/accuracy benchmark")
     train: TrainConfig = f(TrainConfig, help="settings shared by the training stages")
     security: SecurityConfig = f(SecurityConfig, help="what untrusted code may run")
 

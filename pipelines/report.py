@@ -241,7 +241,9 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}g}" if value < 1 else f"{value:.{digits}f}"
 
 
-def summary_table(rows: list[dict[str, Any]], device: str) -> tuple[str, list[str], list[list[str]]]:
+def summary_table(
+    rows: list[dict[str, Any]], device: str
+) -> tuple[str, list[str], list[list[str]]]:
     """(title, header, lines) for one device: one line per (artifact, precision)."""
     on_device = [r for r in rows if r["device"] == device and r.get("mode", "grid") == "grid"]
     measured = _measured(on_device)
@@ -251,6 +253,8 @@ def summary_table(rows: list[dict[str, Any]], device: str) -> tuple[str, list[st
     header = ["artifact", "backend", "precision", "accuracy", "size MB"]
     for b in batches:
         header += [f"b{b} p50/p99 ms", f"b{b} speed-up"]
+    if not batches:  # nothing measured on this device: one column for the skip reasons
+        header.append("status")
 
     def cell(artifact: str, precision: str, batch: int) -> dict[str, Any] | None:
         for r in on_device:
@@ -277,13 +281,17 @@ def summary_table(rows: list[dict[str, Any]], device: str) -> tuple[str, list[st
             _fmt(first.get("size_mb"), 2),
         ]
         skipped = next((r["skipped"] for r in group if r.get("skipped")), None)
+        failed = next((r["error"] for r in group if r.get("error")), None)
         if skipped:
-            lines.append(line + [f"skipped: {skipped}"] + [""] * (2 * len(batches) - 1))
+            lines.append(line + [f"skipped: {skipped}"] + [""] * (len(header) - len(line) - 1))
+            continue
+        if not batches:
+            lines.append(line + [f"error: {failed[:60]}" if failed else "–"])
             continue
         for b in batches:
             r, base = cell(artifact, precision, b), cell("teacher", "fp32", b)
             if r is None:
-                line += ["–", "–"]
+                line += [f"error: {failed[:60]}" if failed else "–", "–"]
             elif r.get("error"):
                 line += [f"error: {r['error'][:60]}", "–"]
             else:
@@ -292,6 +300,8 @@ def summary_table(rows: list[dict[str, Any]], device: str) -> tuple[str, list[st
                 line += [f"{_fmt(r['p50_ms'])} / {_fmt(r['p99_ms'])}", speed]
         lines.append(line)
     title = f"{device}: seq {seq}, {threads} threads; speed-up = teacher fp32 PyTorch p50 ÷ p50"
+    if not batches:
+        title = f"{device}: nothing measured"
     return title, header, lines
 
 
@@ -313,7 +323,10 @@ def terminal_table(rows: list[dict[str, Any]]) -> str:
         widths = [max(len(x) for x in col) for col in zip(header, *lines, strict=False)]
         text = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False))]
         text.append("  ".join("-" * w for w in widths))
-        text += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=False)).rstrip() for line in lines]
+        text += [
+            "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=False)).rstrip()
+            for line in lines
+        ]
         blocks.append("\n".join(text))
     return "\n\n".join(blocks)
 
@@ -322,7 +335,16 @@ def real_length_table(rows: list[dict[str, Any]]) -> str | None:
     real = [r for r in rows if r.get("mode") == "real_length" and not r.get("error")]
     if not real:
         return None
-    header = ["artifact", "device", "threads", "batch", "bucketed sent/s", "padded sent/s", "speed-up", "padding"]
+    header = [
+        "artifact",
+        "device",
+        "threads",
+        "batch",
+        "bucketed sent/s",
+        "padded sent/s",
+        "speed-up",
+        "padding",
+    ]
     lines = [
         [
             r["artifact"],
@@ -436,15 +458,23 @@ def model_card(best: dict[str, Any], manifests: dict[str, dict], rule: Recommend
 # ---------------------------------------------------------------- plots
 
 
-def pareto_points(rows: list[dict[str, Any]], batch: int = 1, device: str = "cpu") -> list[dict[str, Any]]:
+def pareto_points(
+    rows: list[dict[str, Any]], batch: int = 1, device: str = "cpu"
+) -> list[dict[str, Any]]:
     """One point per artifact (accuracy vs p50 at `batch`, largest seq, most threads), front marked."""
     measured = _measured(rows, device)
     seq, threads = _shape(measured)
     batch = _pick_batch(measured, batch)
     points = [
-        {"artifact": r["artifact"], "precision": r["precision"], "p50_ms": r["p50_ms"], "accuracy": r["accuracy"]}
+        {
+            "artifact": r["artifact"],
+            "precision": r["precision"],
+            "p50_ms": r["p50_ms"],
+            "accuracy": r["accuracy"],
+        }
         for r in measured
-        if (r["batch"], r["seq"], r["threads"]) == (batch, seq, threads) and r.get("accuracy") is not None
+        if (r["batch"], r["seq"], r["threads"]) == (batch, seq, threads)
+        and r.get("accuracy") is not None
     ]
     best = -float("inf")
     for p in sorted(points, key=lambda p: (p["p50_ms"], -p["accuracy"])):
@@ -463,25 +493,44 @@ def plot_pareto(points: list[dict[str, Any]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.scatter([p["p50_ms"] for p in points], [p["accuracy"] for p in points], zorder=3)
-    for p in points:
-        ax.annotate(p["artifact"], (p["p50_ms"], p["accuracy"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    for i, p in enumerate(sorted(points, key=lambda p: p["p50_ms"])):
+        ax.annotate(  # labels staggered vertically: neighbours in latency often share accuracy
+            p["artifact"],
+            (p["p50_ms"], p["accuracy"]),
+            fontsize=7,
+            xytext=(4, 4 + 9 * (i % 4)),
+            textcoords="offset points",
+        )
     front = sorted((p for p in points if p["pareto"]), key=lambda p: p["p50_ms"])
     if front:
-        ax.step([p["p50_ms"] for p in front], [p["accuracy"] for p in front], where="post", color="C3", label="Pareto front")
+        ax.step(
+            [p["p50_ms"] for p in front],
+            [p["accuracy"] for p in front],
+            where="post",
+            color="C3",
+            marker="o",
+            markerfacecolor="none",
+            markersize=10,
+            label="Pareto front",
+        )
         ax.legend(loc="lower right")
     ax.set_xscale("log")
     ax.set_xlabel("p50 latency (ms, log scale)")
     ax.set_ylabel("accuracy")
     if points:
         p = points[0]
-        ax.set_title(f"accuracy vs latency, batch {p['batch']}, seq {p['seq']}, {p['threads']} threads")
+        ax.set_title(
+            f"accuracy vs latency, batch {p['batch']}, seq {p['seq']}, {p['threads']} threads"
+        )
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def latency_series(rows: list[dict[str, Any]], batch: int = 1, device: str = "cpu") -> dict[str, list[tuple[int, float]]]:
+def latency_series(
+    rows: list[dict[str, Any]], batch: int = 1, device: str = "cpu"
+) -> dict[str, list[tuple[int, float]]]:
     measured = _measured(rows, device)
     _, threads = _shape(measured)
     batch = _pick_batch(measured, batch)
@@ -533,25 +582,38 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     rule = _rule(recommended_rule)
     validate_results(rows)
-    paths = {name: out_dir / name for name in ("results.json", "README.md", "pareto.png", "latency.png")}
+    paths = {
+        name: out_dir / name for name in ("results.json", "README.md", "pareto.png", "latency.png")
+    }
     atomic_write_json(paths["results.json"], rows)
 
     points = pareto_points(rows, rule.batch, rule.device)
     plot_pareto(points, paths["pareto.png"])
     series = latency_series(rows, rule.batch, rule.device)
     batch = _pick_batch(_measured(rows, rule.device), rule.batch)
-    plot_latency(series, paths["latency.png"], f"p50 vs sequence length, batch {batch}, {rule.device}")
+    plot_latency(
+        series, paths["latency.png"], f"p50 vs sequence length, batch {batch}, {rule.device}"
+    )
 
     best = recommend(rows, manifests, rule)
     text = ["# Benchmark report", ""]
-    text += [f"Machine: {machine.get('cpu', '?')} ({machine.get('arch', '?')}), {machine.get('cores')} cores, "
-             f"ISA {', '.join(machine.get('isa', [])) or '?'}" + (f", GPU {', '.join(machine['gpu'])}" if machine.get("gpu") else ""), ""]
+    text += [
+        f"Machine: {machine.get('cpu', '?')} ({machine.get('arch', '?')}), {machine.get('cores')} cores, "
+        f"ISA {', '.join(machine.get('isa', [])) or '?'}"
+        + (f", GPU {', '.join(machine['gpu'])}" if machine.get("gpu") else ""),
+        "",
+    ]
     for device in _devices(rows):
         title, header, lines = summary_table(rows, device)
         text += [f"## {title}", "", markdown_table(header, lines), ""]
     real = real_length_table(rows)
     if real:
-        text += ["## Real lengths: length-bucketed vs padded to max_length (each eval row once)", "", real, ""]
+        text += [
+            "## Real lengths: length-bucketed vs padded to max_length (each eval row once)",
+            "",
+            real,
+            "",
+        ]
     if roofline:
         text += ["## Roofline", ""]
         for r in roofline:
@@ -560,10 +622,19 @@ def write_report(
                 f"- {r.get('artifact', '')} batch {r['batch']}, seq {r['seq']}, {r['precision']}: "
                 f"{r['flops'] / 1e9:.3g} GFLOP ({r['formula']}); peak {r['peak_ops_per_s'] / 1e9:.1f} "
                 f"GOP/s assuming {r['assumption']}"
-                + (f"; achieved {r['achieved_ops_per_s'] / 1e9:.2f} GOP/s = {frac:.1%} of peak" if frac else "")
+                + (
+                    f"; achieved {r['achieved_ops_per_s'] / 1e9:.2f} GOP/s = {frac:.1%} of peak"
+                    if frac
+                    else ""
+                )
             ]
         text.append("")
-    text += ["![accuracy vs latency](pareto.png)", "", "![latency vs sequence length](latency.png)", ""]
+    text += [
+        "![accuracy vs latency](pareto.png)",
+        "",
+        "![latency vs sequence length](latency.png)",
+        "",
+    ]
     if best:
         text += [model_card(best, manifests, rule), ""]
     else:

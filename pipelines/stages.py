@@ -91,6 +91,18 @@ def _quantize(ctx: StageContext) -> StageResult:
     return main(ctx)
 
 
+def _bench(ctx: StageContext) -> StageResult:
+    from pipelines.bench_stage import bench
+
+    return bench(ctx)
+
+
+def _report(ctx: StageContext) -> StageResult:
+    from pipelines.bench_stage import report
+
+    return report(ctx)
+
+
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
@@ -122,8 +134,20 @@ STAGES: dict[str, Stage] = {
             _quantize,
             "int8: ORT dynamic and static, Neural Compressor; accuracy gate",
         ),
-        Stage("bench", ("bench",), ("quantize",), None, "latency/accuracy benchmark", 6),
-        Stage("report", ("report",), ("bench",), None, "report with tables and plots", 6),
+        Stage(
+            "bench",
+            ("data", "bench"),
+            ("teacher", "distill", "export", "quantize"),
+            _bench,
+            "latency grid, real-length serving, roofline; every backend in its own process",
+        ),
+        Stage(
+            "report",
+            ("bench",),
+            ("bench",),
+            _report,
+            "README.md, results.json, pareto.png, latency.png, model card",
+        ),
     )
 }
 

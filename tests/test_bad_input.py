@@ -25,7 +25,9 @@ def test_empty_eval_split_names_split_and_size(tmp_path):
     folder = tmp_path / "data"
     write_jsonl(folder / "train.jsonl", [{"text": "a b", "label": 0}] * 40)
     (folder / "validation.jsonl").write_text("")
-    with pytest.raises(DistilleryError, match=r"split 'validation' \(.*validation\.jsonl\) is empty: 0 rows"):
+    with pytest.raises(
+        DistilleryError, match=r"split 'validation' \(.*validation\.jsonl\) is empty: 0 rows"
+    ):
         _run(tmp_path, data={"source": str(folder)})
 
 

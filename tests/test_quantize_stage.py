@@ -8,6 +8,15 @@ from pipelines.errors import StageFailedError
 from pipelines.stages import run_pipeline
 from tests.conftest import tiny_recipe, write_recipe
 
+BENCH = {
+    "batch_sizes": [1, 2],
+    "seq_lens": [8, 16],
+    "threads": [1],
+    "min_runs": 3,
+    "min_seconds": 0.02,
+    "warmup_runs": 1,
+    "real_length_batch": 16,
+}
 QUANTIZE = {
     "calibration": {"samples": 64},
     "inc": {"configs": ["dynamic"], "calibration_samples": 32},
@@ -17,9 +26,9 @@ QUANTIZE = {
 @pytest.fixture(scope="module")
 def quantized(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("quantize")
-    raw = tiny_recipe(distill={"epochs": 0.5, "batch_size": 16}, quantize=QUANTIZE)
+    raw = tiny_recipe(distill={"epochs": 0.5, "batch_size": 16}, quantize=QUANTIZE, bench=BENCH)
     recipe = load_recipe(write_recipe(tmp / "recipe.yaml", raw))
-    manifests = run_pipeline(recipe, tmp / "runs", target="quantize", echo=lambda _: None)
+    manifests = run_pipeline(recipe, tmp / "runs", target="report", echo=lambda _: None)
     return tmp, manifests
 
 
@@ -78,3 +87,40 @@ def test_gate_failure_lists_each_drop_and_keeps_the_candidates(quantized, tmp_pa
     assert (out / "student-int8-dynamic" / "model.onnx").is_file()  # best candidate kept
     failure = json.loads((out / "gate_failure.json").read_text())
     assert failure["gate"]["accepted"] == [] and len(failure["gate"]["rejected"]) == 2
+
+
+def test_bench_and_report_cover_every_artifact(quantized):
+    from pipelines.report import validate_results
+
+    tmp, manifests = quantized
+    report = tmp / "runs" / "tiny" / "report"
+    rows = json.loads((report / "results.json").read_text())
+    validate_results(rows)
+    names = {a["name"] for a in manifests["bench"]["measured"]}
+    assert names == {
+        "teacher",
+        "student",
+        "teacher-onnx",
+        "teacher-onnx-O2",
+        "student-onnx",
+        "student-onnx-O2",
+        "student-int8-dynamic",
+        "student-int8-static",
+        "student-int8-inc",
+        "teacher-int8-dynamic",
+    }
+    grid = [
+        r
+        for r in rows
+        if r.get("mode", "grid") == "grid" and r.get("device") == "cpu" and r.get("p50_ms")
+    ]
+    assert {(r["artifact"], r["batch"], r["seq"]) for r in grid} == {
+        (n, b, s) for n in names for b in (1, 2) for s in (8, 16)
+    }
+    assert all(r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] for r in grid)
+    gpu = [r for r in rows if r.get("device") == "cuda"]
+    assert gpu and all(r.get("skipped") for r in gpu)  # no CUDA here: rows kept, with the reason
+    readme = (report / "README.md").read_text()
+    assert all(f"| {n} |" in readme for n in names)
+    assert manifests["report"]["recommended"] in names
+    assert manifests["bench"]["roofline"] and manifests["bench"]["roofline"][0]["flops"] > 0
