@@ -31,7 +31,13 @@ from pipelines.evaluation import evaluate_model
 from pipelines.models import load_tokenizer, resolve_model
 from pipelines.runs import atomic_write_json, atomic_write_text, canonical_hash
 from pipelines.stages import StageContext, StageResult
-from pipelines.training import last_checkpoint, logging_callback, resolve_device, training_arguments
+from pipelines.training import (
+    last_checkpoint,
+    logging_callback,
+    resolve_device,
+    step_timer,
+    training_arguments,
+)
 
 log = logging.getLogger("distillery")
 
@@ -145,6 +151,7 @@ def train_student(
     spec: LossSpec,
     out_dir: Path,
     logits: np.ndarray | None,
+    callbacks: list | None = None,
     **overrides,
 ):
     d = ctx.recipe.distill
@@ -173,7 +180,7 @@ def train_student(
         args,
         cached_logits=logits,
         resume_from_checkpoint=resume,
-        callbacks=[logging_callback()],
+        callbacks=[logging_callback(), *(callbacks or [])],
     )
     return trainer, resume
 
@@ -283,9 +290,11 @@ def measure_cache_speedup(ctx, teacher, initial, tokenizer, train_set, device, c
     n_s, n_t = initial.config.num_hidden_layers, teacher.config.num_hidden_layers
     spec = loss_spec(ablation_spec("logits_kd", d), n_s, n_t, copied)
     logits, cache = cached_teacher_logits(ctx, teacher, train_set, tokenizer, device)
-    timings = {}
+    timings, per_step = {}, {}
+    skip = min(10, steps // 5)
     for mode in ("recompute", "cached"):
         out = ctx.out / f"speedup-{mode}"
+        timer = step_timer(skip)
         started = time.time()
         train_student(
             ctx,
@@ -296,17 +305,22 @@ def measure_cache_speedup(ctx, teacher, initial, tokenizer, train_set, device, c
             spec,
             out,
             logits if mode == "cached" else None,
+            [timer],
             max_steps=steps,
             save_strategy="no",
             report_to=[],
         )
         timings[mode] = time.time() - started
+        per_step[mode] = timer.seconds_per_step
         shutil.rmtree(out, ignore_errors=True)
     return {
         "steps": steps,
-        "recompute_seconds": round(timings["recompute"], 2),
-        "cached_seconds": round(timings["cached"], 2),
-        "speedup": round(timings["recompute"] / timings["cached"], 3),
+        "timed_steps": steps - skip,
+        "recompute_seconds_per_step": round(per_step["recompute"], 5),
+        "cached_seconds_per_step": round(per_step["cached"], 5),
+        "speedup": round(per_step["recompute"] / per_step["cached"], 3),
+        "recompute_seconds_total": round(timings["recompute"], 2),
+        "cached_seconds_total": round(timings["cached"], 2),
         "cache_build_seconds": cache["seconds"],
         "cache_reused": cache["reused"],
     }

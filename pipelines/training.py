@@ -111,3 +111,33 @@ def logging_callback():
                 log.info("step %d: %s", state.global_step, logs)
 
     return LogCallback()
+
+
+def step_timer(skip: int):
+    """A Trainer callback timing steady-state steps: from the end of step `skip` to the last one.
+
+    Setup (dataloader, length grouping over the whole split, first-step allocations) is excluded,
+    so two runs of the same length compare their per-step cost only.
+    """
+    import time
+
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        started: float | None = None
+        ended: float | None = None
+        last_step = 0
+
+        def on_step_end(self, args, state, control, **kwargs):
+            now = time.perf_counter()
+            if state.global_step == skip:
+                self.started = now
+            self.ended, self.last_step = now, state.global_step
+
+        @property
+        def seconds_per_step(self) -> float:
+            if self.started is None or self.last_step <= skip:
+                raise ValueError(f"fewer than {skip + 1} steps ran; nothing to time")
+            return (self.ended - self.started) / (self.last_step - skip)
+
+    return StepTimer()
