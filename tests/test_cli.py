@@ -90,11 +90,13 @@ def test_dry_run_trains_nothing_and_writes_nothing(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_unavailable_stage_says_so(tmp_path):
+def test_stages_lists_every_stage_and_its_state(tmp_path):
     result = cli("stages")
     assert result.returncode == 0
-    assert "teacher   available" in result.stdout
-    assert "export    not available yet (issue #4)" in result.stdout
+    lines = result.stdout.splitlines()
+    assert [line.split()[:2] for line in lines] == [
+        [name, "available"] for name in ("teacher", "distill", "export", "quantize", "bench", "report")
+    ]
 
 
 def test_unwritable_runs_dir_names_the_path(tmp_path):

@@ -67,6 +67,11 @@ def test_set_unknown_key_suggests(recipe_file):
         load_recipe(recipe_file(), ["teacher.learning_rat=0.1"])
 
 
+def test_exponent_floats_without_a_dot_are_numbers(recipe_file):
+    recipe = load_recipe(recipe_file(), ["teacher.learning_rate=1e-4"])  # YAML 1.1 reads a string
+    assert recipe.teacher.learning_rate == 1e-4
+
+
 def test_set_overrides_values(recipe_file):
     recipe = load_recipe(
         recipe_file(),
