@@ -15,6 +15,7 @@ with `error`. GPU configurations that cannot run here are rows with `skipped`, n
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -56,6 +57,8 @@ ROW_KEYS = (
     "load_s",
     "path",
 )
+
+log = logging.getLogger("distillery")
 
 
 @dataclass
@@ -286,7 +289,8 @@ def _run_jobs(
     plan: list[tuple[Artifact, dict[str, Any]]], timeout_s: float
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for artifact, job in plan:
+    for index, (artifact, job) in enumerate(plan, 1):
+        log.info("bench %d/%d: %s, %s threads", index, len(plan), artifact.name, job["threads"])
         try:
             result = run_worker(job, timeout_s)
         except RuntimeError as exc:
