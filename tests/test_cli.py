@@ -95,7 +95,8 @@ def test_stages_lists_every_stage_and_its_state(tmp_path):
     assert result.returncode == 0
     lines = result.stdout.splitlines()
     assert [line.split()[:2] for line in lines] == [
-        [name, "available"] for name in ("teacher", "distill", "export", "quantize", "bench", "report")
+        [name, "available"]
+        for name in ("teacher", "distill", "export", "quantize", "bench", "report")
     ]
 
 
