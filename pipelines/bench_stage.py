@@ -13,8 +13,8 @@ import os
 
 from pipelines.benchmark import discover_artifacts, gpu_rows, roofline, run_grid
 from pipelines.data import tokenize
-from pipelines.distill_stage import load_stage_model
 from pipelines.errors import DistilleryError
+from pipelines.models import load_stage_model
 from pipelines.report import RecommendRule, terminal_table, write_report
 from pipelines.runs import atomic_write_json, machine
 from pipelines.stages import StageContext, StageResult

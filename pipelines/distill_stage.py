@@ -26,9 +26,9 @@ from distill.student import (
 )
 from pipelines.config import DistillConfig, Recipe
 from pipelines.data import require_rows, tokenize
-from pipelines.errors import ConfigError, DistilleryError
+from pipelines.errors import ConfigError
 from pipelines.evaluation import evaluate_model
-from pipelines.models import load_tokenizer, resolve_model
+from pipelines.models import load_stage_model, load_tokenizer, resolve_model
 from pipelines.runs import atomic_write_json, atomic_write_text, canonical_hash
 from pipelines.stages import StageContext, StageResult
 from pipelines.training import (
@@ -40,21 +40,6 @@ from pipelines.training import (
 )
 
 log = logging.getLogger("distillery")
-
-
-def load_stage_model(folder: Path):
-    """A model this pipeline saved itself (safetensors), with its tokenizer."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    except Exception as exc:
-        raise DistilleryError(
-            f"{folder}: cannot load the model saved there ({exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0][:200]}). The file may be truncated; rerun that stage with --force."
-        ) from None
-    return model, tokenizer
 
 
 def build_student(recipe: Recipe, teacher, tokenizer_t):

@@ -15,8 +15,8 @@ from export.onnx_export import export_classifier
 from export.optimize import optimize_onnx
 from export.parity import ParityError, check, compare, onnx_logits, torch_logits
 from pipelines.data import tokenize
-from pipelines.distill_stage import load_stage_model
 from pipelines.errors import DistilleryError, StageFailedError
+from pipelines.models import load_stage_model
 from pipelines.stages import StageContext, StageResult
 
 log = logging.getLogger("distillery")

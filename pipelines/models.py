@@ -168,3 +168,18 @@ def teacher_sources(recipe: Recipe) -> list[tuple[Source, str]]:
     if recipe.teacher.tokenizer:
         found.append((model_source(recipe.teacher.tokenizer, "teacher.tokenizer"), "model"))
     return found
+
+
+def load_stage_model(folder: Path):
+    """A model this pipeline saved itself (safetensors), with its tokenizer."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except Exception as exc:
+        raise DistilleryError(
+            f"{folder}: cannot load the model saved there ({exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0][:200]}). The file may be truncated; rerun that stage with --force."
+        ) from None
+    return model, tokenizer

@@ -14,8 +14,8 @@ import numpy as np
 
 from export.parity import compare, onnx_logits, padded_batches, torch_logits
 from pipelines.data import tokenize
-from pipelines.distill_stage import load_stage_model
 from pipelines.errors import DistilleryError, StageFailedError
+from pipelines.models import load_stage_model
 from pipelines.stages import StageContext, StageResult
 from quantize.gate import QuantizationGateError, gate
 from quantize.ort_dynamic import quantize_dynamic
