@@ -37,26 +37,6 @@ ORT_INT8_CUDA = (
     "DynamicQuantizeLinear) have no CUDA kernel and fall back to CPU (onnxruntime #10267); "
     "use the TensorRT EP for int8 on GPU"
 )
-ROW_KEYS = (
-    "artifact",
-    "backend",
-    "device",
-    "precision",
-    "batch",
-    "seq",
-    "threads",
-    "p50_ms",
-    "p90_ms",
-    "p99_ms",
-    "mean_ms",
-    "runs",
-    "throughput",
-    "accuracy",
-    "size_mb",
-    "peak_rss_mb",
-    "load_s",
-    "path",
-)
 
 log = logging.getLogger("distillery")
 

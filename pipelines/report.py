@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.benchmark import BACKENDS, DEVICES, PRECISIONS
 from pipelines.runs import atomic_write_json, atomic_write_text
 
 NULLABLE_NUMBER = ["number", "null"]
@@ -42,9 +43,9 @@ RESULTS_SCHEMA: dict[str, Any] = {
         ],
         "properties": {
             "artifact": {"type": "string", "minLength": 1},
-            "backend": {"type": "string", "enum": ["torch", "onnxruntime", "inc"]},
-            "device": {"type": "string", "enum": ["cpu", "cuda"]},
-            "precision": {"type": "string", "enum": ["fp32", "bf16", "int8"]},
+            "backend": {"type": "string", "enum": list(BACKENDS)},
+            "device": {"type": "string", "enum": list(DEVICES)},
+            "precision": {"type": "string", "enum": list(PRECISIONS)},
             "mode": {"type": "string", "enum": ["grid", "real_length"]},
             "batch": {"type": ["integer", "null"], "minimum": 1},
             "seq": {"type": ["integer", "null"], "minimum": 1},

@@ -140,6 +140,28 @@ def write_result(out_path: Path, result: dict) -> Path:
     return json_path
 
 
+def output_record(
+    onnx_path: Path,
+    out_path: Path,
+    counts_before: dict[str, int],
+    counts: dict[str, int],
+    copied: list[str],
+) -> dict:
+    """The part of a quantization result every ONNX method shares: ops, sizes, how to load it."""
+    return {
+        "op_counts_before": counts_before,
+        "op_counts": counts,
+        "quantized_ops": quantized_op_count(counts),
+        "source_size_bytes": onnx_path.stat().st_size,
+        "size_bytes": out_path.stat().st_size,
+        "files_copied": copied,
+        "load_with": (
+            "optimum.onnxruntime.ORTModelForSequenceClassification.from_pretrained("
+            f"{str(out_path.parent)!r}, file_name={out_path.name!r})"
+        ),
+    }
+
+
 def check_paths(onnx_path: str | Path, out_path: str | Path) -> tuple[Path, Path]:
     """Validated (input, output) paths; the output folder is created."""
     onnx_path, out_path = Path(onnx_path), Path(out_path)
@@ -224,16 +246,7 @@ def quantize_dynamic(
         "nodes_to_exclude": nodes_to_exclude,
         "fused_input_ops": fused,
         "extra_options": {**extra_options, "DefaultTensorType": "FLOAT"},
-        "op_counts_before": counts_before,
-        "op_counts": counts,
-        "quantized_ops": quantized_op_count(counts),
-        "source_size_bytes": onnx_path.stat().st_size,
-        "size_bytes": out_path.stat().st_size,
-        "files_copied": copied,
-        "load_with": (
-            "optimum.onnxruntime.ORTModelForSequenceClassification.from_pretrained("
-            f"{str(out_path.parent)!r}, file_name={out_path.name!r})"
-        ),
+        **output_record(onnx_path, out_path, counts_before, counts, copied),
     }
     write_result(out_path, result)
     return result

@@ -40,6 +40,7 @@ from quantize.ort_dynamic import (
     fused_ops,
     graph_inputs,
     op_counts,
+    output_record,
     quantized_op_count,
     write_result,
 )
@@ -280,16 +281,7 @@ def quantize_static(
             "peak_rss_mib": round(peak_rss / mib, 1),  # sampled between batches
             "process_max_rss_mib": round(_max_rss_bytes() / mib, 1),  # whole process lifetime
         },
-        "op_counts_before": op_counts(model),
-        "op_counts": counts,
-        "quantized_ops": quantized_op_count(counts),
-        "source_size_bytes": onnx_path.stat().st_size,
-        "size_bytes": out_path.stat().st_size,
-        "files_copied": copied,
-        "load_with": (
-            "optimum.onnxruntime.ORTModelForSequenceClassification.from_pretrained("
-            f"{str(out_path.parent)!r}, file_name={out_path.name!r})"
-        ),
+        **output_record(onnx_path, out_path, op_counts(model), counts, copied),
     }
     write_result(out_path, result)
     return result
