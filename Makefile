@@ -38,6 +38,10 @@ test: $(INSTALLED) ## run the test suite (real tests run when ../shared exists)
 test-gpu: $(INSTALLED) ## run the tests marked gpu (skipped without CUDA)
 	$(BIN)/python -m pytest -m gpu -rs $(PYTEST_ARGS)
 
+bench-gpu: $(INSTALLED) ## GPU rows only (torch, ORT CUDA fp32/fp16, TensorRT int8) for RECIPE's artifacts; exits 0 without CUDA
+	$(BIN)/python -m pipelines.bench_gpu $(RECIPE) $(SET_ARGS) $(if $(DISTILLERY_RUNS),--runs-dir $(DISTILLERY_RUNS))
+.PHONY: bench-gpu
+
 lint: $(INSTALLED) ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -51,7 +55,7 @@ validate: $(INSTALLED) ## check RECIPE without running it
 
 demo: $(INSTALLED) ## run recipes/demo.yaml offline (tiny BERT, generated data)
 	$(DISTILLERY) run recipes/demo.yaml $(SET_ARGS) $(RUN_FLAGS)
-	@echo "report: runs/demo/report/README.md"
+	@echo "report: runs/demo/report/README.md  edge bundle: runs/demo/bundle/"
 
 pipeline: $(INSTALLED) ## run every stage of RECIPE, skipping the ones already done
 	$(DISTILLERY) run $(RECIPE) $(SET_ARGS) $(RUN_FLAGS)
@@ -70,6 +74,9 @@ bench: $(INSTALLED) ## stage: latency grid, real-length serving, roofline (each 
 	$(STAGE_CMD)
 report: $(INSTALLED) ## stage: runs/<name>/report/ README.md, results.json, pareto.png, latency.png
 	$(STAGE_CMD)
+ARTIFACT ?=
+bundle: $(INSTALLED) ## stage: runs/<name>/bundle/ ONNX + tokenizer + predict.py for a device [ARTIFACT=name]
+	$(DISTILLERY) bundle $(RECIPE) $(if $(ARTIFACT),--artifact $(ARTIFACT)) $(SET_ARGS) $(RUN_FLAGS)
 
 distill-ablation: $(INSTALLED) ## distill RECIPE three ways (labels only, KD, KD + matches) and tabulate
 	$(DISTILLERY) run $(RECIPE) --stage distill --set distill.ablation=true $(SET) $(RUN_FLAGS)
@@ -77,4 +84,4 @@ distill-ablation: $(INSTALLED) ## distill RECIPE three ways (labels only, KD, KD
 clean: ## remove runs/, caches and the .venv
 	rm -rf runs $(VENV) .pytest_cache .ruff_cache *.egg-info
 
-.PHONY: help install test test-gpu lint format validate demo pipeline teacher distill export quantize bench report distill-ablation clean
+.PHONY: help install test test-gpu lint format validate demo pipeline teacher distill export quantize bench report bundle distill-ablation clean

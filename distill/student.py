@@ -63,9 +63,10 @@ def from_config(
     """A fresh BERT of the given shape, with the teacher's vocabulary, labels and positions.
 
     init_embeddings 'truncate' copies the teacher's word, position and token-type embeddings,
-    keeping the first `hidden_size` dimensions (zero-padded if the student is wider); 'none' keeps
-    the random init. Truncation is the cheap option TinyBERT-style students use before
-    embedding distillation; it beats random init measurably when the widths are close.
+    keeping the first `hidden_size` dimensions (zero-padded if the student is wider); 'pca'
+    projects them onto the top `hidden_size` principal directions of the teacher's word
+    embeddings (one projection for all three tables, so their sums stay consistent), which keeps
+    more of the teacher's geometry than dropping dimensions; 'none' keeps the random init.
     """
     from transformers import BertConfig, BertForSequenceClassification
 
@@ -85,21 +86,40 @@ def from_config(
     )
     torch.manual_seed(seed)
     student = BertForSequenceClassification(config)
-    if init_embeddings == "truncate":
+    if init_embeddings not in EMBEDDING_INITS:
+        raise ValueError(
+            f"student.init_embeddings: unknown {init_embeddings!r}; known: {list(EMBEDDING_INITS)}"
+        )
+    if init_embeddings != "none":
         source = teacher.base_model.embeddings
         target = student.base_model.embeddings
+        basis = None
+        if init_embeddings == "pca":
+            basis = pca_basis(source.word_embeddings.weight.detach().float(), hidden_size)
         with torch.no_grad():
             for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
-                src, dst = getattr(source, name).weight, getattr(target, name).weight
-                width = min(src.shape[1], dst.shape[1])
+                src, dst = getattr(source, name).weight.float(), getattr(target, name).weight
                 rows = min(src.shape[0], dst.shape[0])
                 dst.zero_()
-                dst[:rows, :width] = src[:rows, :width]
-    elif init_embeddings != "none":
-        raise ValueError(
-            f"student.init_embeddings: unknown {init_embeddings!r}; known: ['none', 'truncate']"
-        )
+                if basis is None:
+                    width = min(src.shape[1], dst.shape[1])
+                    dst[:rows, :width] = src[:rows, :width]
+                else:
+                    projected = src[:rows] @ basis
+                    dst[:rows, : projected.shape[1]] = projected
     return student
+
+
+EMBEDDING_INITS = ("none", "truncate", "pca")
+
+
+def pca_basis(weight: torch.Tensor, width: int) -> torch.Tensor:
+    """(teacher_width, k) orthonormal columns: the top-k right singular vectors of the centred
+    embedding matrix, k = min(width, teacher_width). Projections preserve dot products within the
+    kept subspace, which is what attention reads."""
+    centred = weight - weight.mean(dim=0, keepdim=True)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    return vh[: min(width, weight.shape[1])].T.contiguous()
 
 
 def check_same_vocab(tokenizer_t, tokenizer_s, where: str) -> None:

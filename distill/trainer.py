@@ -7,6 +7,11 @@
 - `create_optimizer`: the training-only projections join the optimizer (they are not part of the
   student, so the Trainer would not see them); `_save_checkpoint` / `_load_from_checkpoint` keep
   them in each checkpoint so resume is exact.
+- `training_step`: under DDP the wrapped student's gradients are averaged by DDP; the projections
+  sit outside it, so their gradients are averaged here, or each process would train its own.
+
+A teacher in half precision (bf16/fp16, to save GPU memory and time) is fine: its outputs are cast
+to fp32 before the loss.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ class DistillationTrainer(Trainer):
             if self.teacher is None:
                 raise ValueError("no teacher given and the batch carries no teacher_logits")
             with torch.no_grad():
-                out_t = self.teacher(**inputs, **flags)
+                out_t = as_float32(self.teacher(**inputs, **flags))
             logits_t = out_t.logits
         progress = self.state.global_step / self.state.max_steps if self.state.max_steps else 0.0
         total, terms, weights = self.loss_fn(
@@ -77,7 +82,33 @@ class DistillationTrainer(Trainer):
             self._term_steps = 0
         return super().log(logs, *args, **kwargs)
 
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self._average_projection_grads()
+        return loss
+
     # ------------------------------------------------------------------ projections
+    def _average_projection_grads(self) -> None:
+        """Mean of the projections' gradients over the DDP processes (in place).
+
+        Averaging after every micro-batch is exact under gradient accumulation too: the part
+        accumulated earlier is already equal on every process, and its mean is itself.
+        """
+        if self.args.world_size <= 1:
+            return
+        grads = [p.grad for p in self.loss_fn.parameters() if p.grad is not None]
+        if not grads:
+            return
+        import torch.distributed as dist
+
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.args.world_size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
+
     def create_optimizer(self):
         optimizer = super().create_optimizer()
         params = [p for p in self.loss_fn.parameters() if p.requires_grad]
@@ -101,6 +132,19 @@ class DistillationTrainer(Trainer):
             from safetensors.torch import load_file
 
             self.loss_fn.load_state_dict(load_file(path, device=str(self.args.device)))
+
+
+def as_float32(output):
+    """A model output with every floating tensor (also inside tuples) in fp32; fp32 ones as is."""
+
+    def cast(value):
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.float()  # no copy when already fp32
+        if isinstance(value, tuple):
+            return tuple(cast(v) for v in value)
+        return value
+
+    return type(output)(**{k: cast(v) for k, v in output.items()})
 
 
 class TeacherLogitsCollator:

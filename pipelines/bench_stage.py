@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 
+from pipelines.bench_gpu import TRT_CACHE
 from pipelines.benchmark import discover_artifacts, gpu_rows, roofline, run_grid
 from pipelines.data import tokenize
 from pipelines.errors import DistilleryError
@@ -70,6 +71,7 @@ def bench(ctx: StageContext) -> StageResult:
             min_seconds=b.min_seconds,
             warmup_runs=b.warmup_runs,
             timeout_s=b.timeout_s,
+            cache_dir=ctx.out / TRT_CACHE,  # TensorRT engines survive reruns of the stage
         )
     teacher_config = json.loads((ctx.input_dir("teacher") / "config.json").read_text())
     student_config = json.loads((ctx.input_dir("distill") / "config.json").read_text())

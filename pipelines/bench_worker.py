@@ -11,11 +11,12 @@ in OMP_NUM_THREADS/MKL_NUM_THREADS before numpy, torch or onnxruntime is importe
 through `torch.set_num_threads` and ORT's `intra_op_num_threads` (inter-op 1, sequential).
 
 Timings: `import_s` is the backend's import, `load_s` the model load after it (for INC that is
-re-export plus re-calibration; `load_inc_model` rebuilds the graph). Inputs are built once per
-cell on the target device and are not part of a timed run (ORT's CUDA EP copies host inputs inside
-`run`, so for it the copy is included). Each cell: `warmup_runs` untimed runs, then timed runs
-(`time.perf_counter`, CUDA synchronised before and after) until both `min_runs` and `min_seconds`
-are reached. `peak_rss_mb` is the process's ru_maxrss at the end (after load: `load_rss_mb`).
+re-export plus re-calibration; `load_inc_model` rebuilds the graph; for an fp16 ORT row, the fp16
+conversion; for TensorRT, the engine build or its load from the cache). Inputs are built once per
+cell on the target device and are not part of a timed run (ORT on the GPU uses IO binding, inputs
+and logits on the device; without it the host-to-device copy would be inside `run`). Each cell:
+`warmup_runs` untimed runs, then timed runs (`time.perf_counter`, CUDA synchronised before and
+after) until both `min_runs` and `min_seconds` are reached. `peak_rss_mb` is the process's ru_maxrss at the end (after load: `load_rss_mb`).
 
 The worker inherits the parent's environment. On a machine whose cores are busy with other work,
 export OMP_WAIT_POLICY=PASSIVE first: with OpenMP's default spin-wait, PyTorch at 2 threads on 2
@@ -130,10 +131,15 @@ def _load_inc(job: dict[str, Any]) -> Runner:
 
 
 def _load_ort(job: dict[str, Any]) -> Runner:
+    """An ORT session; on the GPU the job names the EP (CUDA or TensorRT, see bench_gpu),
+    `fp16` converts the fp32 graph at load, and `io_binding` keeps inputs and logits on the device.
+    """
     from pathlib import Path
 
     import numpy as np
     import onnxruntime as ort
+
+    from pipelines.bench_gpu import CUDA_EP, TRT_EP, to_fp16
 
     path = Path(job["path"])
     if path.is_dir():
@@ -143,18 +149,24 @@ def _load_ort(job: dict[str, Any]) -> Runner:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
-    if job["device"] == "cuda":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise RuntimeError(
-                "onnxruntime has no CUDAExecutionProvider here; pip install -e .[gpu] "
-                "(onnxruntime-gpu) on a CUDA machine"
-            )
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    else:
-        providers = ["CPUExecutionProvider"]
-    session = ort.InferenceSession(str(path), options, providers=providers)
-    if job["device"] == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
-        raise RuntimeError(f"ORT fell back to {session.get_providers()} instead of the CUDA EP")
+    cuda = job["device"] == "cuda"
+    provider = (job.get("provider") or CUDA_EP) if cuda else "CPUExecutionProvider"
+    if provider not in ort.get_available_providers():
+        raise RuntimeError(
+            f"onnxruntime has no {provider} here; pip install -e .[gpu] (onnxruntime-gpu) on a "
+            "CUDA machine" + (" with the TensorRT libraries" if provider == TRT_EP else "")
+        )
+    providers: list[Any] = [(provider, job.get("provider_options") or {})]
+    if provider == TRT_EP:
+        providers.append(CUDA_EP)  # what TensorRT does not take runs on the CUDA EP
+    if provider != "CPUExecutionProvider":
+        providers.append("CPUExecutionProvider")
+    if job.get("fp16") and job["precision"] != "fp16":
+        raise ValueError(f"fp16 conversion asked for a {job['precision']} row")
+    source = to_fp16(path).SerializeToString() if job.get("fp16") else str(path)
+    session = ort.InferenceSession(source, options, providers=providers)
+    if session.get_providers()[0] != provider:
+        raise RuntimeError(f"ORT fell back to {session.get_providers()} instead of {provider}")
     kinds = {i.name: i.type for i in session.get_inputs()}
     unknown = sorted(set(kinds) - set(MODEL_INPUTS))
     if unknown:
@@ -162,16 +174,26 @@ def _load_ort(job: dict[str, Any]) -> Runner:
     types = {"tensor(int32)": np.int32}
     names = list(kinds)
     output = [session.get_outputs()[0].name]
+    info = {"providers": session.get_providers(), "io_binding": False}
 
     def feed(arrays: dict[str, Any]) -> dict[str, Any]:
         return {k: arrays[k].astype(types.get(kinds[k], np.int64), copy=False) for k in names}
 
-    return Runner(
-        lambda inputs: session.run(output, inputs),
-        feed,
-        names,
-        info={"providers": session.get_providers()},
-    )
+    if not (cuda and job.get("io_binding")):
+        return Runner(lambda inputs: session.run(output, inputs), feed, names, info=info)
+
+    def feed_device(arrays: dict[str, Any]) -> Any:
+        """Inputs copied to GPU 0 once; the binding also allocates the logits there."""
+        binding = session.io_binding()
+        for name, array in feed(arrays).items():
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array, "cuda", 0))
+        binding.bind_output(output[0], "cuda", 0)
+        return binding
+
+    # run_with_iobinding returns once the GPU work is done (ORT synchronises the EP's stream at
+    # the end of a run), so the timer needs no other sync.
+    info["io_binding"] = True
+    return Runner(session.run_with_iobinding, feed_device, names, info=info)
 
 
 LOADERS: dict[str, Callable[[dict[str, Any]], Runner]] = {

@@ -3,12 +3,13 @@
     arts = discover_artifacts(Path("runs/demo"))
     rows = run_grid(arts, batch_sizes=[1, 32], seq_lens=[32, 128], threads_list=[1, 2],
                     min_runs=20, min_seconds=1.0, warmup_runs=5)
-    rows += gpu_rows(arts, batch_sizes=[1, 32], seq_lens=[128])
+    rows += gpu_rows(arts, batch_sizes=[1, 32], seq_lens=[128], cache_dir=Path("runs/demo/bench/trt-cache"))
 
 Each (artifact, threads) runs in its own `python -m pipelines.bench_worker` (see that module for
 what is timed), so thread pools of PyTorch and ONNX Runtime never meet in one process
 (onnxruntime #13808) and a crash costs one row group, not the run: a failed worker yields rows
-with `error`. GPU configurations that cannot run here are rows with `skipped`, never dropped.
+with `error`. GPU configurations that cannot run here are rows with `skipped`, never dropped;
+which execution provider runs which ONNX artifact on the GPU is `pipelines.bench_gpu.onnx_routes`.
 `roofline` puts a measured latency against the CPU's assumed peak.
 """
 
@@ -23,20 +24,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.bench_gpu import ORT_INT8_CUDA as ORT_INT8_CUDA  # re-exported
+from pipelines.bench_gpu import TRT_EP, graph_inputs, int8_kind, onnx_routes, trt_provider_options
 from pipelines.runs import MANIFEST, cpu_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ("torch", "onnxruntime", "inc")
-PRECISIONS = ("fp32", "bf16", "int8")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 DEVICES = ("cpu", "cuda")
 MODEL_FILES = ("model.safetensors", "pytorch_model.bin", "model.onnx", "model.onnx_data")
 INC_FILES = ("inc_tensors.safetensors", "fp32/model.safetensors")
 DEFAULT_VOCAB = 1000  # used only when an artifact has no config.json to read vocab_size from
-ORT_INT8_CUDA = (
-    "int8 ONNX is not sent to the CUDA EP: most quantized ops (MatMulInteger, QAttention, "
-    "DynamicQuantizeLinear) have no CUDA kernel and fall back to CPU (onnxruntime #10267); "
-    "use the TensorRT EP for int8 on GPU"
-)
 
 log = logging.getLogger("distillery")
 
@@ -221,6 +219,8 @@ def _rows_from_result(
         "peak_rss_mb": result["peak_rss_mb"],
         "load_s": result["load_s"],
         "import_s": result["import_s"],
+        **{k: result[k] for k in ("providers", "io_binding") if k in result},
+        **({"accuracy_from": job["accuracy_from"]} if job.get("accuracy_from") else {}),
     }
     rows = []
     for cell in result["cells"]:
@@ -344,11 +344,16 @@ def gpu_rows(
     min_seconds: float = 1.0,
     warmup_runs: int = 5,
     timeout_s: float = 1800.0,
+    cache_dir: Path | str | None = None,
 ) -> list[dict[str, Any]]:
-    """GPU rows: torch fp32 and bf16 (autocast), ORT CUDA EP fp32; skips recorded with reasons.
+    """GPU rows: torch fp32 and bf16 (autocast); ONNX per `bench_gpu.onnx_routes` (CUDA EP fp32
+    and fp16 with IO binding, TensorRT EP for s8 QDQ int8); skips recorded with reasons.
 
     A configuration that cannot run is one row with `skipped` (batch and seq None): no CUDA,
-    no onnxruntime-gpu, int8 ONNX (onnxruntime #10267), INC (CPU-only).
+    no onnxruntime-gpu or TensorRT EP, int8 ONNX the CUDA EP must not get (onnxruntime #10267),
+    INC (CPU-only). cache_dir: TensorRT engine cache (runs/<name>/bench/trt-cache); None: a
+    `trt-cache` folder beside the int8 model. Rows measured at a precision other than the one
+    whose accuracy the artifact carries say so in `accuracy_from`.
     """
     reason = cuda_status()
     providers = _ort_providers()
@@ -367,31 +372,40 @@ def gpu_rows(
         base = _base_row(artifact, "cuda", precision, threads)
         rows.append({**_empty_cell(base, None, None), "skipped": why})
 
+    def measured_as(artifact: Artifact, precision: str) -> str | None:
+        if precision == artifact.precision:
+            return None
+        return f"{artifact.name} {artifact.precision} (eval split); not re-measured in {precision}"
+
     for a in artifacts:
         if a.backend == "torch":
             for precision in ("fp32", "bf16"):
                 if reason:
                     skip(a, precision, reason)
                 else:
-                    plan.append((a, _job(a, "cuda", precision, threads, settings)))
-        elif a.backend == "onnxruntime" and a.precision == "int8":
-            trt = "TensorrtExecutionProvider" in providers
-            skip(
-                a,
-                "int8",
-                ORT_INT8_CUDA + ("; TensorRT EP is available but not wired here" if trt else ""),
-            )
+                    job = _job(a, "cuda", precision, threads, settings)
+                    plan.append((a, {**job, "accuracy_from": measured_as(a, precision)}))
         elif a.backend == "onnxruntime":
-            if reason:
-                skip(a, a.precision, reason)
-            elif "CUDAExecutionProvider" not in providers:
-                skip(
-                    a,
-                    a.precision,
-                    "onnxruntime has no CUDAExecutionProvider: pip install -e .[gpu]",
-                )
-            else:
-                plan.append((a, _job(a, "cuda", a.precision, threads, settings)))
+            kind = int8_kind(a.path) if a.precision == "int8" else None
+            for route in onnx_routes(a.precision, kind, reason, providers):
+                if route.skipped:
+                    skip(a, route.precision, route.skipped)
+                    continue
+                job = {
+                    **_job(a, "cuda", route.precision, threads, settings),
+                    "provider": route.provider,
+                    "fp16": route.fp16,
+                    "io_binding": True,
+                    "accuracy_from": measured_as(a, route.precision),
+                }
+                if route.provider == TRT_EP:
+                    cache = Path(cache_dir) if cache_dir else Path(a.path) / "trt-cache"
+                    cache.mkdir(parents=True, exist_ok=True)
+                    job["provider_options"] = trt_provider_options(
+                        graph_inputs(a.path), batch_sizes, seq_lens, cache
+                    )
+                    job["accuracy_from"] = f"{a.name} int8 on the CPU EP (eval split)"
+                plan.append((a, job))
         else:  # inc
             skip(a, a.precision, "INC PT2E int8 (X86InductorQuantizer) runs on CPU only")
     return rows + _run_jobs(plan, timeout_s)

@@ -96,6 +96,42 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bundle(args: argparse.Namespace) -> int:
+    """Build runs/<name>/bundle/ (the bundle stage and what it needs), or --verify a bundle."""
+    from pipelines.config import load_recipe
+
+    if args.verify:
+        from pipelines.bundle_verify import verify_bundle
+
+        if args.artifact:
+            raise DistilleryError("--artifact picks what to build; --verify checks a built bundle.")
+        recipe = load_recipe(args.recipe, _overrides(args)) if args.recipe else None
+        verify_bundle(Path(args.verify), data=Path(args.data) if args.data else None, recipe=recipe)
+        print("verify: ok")
+        return 0
+    if args.data:
+        raise DistilleryError("--data goes with --verify DIR (the rows to check a bundle on).")
+    if not args.recipe:
+        raise DistilleryError(
+            "distillery bundle: give a RECIPE to build a bundle (distillery bundle "
+            "recipes/demo.yaml), or --verify DIR to check one."
+        )
+    from pipelines.stages import run_pipeline
+
+    overrides = _overrides(args) + ([f"bundle.artifact={args.artifact}"] if args.artifact else [])
+    recipe = load_recipe(args.recipe, overrides)
+    done = run_pipeline(
+        recipe, Path(args.runs_dir), target="bundle", force=args.force, dry_run=args.dry_run
+    )
+    if not args.dry_run:
+        folder = Path(args.runs_dir) / recipe.name / "bundle"
+        print(
+            f"bundle: {folder} ({done['bundle']['metrics']['artifact']}); check it with "
+            f"`distillery bundle --verify {folder}`"
+        )
+    return 0
+
+
 def cmd_stages(args: argparse.Namespace) -> int:
     from pipelines.stages import STAGES
 
@@ -141,6 +177,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", action="append", required=True, help="a text; repeat for several")
     p.add_argument("--runs-dir", default=os.environ.get("DISTILLERY_RUNS", "runs"))
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser(
+        "bundle",
+        help="edge bundle of one ONNX artifact in runs/<name>/bundle/, or --verify DIR",
+        description="Build runs/<name>/bundle/ (running any stage not done yet), or check one.",
+    )
+    p.add_argument("recipe", nargs="?", help="path to a YAML recipe, e.g. recipes/demo.yaml")
+    p.add_argument(
+        "--set", action="append", nargs="+", metavar="KEY=VALUE", help="override recipe keys"
+    )
+    p.add_argument(
+        "--artifact",
+        help="artifact to ship, by its report name (student-int8-dynamic, student-onnx-O2); "
+        "default: the report's recommended one",
+    )
+    p.add_argument("--force", action="store_true", help="rebuild even if the manifest matches")
+    p.add_argument("--dry-run", action="store_true", help="say what would run; build nothing")
+    p.add_argument("--runs-dir", default=os.environ.get("DISTILLERY_RUNS", "runs"))
+    p.add_argument(
+        "--verify",
+        metavar="DIR",
+        help="check a bundle: SHA256SUMS, then predict.py's accuracy on the eval split (rows from "
+        "--data, else RECIPE's eval split, else the bundle's eval.jsonl)",
+    )
+    p.add_argument("--data", metavar="FILE", help="with --verify: labelled rows as JSON lines")
+    p.set_defaults(func=cmd_bundle)
 
     p = sub.add_parser("stages", help="list the pipeline's stages and whether each is available")
     p.set_defaults(func=cmd_stages)

@@ -102,8 +102,9 @@ class StudentConfig:
     )
     layers: list[int] = f([0, 2, 4], min=0, help="teacher layers copied when init: teacher_layers")
     config: ModelShape = f(ModelShape, help="shape when init: config")
-    init_embeddings: Literal["none", "truncate"] = f(
-        "truncate", help="config students: copy teacher embeddings, truncated to the width"
+    init_embeddings: Literal["none", "truncate", "pca"] = f(
+        "truncate",
+        help="config students: teacher embeddings truncated, or PCA-projected, to the width",
     )
     model: str | None = f(
         None, help="checkpoint when init: pretrained (same vocabulary as teacher)"
@@ -161,6 +162,9 @@ class DistillConfig:
     ablation: bool = f(False, help="also train labels-only / KD / KD+matches and write a table")
     cache_speedup_steps: int = f(
         0, min=0, help="time N steps cached vs recomputed teacher; 0 = off"
+    )
+    teacher_dtype: Literal["auto", "fp32", "bf16", "fp16"] = f(
+        "fp32", help="frozen teacher's dtype; auto = train precision; bf16/fp16 need CUDA"
     )
 
     def __post_init__(self) -> None:
@@ -225,8 +229,8 @@ class QuantizeConfig:
         ["dynamic", "static", "inc"],
         help="ORT dynamic, ORT static (QDQ), Neural Compressor (PyTorch)",
     )
-    preset: Literal["auto", "avx512_vnni", "avx512", "avx2", "arm64"] = f(
-        "auto", help="int8 settings for the target CPU; auto reads this CPU's flags"
+    preset: Literal["auto", "avx512_vnni", "avx512", "avx2", "arm64", "tensorrt"] = f(
+        "auto", help="int8 settings for the target; auto reads this CPU's flags"
     )
     dynamic_graph: Literal["plain", "fused"] = f(
         "fused", help="quantize the plain export or the ORT-fused one (keeps QAttention)"
@@ -266,6 +270,24 @@ class BenchConfig:
 
 
 @dataclass
+class BundleConfig:
+    """The edge bundle: one ONNX artifact with its tokenizer, a predict.py and a model card."""
+
+    artifact: str | None = f(
+        None,
+        help="artifact shipped, by its report name (student-int8-dynamic); null = recommended",
+    )
+    include_eval: bool = f(True, help="ship the eval split as eval.jsonl, for --verify DIR alone")
+    batch_size: int = f(32, min=1, max=4096, help="predict.py's default batch (rows by length)")
+    threads: int | None = f(
+        None, min=1, max=1024, help="threads for the latency measurements; null = ORT's default"
+    )
+    cold_start_runs: int = f(3, min=1, max=50, help="fresh processes timed for the cold start")
+    latency_sentences: int = f(64, min=1, max=100_000, help="eval sentences per steady-state pass")
+    latency_repeats: int = f(10, min=1, max=10_000, help="timed passes (p50) for steady state")
+
+
+@dataclass
 class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = f("auto", help="auto: cuda when available, else cpu")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = f(
@@ -279,6 +301,9 @@ class TrainConfig:
     report_to: list[str] = f([], help="Trainer loggers, e.g. [tensorboard] or [mlflow]")
     group_by_length: bool = f(True, help="batch similar lengths together (less padding, faster)")
     dataloader_num_workers: int = f(0, min=0, max=64, help="DataLoader worker processes")
+    ddp_find_unused_parameters: bool = f(
+        False, help="DDP only: true if the model has parameters some steps do not use"
+    )
 
 
 @dataclass
@@ -299,6 +324,7 @@ class Recipe:
     export: ExportConfig = f(ExportConfig, help="ONNX export, graph optimisation, parity")
     quantize: QuantizeConfig = f(QuantizeConfig, help="int8 quantization and its accuracy gate")
     bench: BenchConfig = f(BenchConfig, help="latency/accuracy benchmark")
+    bundle: BundleConfig = f(BundleConfig, help="edge bundle: ONNX + tokenizer + predict.py")
     train: TrainConfig = f(TrainConfig, help="settings shared by the training stages")
     security: SecurityConfig = f(SecurityConfig, help="what untrusted code may run")
 

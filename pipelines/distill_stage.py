@@ -2,6 +2,10 @@
 
 setup (teacher, data, student, loss spec, cached teacher logits) → `distill.distill` → evaluate →
 save the student in `save_pretrained` layout (no projections) → optional ablation table.
+
+Under torchrun every process runs all of it (DDP through the Trainer, evaluation on every rank
+over the whole eval split); rank 0 alone writes the cache, the student and the tables
+(pipelines.distributed).
 """
 
 from __future__ import annotations
@@ -26,15 +30,20 @@ from distill.student import (
 )
 from pipelines.config import DistillConfig, Recipe
 from pipelines.data import require_rows, tokenize
+from pipelines.distributed import is_main, main_first
 from pipelines.errors import ConfigError
 from pipelines.evaluation import evaluate_model
 from pipelines.models import load_stage_model, load_tokenizer, resolve_model
 from pipelines.runs import atomic_write_json, atomic_write_text, canonical_hash
 from pipelines.stages import StageContext, StageResult
 from pipelines.training import (
+    TORCH_DTYPES,
+    batch_info,
     last_checkpoint,
     logging_callback,
     resolve_device,
+    resolve_teacher_dtype,
+    sampler_rng_sync,
     step_timer,
     training_arguments,
 )
@@ -100,7 +109,15 @@ def loss_spec(
 def cached_teacher_logits(
     ctx: StageContext, teacher, train_set, tokenizer, device: str
 ) -> tuple[np.ndarray, dict]:
-    """Teacher logits over the train split, stored under runs/<name>/cache/ keyed by teacher + data."""
+    """Teacher logits over the train split, stored under runs/<name>/cache/ keyed by teacher + data.
+
+    Under DDP rank 0 computes and writes them; the other ranks wait, then load the file.
+    """
+    with main_first():
+        return _cached_teacher_logits(ctx, teacher, train_set, tokenizer, device)
+
+
+def _cached_teacher_logits(ctx, teacher, train_set, tokenizer, device) -> tuple[np.ndarray, dict]:
     r = ctx.recipe
     key = canonical_hash(
         {
@@ -120,10 +137,11 @@ def cached_teacher_logits(
     started = time.time()
     logits = teacher_logits(teacher, train_set, tokenizer, r.distill.eval_batch_size, device)
     seconds = time.time() - started
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, logits, allow_pickle=False)
-    tmp.replace(path)
+    if is_main():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, logits, allow_pickle=False)
+        tmp.replace(path)
     return logits, {"path": str(path), "reused": False, "seconds": round(seconds, 2)}
 
 
@@ -165,27 +183,31 @@ def train_student(
         args,
         cached_logits=logits,
         resume_from_checkpoint=resume,
-        callbacks=[logging_callback(), *(callbacks or [])],
+        callbacks=[logging_callback(), sampler_rng_sync(), *(callbacks or [])],
     )
     return trainer, resume
 
 
 def main(ctx: StageContext) -> StageResult:
+    import torch
     from transformers import set_seed
 
     r, d = ctx.recipe, ctx.recipe.distill
     device = resolve_device(r)
     set_seed(r.seed)
     teacher, tokenizer = load_stage_model(ctx.input_dir("teacher"))
-    data = ctx.data()
-    require_rows(
-        data.train, r.data.train_split, d.batch_size, f"distill.batch_size is {d.batch_size}"
-    )
-    require_rows(data.eval, r.data.eval_split, 1, "evaluation needs at least one row")
-    train_set, eval_set = tokenize(data.train, tokenizer, r), tokenize(data.eval, tokenizer, r)
+    with main_first():  # under DDP rank 0 fills the dataset caches, then the others read them
+        data = ctx.data()
+        require_rows(
+            data.train, r.data.train_split, d.batch_size, f"distill.batch_size is {d.batch_size}"
+        )
+        require_rows(data.eval, r.data.eval_split, 1, "evaluation needs at least one row")
+        train_set, eval_set = tokenize(data.train, tokenizer, r), tokenize(data.eval, tokenizer, r)
     student, copied = build_student(r, teacher, tokenizer)
     initial = copy.deepcopy(student)  # the same starting point for every ablation variant
     spec = loss_spec(d, student.config.num_hidden_layers, teacher.config.num_hidden_layers, copied)
+    teacher_dtype = resolve_teacher_dtype(r, device)  # after the student copied its fp32 layers
+    teacher = teacher.to(getattr(torch, TORCH_DTYPES[teacher_dtype]))
 
     cache_info: dict = {}
     logits = None
@@ -206,8 +228,9 @@ def main(ctx: StageContext) -> StageResult:
     metrics["teacher_accuracy"] = teacher_acc
     metrics["retained"] = metrics["accuracy"] / teacher_acc if teacher_acc else 0.0
 
-    student.save_pretrained(ctx.out, safe_serialization=True)
-    tokenizer.save_pretrained(ctx.out)
+    if is_main():  # under DDP every rank holds the same student; rank 0 saves it
+        student.save_pretrained(ctx.out, safe_serialization=True)
+        tokenizer.save_pretrained(ctx.out)
 
     extra = {
         "student": {
@@ -234,6 +257,8 @@ def main(ctx: StageContext) -> StageResult:
             "cache": cache_info,
             "train_seconds": round(train_seconds, 1),
             "log_history": trainer.state.log_history[-1:],
+            "teacher_dtype": teacher_dtype,
+            **batch_info(trainer.args),
         },
     }
     if d.cache_speedup_steps:
@@ -252,7 +277,8 @@ def main(ctx: StageContext) -> StageResult:
             ctx, teacher, initial, tokenizer, train_set, eval_set, device, copied, main_row
         )
     # Checkpoints go last: if the measurements above fail, a rerun resumes from the final one.
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    if is_main():
+        shutil.rmtree(checkpoints, ignore_errors=True)
     return StageResult(
         metrics=metrics,
         artifacts={
@@ -297,7 +323,8 @@ def measure_cache_speedup(ctx, teacher, initial, tokenizer, train_set, device, c
         )
         timings[mode] = time.time() - started
         per_step[mode] = timer.seconds_per_step
-        shutil.rmtree(out, ignore_errors=True)
+        if is_main():
+            shutil.rmtree(out, ignore_errors=True)
     return {
         "steps": steps,
         "timed_steps": steps - skip,
@@ -377,7 +404,8 @@ def run_ablation(
                 "matches": cfg.matches,
             }
         )
-        shutil.rmtree(out, ignore_errors=True)
+        if is_main():
+            shutil.rmtree(out, ignore_errors=True)
     base = rows[0]["accuracy"]
     lines = [
         "| variant | accuracy | Δ vs labels only (points) | train seconds | weights | matches |",
@@ -389,7 +417,8 @@ def run_ablation(
             f"| {row['variant']} | {row['accuracy']:.4f} | {row['delta_points']:+.2f} | "
             f"{row['seconds']} | {json.dumps(row['weights'])} | {', '.join(row['matches']) or '-'} |"
         )
-    atomic_write_json(ctx.out / "ablation.json", rows)
-    atomic_write_text(ctx.out / "ablation.md", "\n".join(lines) + "\n")
-    shutil.rmtree(ctx.out / "ablation", ignore_errors=True)
+    if is_main():
+        atomic_write_json(ctx.out / "ablation.json", rows)
+        atomic_write_text(ctx.out / "ablation.md", "\n".join(lines) + "\n")
+        shutil.rmtree(ctx.out / "ablation", ignore_errors=True)
     return {"rows": rows, "table": "ablation.md"}

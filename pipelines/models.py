@@ -129,11 +129,13 @@ def build_word_vocab(texts: list[str], out_dir: Path, max_size: int = 5000):
 
     counts = Counter(w for text in texts for w in re.findall(r"\w+|[^\w\s]", text.lower()))
     words = sorted(counts, key=lambda w: (-counts[w], w))[: max_size - 5]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "vocab.txt").write_text(
-        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n"
-    )
-    return BertTokenizerFast(vocab_file=str(out_dir / "vocab.txt"), do_lower_case=True)
+    text = "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n"
+    path = out_dir / "vocab.txt"
+    if not (path.is_file() and path.read_text() == text):  # DDP: rank 0 wrote it, the rest read
+        from pipelines.runs import atomic_write_text
+
+        atomic_write_text(path, text)
+    return BertTokenizerFast(vocab_file=str(path), do_lower_case=True)
 
 
 def bert_from_shape(

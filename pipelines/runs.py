@@ -166,6 +166,8 @@ class RunDir:
     def invalidate(self, stage: str) -> None:
         """Forget that a stage is done (before rerunning it), keeping its files for resume."""
         self.manifest_path(stage).unlink(missing_ok=True)
+        for stale in self.stage(stage).glob(f".{MANIFEST}.*.tmp"):  # from a write cut short
+            stale.unlink(missing_ok=True)
 
     def write_manifest(self, stage: str, manifest: dict[str, Any]) -> Path:
         path = self.manifest_path(stage)
@@ -174,6 +176,47 @@ class RunDir:
         except OSError as exc:
             raise DistilleryError(f"{path}: cannot write the manifest ({exc.strerror}).") from None
         return path
+
+
+UNTRACKED = {MANIFEST, "log.txt"}
+
+
+def file_digests(folder: Path) -> dict[str, dict[str, Any]]:
+    """{relative path: {bytes, sha256}} for every file a stage left in its folder (manifest, log
+    and hidden temporaries aside), so later stages can tell a finished artifact from a damaged one."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if not path.is_file() or rel in UNTRACKED or any(p.startswith(".") for p in rel.split("/")):
+            continue
+        found[rel] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return found
+
+
+def verify_files(folder: Path, stage: str, manifest: dict[str, Any]) -> None:
+    """Every file the stage's manifest recorded is still there, same size and hash."""
+    for rel, want in (manifest.get("files") or {}).items():
+        path = folder / rel
+        problem = None
+        if not path.is_file():
+            problem = "is missing"
+        elif path.stat().st_size != want["bytes"]:
+            problem = f"has {path.stat().st_size} bytes, the manifest recorded {want['bytes']}"
+        elif sha256_file(path) != want["sha256"]:
+            problem = "has changed since the stage finished (sha256 differs from the manifest)"
+        if problem:
+            raise DistilleryError(
+                f"{path}: {problem}; the file is truncated, corrupted or was edited after stage "
+                f"'{stage}' finished. Rerun that stage: distillery run RECIPE --stage {stage} --force."
+            )
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def check_writable(path: Path) -> None:

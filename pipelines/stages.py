@@ -7,6 +7,7 @@ manifest written last.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import time
@@ -18,12 +19,25 @@ from typing import Any
 
 from pipelines.config import Recipe, recipe_to_dict
 from pipelines.errors import DistilleryError, StageUnavailableError
-from pipelines.runs import RunDir, canonical_hash, check_writable, machine, versions
+from pipelines.runs import (
+    RunDir,
+    canonical_hash,
+    check_writable,
+    file_digests,
+    machine,
+    verify_files,
+    versions,
+)
 
 log = logging.getLogger("distillery")
 
-# Keys that change how a run is displayed or logged, not what it computes: not hashed.
-COSMETIC = {"train": ("logging_steps", "report_to", "dataloader_num_workers")}
+# Keys that change how a run is displayed, logged or scheduled, not what it computes: not hashed.
+COSMETIC = {
+    "train": ("logging_steps", "report_to", "dataloader_num_workers", "ddp_find_unused_parameters")
+}
+# Keys added after runs existed: hashed only when set away from this default, which is what runs
+# made before the key did, so adding a key does not make every finished stage stale.
+HASHED_WHEN_SET = {"distill": {"teacher_dtype": "fp32"}}
 
 
 @dataclass
@@ -65,6 +79,7 @@ class Stage:
     main: Callable[[StageContext], StageResult] | None
     describe: str  # one line for --dry-run
     issue: int | None = None  # where an unavailable stage is tracked
+    every_rank: bool = False  # runs on every process of a torchrun job (DDP); else on rank 0 only
 
 
 def _teacher(ctx: StageContext) -> StageResult:
@@ -103,6 +118,12 @@ def _report(ctx: StageContext) -> StageResult:
     return report(ctx)
 
 
+def _bundle(ctx: StageContext) -> StageResult:
+    from pipelines.bundle import main
+
+    return main(ctx)
+
+
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
@@ -112,6 +133,7 @@ STAGES: dict[str, Stage] = {
             (),
             _teacher,
             "fine-tune (or load and evaluate) the teacher classifier",
+            every_rank=True,
         ),
         Stage(
             "distill",
@@ -119,6 +141,7 @@ STAGES: dict[str, Stage] = {
             ("teacher",),
             _distill,
             "build the student and train it on the combined loss",
+            every_rank=True,
         ),
         Stage(
             "export",
@@ -148,6 +171,13 @@ STAGES: dict[str, Stage] = {
             _report,
             "README.md, results.json, pareto.png, latency.png, model card",
         ),
+        Stage(
+            "bundle",
+            ("seed", "task", "data", "bundle"),
+            ("teacher", "distill", "export", "quantize", "bench", "report"),
+            _bundle,
+            "edge bundle: ONNX, tokenizer, predict.py, model card, SHA256SUMS; cold start timed",
+        ),
     )
 }
 
@@ -176,7 +206,12 @@ def stage_hash(recipe: Recipe, stage: Stage, inputs: dict[str, str], data_hash: 
     for section in stage.sections:
         value = config.get(section)
         if isinstance(value, dict):
-            value = {k: v for k, v in value.items() if k not in COSMETIC.get(section, ())}
+            late = HASHED_WHEN_SET.get(section, {})
+            value = {
+                k: v
+                for k, v in value.items()
+                if k not in COSMETIC.get(section, ()) and not (k in late and v == late[k])
+            }
         hashed[section] = value
     return canonical_hash(
         {"stage": stage.name, "config": hashed, "inputs": inputs, "data": data_hash}
@@ -211,26 +246,39 @@ def run_pipeline(
     dry_run: bool = False,
     echo: Callable[[str], None] = print,
 ) -> dict[str, dict]:
-    """Run (or skip) every stage up to `target`; return the manifests by stage."""
+    """Run (or skip) every stage up to `target`; return the manifests by stage.
+
+    Under torchrun / accelerate launch (pipelines.distributed): rank 0 decides what to skip and
+    writes every file; the others run the training stages with it, then return.
+    """
+    from pipelines import distributed
     from pipelines.data import source_fingerprint
 
+    world = distributed.world()
+    if not world.is_main:
+        echo = lambda _: None  # noqa: E731  (rank 0 speaks for the job)
     run = RunDir(runs_root, recipe.name)
     names = plan(target)
-    if not dry_run:
+    if not dry_run and world.is_main:
         check_writable(run.path)
     preflight_sources(recipe, names)
+    device = "cpu"
     if any(STAGES[n].main for n in names if n in ("teacher", "distill")):
-        from pipelines.training import resolve_device
+        from pipelines.training import check_training_settings
 
-        resolve_device(recipe)  # cuda asked without CUDA: fail before any work
+        device = check_training_settings(recipe, names)  # fail before any work
+    if not dry_run:
+        distributed.init(device)
     data_hash = source_fingerprint(recipe)
     cache: dict[str, Any] = {}
     done: dict[str, dict] = {}
-    for name in names:
+    for index, name in enumerate(names):
         stage = STAGES[name]
+        if not world.is_main and not any(STAGES[n].every_rank for n in names[index:]):
+            break  # nothing left that needs this process: rank 0 runs the rest alone
         inputs = {n: done[n]["hash"] for n in stage.needs}
         digest = stage_hash(recipe, stage, inputs, data_hash)
-        existing = run.read_manifest(name)
+        existing = distributed.share(run.read_manifest(name) if world.is_main else None)
         forced = force and (target is None or name == target)
         if existing and existing.get("hash") == digest and not forced:
             echo(
@@ -249,20 +297,40 @@ def run_pipeline(
             echo(f"[{name}] would run: {stage.describe}; {state}; output {run.stage(name)}")
             done[name] = {"hash": f"(pending {digest[:12]})"}
             continue
-        done[name] = _run_stage(recipe, run, stage, digest, inputs, data_hash, cache, done, echo)
+        manifest = None
+        if world.is_main or stage.every_rank:
+            manifest = _run_stage(recipe, run, stage, digest, inputs, data_hash, cache, done, echo)
+        done[name] = distributed.share(manifest)  # the others wait here for rank 0's manifest
     return done
 
 
-def _run_stage(recipe, run, stage, digest, inputs, data_hash, cache, done, echo) -> dict:
+def _run_stage(recipe, run, stage, digest, inputs, data_hash, cache, done, echo) -> dict | None:
+    """Run one stage and write its manifest (rank 0); on the other ranks of a DDP job, only run."""
+    from pipelines import distributed
+
+    main = distributed.is_main()
     out = run.stage(stage.name)
-    run.invalidate(stage.name)
-    out.mkdir(parents=True, exist_ok=True)
+    if main:
+        run.invalidate(stage.name)
+        out.mkdir(parents=True, exist_ok=True)
+    if stage.every_rank:
+        distributed.barrier()  # the folder is there, the old manifest gone, before any rank starts
+    for upstream in stage.needs:  # a damaged input is named now, not as a decoder's traceback
+        verify_files(run.stage(upstream), upstream, done[upstream])
     echo(f"[{stage.name}] running: {stage.describe} → {out}")
     ctx = StageContext(recipe, run, stage.name, {n: done[n] for n in stage.needs}, cache)
     started = time.time()
+    if not main:
+        stage.main(ctx)  # writes nothing: pipelines.distributed
+        return None
     with stage_log(out / "log.txt"):
         log.info("stage %s started, hash %s", stage.name, digest)
-        result = stage.main(ctx)
+        try:
+            result = stage.main(ctx)
+        except OSError as exc:
+            if exc.errno not in STORAGE_ERRNOS:
+                raise
+            raise DistilleryError(storage_message(stage.name, exc, out)) from None
         seconds = time.time() - started
         log.info("stage %s finished in %.1f s: %s", stage.name, seconds, result.metrics)
     manifest = {
@@ -273,6 +341,7 @@ def _run_stage(recipe, run, stage, digest, inputs, data_hash, cache, done, echo)
         "inputs": {"manifests": inputs, "data": data_hash},
         "metrics": result.metrics,
         "artifacts": result.artifacts,
+        "files": file_digests(out),
         **result.extra,
         "seconds": round(seconds, 2),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -290,6 +359,19 @@ def _run_stage(recipe, run, stage, digest, inputs, data_hash, cache, done, echo)
     return manifest
 
 
+# Storage faults a user fixes by freeing space or choosing another folder, not by reading a trace.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG}
+
+
+def storage_message(stage: str, exc: OSError, out: Path) -> str:
+    where = exc.filename or out
+    return (
+        f"{where}: cannot write ({exc.strerror or exc}) while running stage '{stage}'. Stage "
+        f"'{stage}' left no manifest, so it reruns next time; finished stages are untouched. Free "
+        "disk space (or pass --runs-dir with a writable folder) and rerun the same command."
+    )
+
+
 def preflight_sources(recipe: Recipe, names: list[str]) -> None:
     """Resolve every model and dataset the planned stages read; one error for all hub problems."""
     from pipelines.models import resolve_model, teacher_sources
@@ -303,3 +385,30 @@ def preflight_sources(recipe: Recipe, names: list[str]) -> None:
             (resolve_model(recipe.student.model, recipe.security, "student.model"), "model")
         )
     preflight(sources)
+    if "distill" in names and recipe.student.init == "pretrained":
+        preflight_student_vocab(recipe)
+
+
+def preflight_student_vocab(recipe: Recipe) -> None:
+    """Case: a `pretrained` student whose vocabulary differs from the teacher's is refused before
+    the teacher trains (not an hour later, when the distill stage builds the student)."""
+    from distill.student import check_same_vocab
+    from pipelines.errors import ConfigError
+    from pipelines.models import load_tokenizer, model_source, resolve_model
+
+    t = recipe.teacher
+    if t.tokenizer:
+        teacher_source = model_source(t.tokenizer, "teacher.tokenizer")
+    elif t.init == "pretrained" and t.model:
+        teacher_source = resolve_model(t.model, recipe.security, "teacher.model")
+    else:
+        return  # a word vocabulary built from the data: checked when the student is built
+    student_source = resolve_model(recipe.student.model, recipe.security, "student.model")
+    try:
+        check_same_vocab(
+            load_tokenizer(teacher_source, recipe.security),
+            load_tokenizer(student_source, recipe.security),
+            "student.model",
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

@@ -2,6 +2,10 @@
 
 setup (data, tokenizer, model) → train with the HF `Trainer` (resuming from the newest complete
 checkpoint) → evaluate → save in `save_pretrained` layout with the tokenizer.
+
+Under torchrun every process runs this (DDP through the Trainer); rank 0 prepares the data and the
+vocabulary first and alone saves the model (pipelines.distributed). Every process evaluates the
+same (synchronised) model on the whole eval split, so no process waits on another's evaluation.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import logging
 import shutil
 
 from pipelines.data import require_rows, tokenize
+from pipelines.distributed import is_main, main_first
 from pipelines.evaluation import evaluate_model
 from pipelines.models import (
     bert_from_shape,
@@ -20,7 +25,14 @@ from pipelines.models import (
 )
 from pipelines.sources import model_source
 from pipelines.stages import StageContext, StageResult
-from pipelines.training import last_checkpoint, logging_callback, resolve_device, training_arguments
+from pipelines.training import (
+    batch_info,
+    last_checkpoint,
+    logging_callback,
+    resolve_device,
+    sampler_rng_sync,
+    training_arguments,
+)
 
 log = logging.getLogger("distillery")
 
@@ -53,19 +65,21 @@ def main(ctx: StageContext) -> StageResult:
     recipe, t = ctx.recipe, ctx.recipe.teacher
     device = resolve_device(recipe)
     set_seed(recipe.seed)
-    data = ctx.data()
-    require_rows(data.eval, recipe.data.eval_split, 1, "evaluation needs at least one row")
-    tokenizer, model = build_teacher(ctx, data)
-    eval_set = tokenize(data.eval, tokenizer, recipe)
+    with main_first():  # dataset caches and the vocabulary: written once, then read
+        data = ctx.data()
+        require_rows(data.eval, recipe.data.eval_split, 1, "evaluation needs at least one row")
+        tokenizer, model = build_teacher(ctx, data)
+        eval_set = tokenize(data.eval, tokenizer, recipe)
+        if t.finetune:
+            require_rows(
+                data.train,
+                recipe.data.train_split,
+                t.batch_size,
+                f"teacher.batch_size is {t.batch_size}",
+            )
+            train_set = tokenize(data.train, tokenizer, recipe)
     train_info = {}
     if t.finetune:
-        require_rows(
-            data.train,
-            recipe.data.train_split,
-            t.batch_size,
-            f"teacher.batch_size is {t.batch_size}",
-        )
-        train_set = tokenize(data.train, tokenizer, recipe)
         checkpoints = ctx.out / "checkpoints"
         args = training_arguments(
             recipe,
@@ -84,7 +98,7 @@ def main(ctx: StageContext) -> StageResult:
             train_dataset=train_set,
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
-            callbacks=[logging_callback()],
+            callbacks=[logging_callback(), sampler_rng_sync()],
         )
         resume = last_checkpoint(checkpoints)
         if resume:
@@ -97,14 +111,16 @@ def main(ctx: StageContext) -> StageResult:
             "train_loss": output.training_loss,
             "train_rows": len(train_set),
             "train_seconds": output.metrics.get("train_runtime"),
+            **batch_info(args),
         }
     metrics, _ = evaluate_model(
         model, eval_set, tokenizer, t.eval_batch_size, device, "evaluate teacher"
     )
-    model.save_pretrained(ctx.out, safe_serialization=True)
-    tokenizer.save_pretrained(ctx.out)
-    shutil.rmtree(ctx.out / "checkpoints", ignore_errors=True)
-    shutil.rmtree(ctx.out / "vocab", ignore_errors=True)
+    if is_main():
+        model.save_pretrained(ctx.out, safe_serialization=True)
+        tokenizer.save_pretrained(ctx.out)
+        shutil.rmtree(ctx.out / "checkpoints", ignore_errors=True)
+        shutil.rmtree(ctx.out / "vocab", ignore_errors=True)
     return StageResult(
         metrics=metrics,
         artifacts={

@@ -1,4 +1,4 @@
-"""Quantization presets named after the CPU that runs the int8 model.
+"""Quantization presets named after the hardware that runs the int8 model.
 
 One registry (`PRESETS`), one function per target with a one-line docstring saying why, as
 optimum-onnx's `AutoQuantizationConfig` does. Where we differ from optimum 2.1 the function says so:
@@ -9,6 +9,7 @@ optimum-onnx's `AutoQuantizationConfig` does. Where we differ from optimum 2.1 t
 | `avx512`      | u8 / s8      | **True**     | True        | reduce_range=False (a parameter) |
 | `avx2`        | u8 / s8      | **True**     | True        | u8 / **u8**, reduce_range=False  |
 | `arm64`       | u8 / s8      | False        | True        | same                             |
+| `tensorrt`    | **s8** / s8  | False        | True        | (no TensorRT preset)             |
 
 Why 7-bit weights without VNNI: ONNX Runtime runs u8×s8 GEMMs with VPMADDUBSW on AVX2 and
 AVX-512 without VNNI; it adds pairs of u8·s8 products into a saturating int16, so large
@@ -19,6 +20,11 @@ to 7 bits, which keeps each pair sum within int16. (The other fix, the session o
 and belongs to whoever runs the model, not to the quantizer.) ORT 1.32's own
 `quantize_static` docstring gives the same advice ("x86/x64 CPU without VNNI: QUInt8 / QInt8,
 reduce_range=True"). VNNI (VPDPBUSD) accumulates straight into int32, so full 8-bit range is safe.
+
+`tensorrt` is for the GPU: TensorRT reads a QDQ graph as explicit quantization and accepts only
+signed int8 with zero-point 0, so activations are s8 and symmetric (the benchmark sends such a
+static QDQ model to the TensorRT EP; a u8 one it skips, saying why). ONNX Runtime's CPU EP still
+runs it, which is how the quantize stage's accuracy gate checks it.
 
 This module imports nothing heavy: pipelines validate recipes against it.
 """
@@ -136,11 +142,24 @@ def arm64() -> QuantPreset:
     )
 
 
+def tensorrt() -> QuantPreset:
+    """TensorRT's explicit (QDQ) int8 takes signed int8 with zero-point 0 only: s8 symmetric activations."""
+    return QuantPreset(
+        name="tensorrt",
+        reduce_range=False,
+        weight_type="int8",
+        activation_type="int8",
+        per_channel=True,
+        why=tensorrt.__doc__,
+    )
+
+
 PRESETS: dict[str, Callable[[], QuantPreset]] = {
     "avx512_vnni": avx512_vnni,
     "avx512": avx512,
     "avx2": avx2,
     "arm64": arm64,
+    "tensorrt": tensorrt,
 }
 
 AUTO = "auto"  # preset name that means: pick from this machine's CPU flags (select_preset)

@@ -256,14 +256,17 @@ def test_gpu_rows_carry_a_skip_reason(artifacts):
         ("student", "fp32"),
         ("student", "bf16"),
         ("teacher-onnx", "fp32"),
+        ("teacher-onnx", "fp16"),  # converted at load (pipelines.bench_gpu.to_fp16)
         ("student-onnx", "fp32"),
+        ("student-onnx", "fp16"),
         ("student-int8-dynamic", "int8"),
         ("student-int8-inc", "int8"),
     ]
     assert all(r["device"] == "cuda" and r["skipped"] for r in rows)
     assert rows[0]["skipped"].startswith("torch.cuda.is_available() is False")
-    assert rows[6]["skipped"].startswith(ORT_INT8_CUDA)
-    assert "#10267" in rows[6]["skipped"]
+    assert rows[5]["skipped"].startswith("torch.cuda.is_available() is False")
+    assert rows[8]["skipped"].startswith(ORT_INT8_CUDA)  # dynamic int8: neither CUDA EP nor TRT
+    assert "#10267" in rows[8]["skipped"] and "dynamic int8" in rows[8]["skipped"]
 
 
 def test_bert_flops_formula():

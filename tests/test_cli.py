@@ -96,7 +96,7 @@ def test_stages_lists_every_stage_and_its_state(tmp_path):
     lines = result.stdout.splitlines()
     assert [line.split()[:2] for line in lines] == [
         [name, "available"]
-        for name in ("teacher", "distill", "export", "quantize", "bench", "report")
+        for name in ("teacher", "distill", "export", "quantize", "bench", "report", "bundle")
     ]
 
 

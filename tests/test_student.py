@@ -95,6 +95,28 @@ def test_config_student_truncates_teacher_embeddings():
     assert not torch.equal(fresh.bert.embeddings.word_embeddings.weight, emb_t[:, :16])
 
 
+def test_config_student_pca_embeddings_keep_the_teachers_geometry():
+    teacher = tiny_teacher(hidden=32)
+    student = from_config(teacher, 1, 16, 2, 32, "pca")
+    emb_t = teacher.bert.embeddings.word_embeddings.weight.detach()
+    emb_s = student.bert.embeddings.word_embeddings.weight.detach()
+    assert emb_s.shape == (50, 16)
+    centred = emb_t - emb_t.mean(0)
+    # the kept 16 directions explain more variance than the first 16 raw dimensions would
+    assert (emb_s - emb_s.mean(0)).pow(2).sum() > centred[:, :16].pow(2).sum()
+    # and pairwise dot products of centred rows are preserved better than by truncation
+    gram_t = centred @ centred.T
+    err_pca = (gram_t - (emb_s - emb_s.mean(0)) @ (emb_s - emb_s.mean(0)).T).norm()
+    err_trunc = (gram_t - centred[:, :16] @ centred[:, :16].T).norm()
+    assert err_pca < err_trunc
+    # position embeddings go through the same projection (sums of tables stay consistent)
+    pos_t = teacher.bert.embeddings.position_embeddings.weight.detach()
+    pos_s = student.bert.embeddings.position_embeddings.weight.detach()
+    assert pos_s.shape == (64, 16) and not torch.equal(pos_s, pos_t[:, :16])
+    with pytest.raises(ValueError, match=r"unknown 'svd'; known: \['none', 'truncate', 'pca'\]"):
+        from_config(teacher, 1, 16, 2, 32, "svd")
+
+
 def test_different_vocabularies_are_refused(tmp_path):
     from transformers import BertTokenizerFast
 

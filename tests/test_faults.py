@@ -1,0 +1,196 @@
+"""Issue #7 faults that need a real process or a real write: a kill while an artifact or a
+manifest is being written (case 12), a full disk (case 15), and a vocabulary mismatch caught
+before any training (case 5, through the CLI)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipelines.config import load_recipe
+from pipelines.errors import DistilleryError
+from pipelines.stages import run_pipeline
+from tests.conftest import ROOT, tiny_recipe, write_recipe
+
+# Runs the CLI with one write sabotaged: the process SIGKILLs itself in the middle of writing the
+# distill stage's weights (a torn file on disk), or with the manifest's temporary file complete but
+# not yet renamed. Patched before transformers is imported, so its `from safetensors.torch import
+# save_file` binds to the sabotaged function.
+DRIVER = r"""
+import os, signal, sys
+from pathlib import Path
+
+mode, stage, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+if mode == "artifact":
+    import safetensors.torch as st
+    real_save = st.save_file
+
+    def save_file(tensors, filename, metadata=None):
+        if Path(filename).parent.name == stage:
+            data = b"\x00" * 4096
+            with open(filename, "wb") as handle:  # half a file, then the power goes
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_save(tensors, filename, metadata=metadata)
+
+    st.save_file = save_file
+elif mode == "manifest":
+    real_replace = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if Path(dst).name == "manifest.json" and Path(dst).parent.name == stage:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_replace(src, dst, *args, **kwargs)
+
+    os.replace = replace
+from pipelines.cli import main
+sys.exit(main(argv))
+"""
+
+
+def _cli(args, env_extra=None, driver=None, timeout=600):
+    cmd = [sys.executable, "-m", "pipelines", *args]
+    if driver:
+        cmd = [sys.executable, "-c", DRIVER, *driver, *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.mark.parametrize("mode", ["artifact", "manifest"])
+def test_kill_while_writing_leaves_no_manifest_and_rerun_redoes_only_that_stage(tmp_path, mode):
+    path = write_recipe(tmp_path / "r.yaml", tiny_recipe())
+    runs = tmp_path / "runs"
+    args = ["run", str(path), "--stage", "distill", "--runs-dir", str(runs)]
+    killed = _cli(args, driver=[mode, "distill"])
+    assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL, not a clean exit
+
+    teacher_manifest = runs / "tiny" / "teacher" / "manifest.json"
+    distill = runs / "tiny" / "distill"
+    assert teacher_manifest.is_file()
+    assert not (distill / "manifest.json").exists()
+    if mode == "artifact":  # the torn file really is on disk
+        assert (distill / "model.safetensors").stat().st_size == 4096
+    before = teacher_manifest.read_bytes()
+
+    rerun = _cli(args)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "[teacher] skipped: already done" in rerun.stdout
+    assert "[distill] running" in rerun.stdout
+    assert teacher_manifest.read_bytes() == before  # the finished stage was not touched
+    manifest = json.loads((distill / "manifest.json").read_text())
+    assert manifest["metrics"]["accuracy"] > 0.5
+    assert not list(distill.glob(".manifest.json.*.tmp"))  # no stale temporaries left behind
+
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(distill, use_safetensors=True)
+    assert model.config.num_hidden_layers == 1  # the rewritten weights load
+
+
+def test_disk_full_names_the_path_and_keeps_finished_stages(tmp_path, monkeypatch):
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe()))
+    runs = tmp_path / "runs"
+    run_pipeline(recipe, runs, target="teacher", echo=lambda _: None)
+    teacher_manifest = runs / "tiny" / "teacher" / "manifest.json"
+    before = teacher_manifest.read_bytes()
+
+    import transformers
+
+    def no_space(self, save_directory, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(save_directory))
+
+    monkeypatch.setattr(transformers.PreTrainedModel, "save_pretrained", no_space)
+    with pytest.raises(DistilleryError) as caught:
+        run_pipeline(recipe, runs, target="distill", echo=lambda _: None)
+    message = str(caught.value)
+    assert str(runs / "tiny" / "distill") in message
+    assert "No space left on device" in message and "stage 'distill'" in message
+    assert "Free disk space" in message
+    assert teacher_manifest.read_bytes() == before
+    assert not (runs / "tiny" / "distill" / "manifest.json").exists()
+
+
+def test_disk_full_on_the_manifest_itself(tmp_path, monkeypatch):
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe()))
+    runs = tmp_path / "runs"
+    import pipelines.runs as runs_module
+
+    real = runs_module.atomic_write_json
+
+    def full(path, data):
+        if path.name == "manifest.json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(runs_module, "atomic_write_json", full)
+    with pytest.raises(DistilleryError, match=r"teacher/manifest\.json: cannot write the manifest"):
+        run_pipeline(recipe, runs, target="teacher", echo=lambda _: None)
+    assert not (runs / "tiny" / "teacher" / "manifest.json").exists()
+
+
+def _tiny_pretrained(folder, words):
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    folder.mkdir(parents=True)
+    vocab = folder / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(folder)
+    BertForSequenceClassification(
+        BertConfig(
+            vocab_size=5 + len(words),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+        )
+    ).save_pretrained(folder)
+    return folder
+
+
+def test_student_with_another_vocabulary_is_refused_before_the_teacher_trains(tmp_path):
+    teacher = _tiny_pretrained(tmp_path / "teacher", ["good", "bad", "not", "movie"])
+    student = _tiny_pretrained(tmp_path / "student", ["good", "bad", "film", "very"])
+    raw = tiny_recipe(
+        teacher={"init": "pretrained", "model": str(teacher)},
+        student={"init": "pretrained", "model": str(student)},
+    )
+    raw["teacher"].pop("config")
+    path = write_recipe(tmp_path / "r.yaml", raw)
+    runs = tmp_path / "runs"
+    result = _cli(["run", str(path), "--stage", "distill", "--runs-dir", str(runs)])
+    assert result.returncode == 2
+    assert "student.model: the student's vocabulary differs from the teacher's" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (runs / "tiny" / "teacher").exists()  # refused before any training
+
+
+def test_damaged_artifact_of_a_finished_stage_is_named_before_use(tmp_path):
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe()))
+    runs = tmp_path / "runs"
+    manifests = run_pipeline(recipe, runs, target="export", echo=lambda _: None)
+    files = manifests["export"]["files"]
+    assert "student-onnx/model.onnx" in files and files["student-onnx/model.onnx"]["bytes"] > 0
+    onnx_file = runs / "tiny" / "export" / "student-onnx" / "model.onnx"
+    good = onnx_file.read_bytes()
+    onnx_file.write_bytes(good[:2000])  # truncated after the stage finished
+    with pytest.raises(
+        DistilleryError,
+        match=r"student-onnx/model\.onnx: has 2000 bytes, the manifest recorded \d+; .* --stage export --force",
+    ):
+        run_pipeline(recipe, runs, target="quantize", echo=lambda _: None)
+    assert not (runs / "tiny" / "quantize" / "manifest.json").exists()
+    onnx_file.write_bytes(good)
+
+    weights = runs / "tiny" / "teacher" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10:] = b"\xff" * 10  # same size, different bytes
+    weights.write_bytes(bytes(data))
+    with pytest.raises(DistilleryError, match=r"teacher/model\.safetensors: has changed since"):
+        run_pipeline(recipe, runs, target="distill", force=True, echo=lambda _: None)
