@@ -61,6 +61,7 @@ def bench(ctx: StageContext) -> StageResult:
         b.warmup_runs,
         real_lengths=real,
         timeout_s=b.timeout_s,
+        inc_compile=b.inc_compile,
     )
     if b.gpu:
         rows += gpu_rows(

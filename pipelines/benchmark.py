@@ -219,7 +219,11 @@ def _rows_from_result(
         "peak_rss_mb": result["peak_rss_mb"],
         "load_s": result["load_s"],
         "import_s": result["import_s"],
-        **{k: result[k] for k in ("providers", "io_binding") if k in result},
+        **{
+            k: result[k]
+            for k in ("providers", "io_binding", "compiled", "compile_s")
+            if k in result
+        },
         **({"accuracy_from": job["accuracy_from"]} if job.get("accuracy_from") else {}),
     }
     rows = []
@@ -295,6 +299,7 @@ def run_grid(
     warmup_runs: int = 5,
     real_lengths: dict[str, Any] | None = None,
     timeout_s: float = 1800.0,
+    inc_compile: bool = True,
 ) -> list[dict[str, Any]]:
     """One row per artifact × batch × seq × threads on the artifact's device (CPU here).
 
@@ -308,6 +313,7 @@ def run_grid(
         "min_seconds": float(min_seconds),
         "warmup_runs": int(warmup_runs),
         "real_length": real_lengths,
+        "inc_compile": bool(inc_compile),
     }
     plan = [
         (a, _job(a, a.device, a.precision, t, settings)) for a in artifacts for t in threads_list

@@ -260,6 +260,9 @@ class BenchConfig:
     real_length_batch: int = f(32, min=1, help="batch size of the real-length measurement")
     artifacts: list[str] | None = f(None, help="artifact names to measure; null = all found")
     gpu: bool = f(True, help="GPU rows (or their skip reasons) too")
+    inc_compile: bool = f(
+        True, help="torch.compile the Neural Compressor int8 model (eager runs at fp32 speed)"
+    )
     min_retained: float = f(
         0.99,
         min=0.0,

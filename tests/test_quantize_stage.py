@@ -118,6 +118,8 @@ def test_bench_and_report_cover_every_artifact(quantized):
         (n, b, s) for n in names for b in (1, 2) for s in (8, 16)
     }
     assert all(r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] for r in grid)
+    inc = [r for r in grid if r["artifact"] == "student-int8-inc"]
+    assert inc and all(r["compiled"] and r["compile_s"] > 0 for r in inc)  # timed after compile
     gpu = [r for r in rows if r.get("device") == "cuda"]
     assert gpu and all(r.get("skipped") for r in gpu)  # no CUDA here: rows kept, with the reason
     readme = (report / "README.md").read_text()
