@@ -37,7 +37,7 @@ COSMETIC = {
 }
 # Keys added after runs existed: hashed only when set away from this default, which is what runs
 # made before the key did, so adding a key does not make every finished stage stale.
-HASHED_WHEN_SET = {"distill": {"teacher_dtype": "fp32"}}
+HASHED_WHEN_SET = {"distill": {"teacher_dtype": "fp32"}, "train": {"optim": "adamw_torch"}}
 
 
 @dataclass

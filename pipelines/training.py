@@ -170,6 +170,7 @@ def training_arguments(
         # by default DDP does not search for unused ones (train.ddp_find_unused_parameters).
         ddp_backend=backend_for(device) if world().distributed else None,
         ddp_find_unused_parameters=recipe.train.ddp_find_unused_parameters,
+        optim=recipe.train.optim,
     )
 
 

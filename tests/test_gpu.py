@@ -248,6 +248,7 @@ def test_new_keys_leave_existing_hashes_alone(tmp_path, monkeypatch):
     def without_new_keys(r):
         config = real(r)
         del config["distill"]["teacher_dtype"], config["train"]["ddp_find_unused_parameters"]
+        del config["train"]["optim"]
         return config
 
     monkeypatch.setattr(stages, "recipe_to_dict", without_new_keys)
@@ -259,6 +260,8 @@ def test_new_keys_leave_existing_hashes_alone(tmp_path, monkeypatch):
     assert stages.stage_hash(changed, stages.STAGES["distill"], {}, "d") != before["distill"]
     ddp = _recipe(tmp_path, train={"device": "cpu", "ddp_find_unused_parameters": True})
     assert stages.stage_hash(ddp, stages.STAGES["teacher"], {}, "d") == before["teacher"]
+    fused = _recipe(tmp_path, train={"device": "cpu", "optim": "adamw_torch_fused"})
+    assert stages.stage_hash(fused, stages.STAGES["teacher"], {}, "d") != before["teacher"]
 
 
 def test_half_teacher_outputs_reach_the_loss_in_fp32(tmp_path):

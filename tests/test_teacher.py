@@ -148,3 +148,39 @@ def test_cuda_requested_without_cuda_fails_before_work(tmp_path):
     ):
         _run(tmp_path, train={"device": "cuda"})
     assert not (tmp_path / "runs" / "tiny" / "teacher" / "manifest.json").exists()
+
+
+def test_fused_adamw_is_an_opt_in_that_reaches_the_optimizer(tmp_path):
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, Trainer
+
+    from pipelines.training import training_arguments
+
+    def optimizer_for(optim):
+        raw = tiny_recipe(train={"device": "cpu", "optim": optim} if optim else {"device": "cpu"})
+        recipe = load_recipe(write_recipe(tmp_path / "r.yaml", raw))
+        args = training_arguments(
+            recipe,
+            tmp_path / "out",
+            epochs=1,
+            learning_rate=1e-3,
+            batch_size=4,
+            eval_batch_size=4,
+            warmup_ratio=0.0,
+            weight_decay=0.0,
+            train_rows=8,
+        )
+        model = BertForSequenceClassification(
+            BertConfig(
+                vocab_size=20,
+                hidden_size=16,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                intermediate_size=16,
+            )
+        )
+        return Trainer(model=model, args=args).create_optimizer()
+
+    default, fused = optimizer_for(None), optimizer_for("adamw_torch_fused")
+    assert isinstance(fused, torch.optim.AdamW) and fused.defaults["fused"] is True
+    assert not default.defaults.get("fused")
