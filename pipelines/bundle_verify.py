@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import DataError, DistilleryError
-from pipelines.runs import atomic_write_text
+from pipelines.runs import atomic_write_text, sha256_file
 
 SUMS = "SHA256SUMS"
 RUN_RECORDS = ("manifest.json", "log.txt")  # the pipeline's records of the stage, not bundle files
@@ -40,14 +40,6 @@ class BundleError(DistilleryError):
 
 
 # ---------------------------------------------------------------- checksums
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def bundle_files(folder: Path) -> list[str]:

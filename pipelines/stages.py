@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import Recipe, recipe_to_dict
-from pipelines.errors import DistilleryError, StageUnavailableError
+from pipelines.errors import ConfigError, DistilleryError, StageUnavailableError
 from pipelines.runs import (
     RunDir,
     canonical_hash,
@@ -393,7 +393,6 @@ def preflight_student_vocab(recipe: Recipe) -> None:
     """Case: a `pretrained` student whose vocabulary differs from the teacher's is refused before
     the teacher trains (not an hour later, when the distill stage builds the student)."""
     from distill.student import check_same_vocab
-    from pipelines.errors import ConfigError
     from pipelines.models import load_tokenizer, model_source, resolve_model
 
     t = recipe.teacher

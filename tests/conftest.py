@@ -72,6 +72,31 @@ def tiny_recipe(**sections) -> dict:
     return recipe
 
 
+def tiny_bert(folder: Path, words: list[str], seed: int = 0, **config):
+    """(model, tokenizer): a tiny BERT classifier and a word-level tokenizer whose vocab.txt and
+    tokenizer files are saved in `folder`; the model is not saved (callers may change it first).
+    `config` overrides the 2-layer, hidden-32, 2-head shape."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = folder / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
+    tokenizer.save_pretrained(folder)
+    shape = {
+        "vocab_size": tokenizer.vocab_size,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 64,
+        **config,
+    }
+    torch.manual_seed(seed)
+    return BertForSequenceClassification(BertConfig(**shape)).eval(), tokenizer
+
+
 def write_recipe(path: Path, recipe: dict) -> Path:
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return path

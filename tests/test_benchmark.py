@@ -21,6 +21,7 @@ from pipelines.benchmark import (
     roofline,
     run_grid,
 )
+from tests.conftest import tiny_bert
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.tensor results are registered as constants")
 
@@ -41,26 +42,10 @@ ACCURACY = {
 
 def _save_bert(path: Path, seed: int) -> Path:
     """A 2-layer BERT classifier (hidden 32) and word-level tokenizer, saved like a checkpoint."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
-    path.mkdir(parents=True, exist_ok=True)
-    vocab = path / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        id2label=LABELS,
-        label2id={v: k for k, v in LABELS.items()},
+    model, _ = tiny_bert(
+        path, WORDS, seed, id2label=LABELS, label2id={v: k for k, v in LABELS.items()}
     )
-    torch.manual_seed(seed)
-    BertForSequenceClassification(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    model.save_pretrained(path)
     return path
 
 

@@ -20,6 +20,7 @@ from export.parity import (
     padded_batches,
     torch_logits,
 )
+from tests.conftest import tiny_bert
 
 # optimum's TorchScript export traces BERT's constant 1.0 in the mask code; harmless, and noisy.
 pytestmark = pytest.mark.filterwarnings("ignore:torch.tensor results are registered as constants")
@@ -36,30 +37,14 @@ def _texts(rng: np.random.Generator, rows: int, max_words: int = 36) -> list[str
 def tiny_dir(tmp_path_factory) -> Path:
     """A 2-layer BERT classifier (hidden 32) and a word-level tokenizer, saved like a checkpoint."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
     path = tmp_path_factory.mktemp("tiny-bert")
-    vocab = path / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        id2label=LABELS,
-        label2id={v: k for k, v in LABELS.items()},
-    )
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(config)
+    model, _ = tiny_bert(path, WORDS, id2label=LABELS, label2id={v: k for k, v in LABELS.items()})
     with torch.no_grad():  # a larger spread than the 0.02 init, so logits differ between rows
         for p in model.parameters():
             if p.dim() == 2:
                 p.normal_(0.0, 0.2)
     model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
     return path
 
 

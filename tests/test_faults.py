@@ -15,7 +15,7 @@ import pytest
 from pipelines.config import load_recipe
 from pipelines.errors import DistilleryError
 from pipelines.stages import run_pipeline
-from tests.conftest import ROOT, tiny_recipe, write_recipe
+from tests.conftest import ROOT, tiny_bert, tiny_recipe, write_recipe
 
 # Runs the CLI with one write sabotaged: the process SIGKILLs itself in the middle of writing the
 # distill stage's weights (a torn file on disk), or with the manifest's temporary file complete but
@@ -136,21 +136,8 @@ def test_disk_full_on_the_manifest_itself(tmp_path, monkeypatch):
 
 
 def _tiny_pretrained(folder, words):
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
-    folder.mkdir(parents=True)
-    vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(folder)
-    BertForSequenceClassification(
-        BertConfig(
-            vocab_size=5 + len(words),
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-        )
-    ).save_pretrained(folder)
+    model, _ = tiny_bert(folder, words, num_hidden_layers=1)
+    model.save_pretrained(folder)
     return folder
 
 

@@ -29,7 +29,7 @@ from pipelines.bench_gpu import (
 )
 from pipelines.benchmark import cuda_status
 from pipelines.config import load_recipe
-from tests.conftest import ROOT, tiny_recipe, write_recipe
+from tests.conftest import ROOT, tiny_bert, tiny_recipe, write_recipe
 
 WORDS = ["good", "bad", "movie", "film", "great", "awful", "the", "a", "plot", "acting"]
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
@@ -39,32 +39,15 @@ NO_CUDA = "torch.cuda.is_available() is False (CPU-only torch build, torch 2.13.
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny BERT classifier (saved), its ONNX export, and dynamic / u8 QDQ / s8 QDQ int8 copies."""
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
     from export.onnx_export import export_classifier
     from quantize.ort_dynamic import quantize_dynamic
     from quantize.ort_static import quantize_static
 
     root = tmp_path_factory.mktemp("gpu")
     model_dir = root / "model"
-    model_dir.mkdir()
-    (model_dir / "vocab.txt").write_text(
-        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n"
-    )
-    tokenizer = BertTokenizerFast(vocab_file=str(model_dir / "vocab.txt"))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(WORDS) + 5,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=2,
-        initializer_range=0.2,  # logits of order 1 (the default 0.02 gives ~0.01), so fp16 errors show
-    )
-    BertForSequenceClassification(config).eval().save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    # initializer_range 0.2: logits of order 1 (the default 0.02 gives ~0.01), so fp16 errors show
+    model, tokenizer = tiny_bert(model_dir, WORDS, initializer_range=0.2)
+    model.save_pretrained(model_dir)
     export_classifier(model_dir, root / "onnx")
     fp32 = root / "onnx" / "model.onnx"
     rng = np.random.default_rng(1)

@@ -27,6 +27,7 @@ from quantize.presets import (
     resolve_preset,
     select_preset,
 )
+from tests.conftest import tiny_bert
 
 WORDS = ["good", "bad", "movie", "film", "great", "awful", "the", "a", "plot", "acting"]
 SHAPES = [(1, 4), (5, 30)]  # (batch, seq): dynamic axes both ways
@@ -38,26 +39,11 @@ def tiny(tmp_path_factory):
     from optimum.exporters.onnx import main_export
     from optimum.onnxruntime import ORTOptimizer
     from optimum.onnxruntime.configuration import AutoOptimizationConfig
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
     root = tmp_path_factory.mktemp("tiny")
     model_dir, onnx_dir, o2_dir = root / "model", root / "onnx", root / "o2"
-    model_dir.mkdir()
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    (model_dir / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(model_dir / "vocab.txt"))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=2,
-    )
-    BertForSequenceClassification(config).eval().save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    model, tokenizer = tiny_bert(model_dir, WORDS)
+    model.save_pretrained(model_dir)
     main_export(str(model_dir), str(onnx_dir), task="text-classification")
     optimizer = ORTOptimizer.from_pretrained(onnx_dir)
     optimizer.optimize(AutoOptimizationConfig.O2(), save_dir=o2_dir)
