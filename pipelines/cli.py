@@ -222,14 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("distillery").setLevel(logging.INFO)
     logging.getLogger("torchao").setLevel(logging.ERROR)  # optional-kernel notices, not ours
     warnings.filterwarnings("ignore", message="mtime may not be reliable")
+    from pipelines.distributed import finish
+
     try:
-        return args.func(args)
+        code = args.func(args)
     except DistilleryError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
         print("interrupted: finished stages are kept; rerun to resume", file=sys.stderr)
-        return 130
+        code = 130
+    return finish(code)  # under torchrun / accelerate launch: ends the process here
 
 
 if __name__ == "__main__":
