@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import tempfile
 from functools import cache
 from importlib import metadata
@@ -169,6 +170,29 @@ class RunDir:
         for stale in self.stage(stage).glob(f".{MANIFEST}.*.tmp"):  # from a write cut short
             stale.unlink(missing_ok=True)
 
+    def start_attempt(self, stage: str, digest: str) -> str | None:
+        """Record that `stage` is being run for config hash `digest`; return why old checkpoints
+        were dropped, or None.
+
+        Training stages resume from `checkpoints/` after an interruption. That is only right when
+        the config is the one the checkpoints were trained with: a rerun after an edit (learning
+        rate, student, data) must start over, not continue the old run under the new hash.
+        """
+        folder = self.stage(stage)
+        marker = folder / ATTEMPT
+        previous = marker.read_text().strip() if marker.is_file() else None
+        dropped = None
+        checkpoints = folder / "checkpoints"
+        if checkpoints.is_dir() and previous != digest:
+            shutil.rmtree(checkpoints)
+            was = f"hash {previous[:12]}" if previous else "an unknown config"
+            dropped = (
+                f"checkpoints of an interrupted run with {was} removed: the config is now "
+                f"{digest[:12]}, so training starts over"
+            )
+        atomic_write_text(marker, digest + "\n")
+        return dropped
+
     def write_manifest(self, stage: str, manifest: dict[str, Any]) -> Path:
         path = self.manifest_path(stage)
         try:
@@ -179,6 +203,7 @@ class RunDir:
 
 
 UNTRACKED = {MANIFEST, "log.txt"}
+ATTEMPT = ".attempt"  # the config hash a stage's current files (checkpoints) belong to
 
 
 def file_digests(folder: Path) -> dict[str, dict[str, Any]]:

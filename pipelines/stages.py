@@ -37,7 +37,11 @@ COSMETIC = {
 }
 # Keys added after runs existed: hashed only when set away from this default, which is what runs
 # made before the key did, so adding a key does not make every finished stage stale.
-HASHED_WHEN_SET = {"distill": {"teacher_dtype": "fp32"}, "train": {"optim": "adamw_torch"}}
+HASHED_WHEN_SET = {
+    "distill": {"teacher_dtype": "fp32"},
+    "train": {"optim": "adamw_torch"},
+    "student": {"init_weights": "random", "prune_rows": 512},
+}
 
 
 @dataclass
@@ -313,6 +317,9 @@ def _run_stage(recipe, run, stage, digest, inputs, data_hash, cache, done, echo)
     if main:
         run.invalidate(stage.name)
         out.mkdir(parents=True, exist_ok=True)
+        dropped = run.start_attempt(stage.name, digest)
+        if dropped:
+            echo(f"[{stage.name}] {dropped}")
     if stage.every_rank:
         distributed.barrier()  # the folder is there, the old manifest gone, before any rank starts
     for upstream in stage.needs:  # a damaged input is named now, not as a decoder's traceback

@@ -55,3 +55,50 @@ def test_killed_training_resumes_from_checkpoint(tmp_path, stage):
     )
     if stage == "distill":
         assert "[teacher] skipped" in result.stdout  # the finished teacher was not retrained
+
+
+def _fake_checkpoint(folder, step=20):
+    ckpt = folder / "checkpoints" / f"checkpoint-{step}"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text("{}")
+    return ckpt
+
+
+def test_checkpoints_of_another_config_are_not_resumed(tmp_path):
+    """An interrupted run, then an edited recipe: the rerun starts over instead of continuing the
+    old training under the new config's hash."""
+    from pipelines.config import load_recipe
+    from pipelines.runs import RunDir
+    from pipelines.stages import run_pipeline
+
+    runs = tmp_path / "runs"
+    run = RunDir(runs, "tiny")
+    folder = run.stage("teacher")
+    folder.mkdir(parents=True)
+    (folder / ".attempt").write_text("0" * 64 + "\n")  # the hash the interrupted run had
+    _fake_checkpoint(folder)  # a real resume from this would fail: no weights in it
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe(teacher={"epochs": 1})))
+    lines = []
+    done = run_pipeline(recipe, runs, target="teacher", echo=lines.append)
+    assert any(
+        "checkpoints of an interrupted run with hash 000000000000 removed" in line for line in lines
+    )
+    assert done["teacher"]["training"]["resumed_from"] is None
+    assert (folder / ".attempt").read_text().strip() == done["teacher"]["hash"]
+    assert ".attempt" not in done["teacher"]["files"]
+
+
+def test_start_attempt_keeps_checkpoints_of_the_same_config(tmp_path):
+    from pipelines.runs import RunDir
+
+    run = RunDir(tmp_path, "r")
+    folder = run.stage("distill")
+    folder.mkdir(parents=True)
+    ckpt = _fake_checkpoint(folder)
+    assert run.start_attempt("distill", "a" * 64) is not None  # no record: unknown config, dropped
+    assert not ckpt.exists()
+    ckpt = _fake_checkpoint(folder, 40)
+    assert run.start_attempt("distill", "a" * 64) is None  # same config: kept for resume
+    assert ckpt.exists()
+    assert "hash aaaaaaaaaaaa removed" in run.start_attempt("distill", "b" * 64)
+    assert not ckpt.exists()
