@@ -106,6 +106,14 @@ class StudentConfig:
         "truncate",
         help="config students: teacher embeddings truncated, or PCA-projected, to the width",
     )
+    init_weights: Literal["random", "prune"] = f(
+        "random",
+        help="config students: random init, or cut from the teacher (most active channels, "
+        "heads, neurons of student.layers; distill/prune.py)",
+    )
+    prune_rows: int = f(
+        512, min=1, max=100000, help="training rows the teacher runs on to rank what to keep"
+    )
     model: str | None = f(
         None, help="checkpoint when init: pretrained (same vocabulary as teacher)"
     )
@@ -113,6 +121,24 @@ class StudentConfig:
     def __post_init__(self) -> None:
         if self.init == "pretrained" and not self.model:
             raise ConfigError("student.model: required when student.init is 'pretrained'.")
+        if self.init_weights == "prune":
+            if self.init != "config":
+                raise ConfigError(
+                    f"student.init_weights: 'prune' applies to init: config students; this one "
+                    f"is init: {self.init}. Remove init_weights or set init: config."
+                )
+            if self.init_embeddings != "truncate":
+                raise ConfigError(
+                    f"student.init_embeddings: {self.init_embeddings!r} conflicts with "
+                    "init_weights: prune, which cuts the embeddings with the same channels as the "
+                    "layers; remove init_embeddings."
+                )
+            if len(self.layers) != self.config.num_hidden_layers:
+                raise ConfigError(
+                    f"student.layers: {self.layers!r} lists {len(self.layers)} teacher layers for "
+                    f"a {self.config.num_hidden_layers}-layer student; with init_weights: prune, "
+                    "give one teacher layer per student layer (e.g. [0, 2, 3, 5] for 4 of 6)."
+                )
         if self.init == "teacher_layers":
             if not self.layers:
                 raise ConfigError(

@@ -22,6 +22,7 @@ import numpy as np
 from distill.api import distill, teacher_logits
 from distill.combined import LossSpec, Schedule
 from distill.layer_map import resolve as resolve_layer_map
+from distill.prune import prune_teacher
 from distill.student import (
     check_same_vocab,
     from_config,
@@ -51,12 +52,28 @@ from pipelines.training import (
 log = logging.getLogger("distillery")
 
 
-def build_student(recipe: Recipe, teacher, tokenizer_t):
-    """(student, copied teacher layers or None)."""
+def build_student(recipe: Recipe, teacher, tokenizer_t, train_set=None):
+    """(student, teacher layers it was copied or cut from, or None)."""
     s = recipe.student
     try:
         if s.init == "teacher_layers":
             return from_teacher_layers(teacher, s.layers), list(s.layers)
+        if s.init == "config" and s.init_weights == "prune":
+            student, kept = prune_teacher(
+                teacher,
+                s.config,
+                s.layers,
+                calibration_batches(train_set, tokenizer_t, s.prune_rows, recipe.seed),
+                recipe.seed,
+            )
+            log.info(
+                "student cut from teacher layers %s: %d of %d channels, heads per layer %s",
+                s.layers,
+                len(kept["channels"]),
+                teacher.config.hidden_size,
+                kept["heads"],
+            )
+            return student, list(s.layers)
         if s.init == "config":
             shape = s.config
             return from_config(
@@ -78,6 +95,23 @@ def build_student(recipe: Recipe, teacher, tokenizer_t):
         ), None
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def calibration_batches(train_set, tokenizer, rows: int, seed: int, batch_size: int = 64):
+    """A seeded sample of `rows` training rows, padded per batch: what the teacher runs on to rank
+    channels, heads and neurons for pruning."""
+    from transformers import DataCollatorWithPadding
+
+    if train_set is None:
+        raise ValueError("student.init_weights 'prune' needs the training split to rank weights")
+    sample = train_set.shuffle(seed=seed).select(range(min(rows, len(train_set))))
+    keep = [
+        c for c in ("input_ids", "attention_mask", "token_type_ids") if c in sample.column_names
+    ]
+    sample = sample.select_columns(keep)
+    pad = DataCollatorWithPadding(tokenizer)
+    for start in range(0, len(sample), batch_size):
+        yield pad([sample[i] for i in range(start, min(start + batch_size, len(sample)))])
 
 
 def loss_spec(
@@ -203,7 +237,7 @@ def main(ctx: StageContext) -> StageResult:
         )
         require_rows(data.eval, r.data.eval_split, 1, "evaluation needs at least one row")
         train_set, eval_set = tokenize(data.train, tokenizer, r), tokenize(data.eval, tokenizer, r)
-    student, copied = build_student(r, teacher, tokenizer)
+    student, copied = build_student(r, teacher, tokenizer, train_set)
     initial = copy.deepcopy(student)  # the same starting point for every ablation variant
     spec = loss_spec(d, student.config.num_hidden_layers, teacher.config.num_hidden_layers, copied)
     teacher_dtype = resolve_teacher_dtype(r, device)  # after the student copied its fp32 layers
@@ -235,6 +269,7 @@ def main(ctx: StageContext) -> StageResult:
     extra = {
         "student": {
             "init": r.student.init,
+            "init_weights": r.student.init_weights if r.student.init == "config" else None,
             "layers": copied,
             "parameters": sum(p.numel() for p in student.parameters()),
             "hidden_size": student.config.hidden_size,
