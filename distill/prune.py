@@ -36,9 +36,9 @@ def head_size(config) -> int:
     return config.hidden_size // config.num_attention_heads
 
 
-def check_prunable(teacher, shape, layers: list[int]) -> None:
-    """ValueError naming the key and the allowed values when `shape` cannot be cut from `teacher`."""
-    t = teacher.config
+def check_prunable(t, shape, layers: list[int]) -> None:
+    """ValueError naming the key and the allowed values when `shape` cannot be cut from a teacher
+    with config `t` (checked before the teacher trains, and again when the student is cut)."""
     if getattr(t, "model_type", None) != "bert":
         raise ValueError(
             f"student.init_weights 'prune' needs a BERT teacher (model_type 'bert'); this teacher "
@@ -147,7 +147,7 @@ def prune_teacher(teacher, shape, layers: list[int], batches: Iterable[dict], se
     """
     from transformers import BertForSequenceClassification
 
-    check_prunable(teacher, shape, layers)
+    check_prunable(teacher.config, shape, layers)
     scores = importance(teacher, batches)
     t_head = head_size(teacher.config)
     channels = top(scores["channels"], shape.hidden_size)

@@ -394,6 +394,33 @@ def preflight_sources(recipe: Recipe, names: list[str]) -> None:
     preflight(sources)
     if "distill" in names and recipe.student.init == "pretrained":
         preflight_student_vocab(recipe)
+    if "distill" in names and recipe.student.init_weights == "prune":
+        preflight_prune(recipe)
+
+
+def preflight_prune(recipe: Recipe) -> None:
+    """A student that cannot be cut from the teacher (head width, sizes, layers) is refused before
+    the teacher trains, from the teacher's config alone."""
+    from distill.prune import check_prunable
+
+    t = recipe.teacher
+    if t.init == "config":
+        from transformers import BertConfig
+
+        config = BertConfig(**vars(t.config))
+    else:
+        from transformers import AutoConfig
+
+        from pipelines.models import resolve_model
+
+        source = resolve_model(t.model, recipe.security, "teacher.model")
+        config = AutoConfig.from_pretrained(
+            source.value, trust_remote_code=recipe.security.trust_remote_code
+        )
+    try:
+        check_prunable(config, recipe.student.config, recipe.student.layers)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def preflight_student_vocab(recipe: Recipe) -> None:

@@ -112,7 +112,7 @@ def test_impossible_cuts_say_what_to_change(tmp_path, shape, layers, message):
     teacher, _ = _teacher(tmp_path)
     keys = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
     with pytest.raises(ValueError) as error:
-        check_prunable(teacher, ModelShape(**dict(zip(keys, shape, strict=False))), layers)
+        check_prunable(teacher.config, ModelShape(**dict(zip(keys, shape, strict=False))), layers)
     assert message in str(error.value)
 
 
@@ -175,3 +175,24 @@ def test_distill_stage_trains_a_pruned_student(tmp_path):
     ]  # 'auto' pairs the student layer with its source
     assert manifest["loss"]["projections"] == ["hidden_mse"]
     assert manifest["metrics"]["accuracy"] >= 0.85 * manifest["metrics"]["teacher_accuracy"]
+
+
+def test_an_impossible_cut_is_refused_before_the_teacher_trains(tmp_path):
+    from pipelines.stages import run_pipeline
+
+    student = {
+        "init": "config",
+        "init_weights": "prune",
+        "layers": [1],
+        "config": {
+            "num_hidden_layers": 1,
+            "hidden_size": 16,
+            "num_attention_heads": 2,  # heads of 8; the tiny teacher's are 16 wide
+            "intermediate_size": 32,
+        },
+    }
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe(student=student)))
+    with pytest.raises(ConfigError) as error:
+        run_pipeline(recipe, tmp_path / "runs", target="distill", echo=lambda _: None)
+    assert "hidden_size 16 needs 1 heads" in str(error.value)
+    assert not (tmp_path / "runs" / "tiny" / "teacher").exists()
