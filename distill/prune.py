@@ -29,6 +29,8 @@ from collections.abc import Iterable
 
 import torch
 
+from distill.student import check_teacher_layers
+
 LAYER_KEY = re.compile(r"^bert\.encoder\.layer\.(\d+)\.(.+)$")
 
 
@@ -69,12 +71,7 @@ def check_prunable(t, shape, layers: list[int]) -> None:
             f"student.layers: {len(layers)} teacher layers {layers} for a student of "
             f"{shape.num_hidden_layers} layers; give one teacher layer per student layer."
         )
-    bad = [i for i in layers if not 0 <= i < t.num_hidden_layers]
-    if bad:
-        raise ValueError(
-            f"student.layers: {bad} out of range; the teacher has {t.num_hidden_layers} layers, "
-            f"valid indices 0..{t.num_hidden_layers - 1}"
-        )
+    check_teacher_layers(layers, t.num_hidden_layers)
 
 
 @torch.no_grad()
@@ -143,7 +140,7 @@ def top(values: torch.Tensor, k: int) -> torch.Tensor:
 def prune_teacher(teacher, shape, layers: list[int], batches: Iterable[dict], seed: int = 0):
     """A `BertForSequenceClassification` of `shape`, every weight cut from the teacher.
 
-    Returns (student, kept) where kept records the chosen channels, heads and neurons.
+    Returns (student, kept): the teacher channels kept, and the heads kept in each layer.
     """
     from transformers import BertForSequenceClassification
 
@@ -181,13 +178,7 @@ def prune_teacher(teacher, shape, layers: list[int], batches: Iterable[dict], se
             raise AssertionError(f"pruning {key}: {tuple(cut[key].shape)} vs {tuple(target.shape)}")
     student.load_state_dict({k: v.clone().contiguous() for k, v in cut.items()})
     student.float().train()
-    kept = {
-        "channels": channels.tolist(),
-        "heads": [h.tolist() for h in heads],
-        "neurons_per_layer": shape.intermediate_size,
-        "teacher_layers": list(layers),
-    }
-    return student, kept
+    return student, {"channels": channels.tolist(), "heads": [h.tolist() for h in heads]}
 
 
 def _cut_layer(rest: str, value, channels, head_dims, neurons) -> torch.Tensor:

@@ -28,16 +28,20 @@ def encoder_layers(model) -> torch.nn.ModuleList:
     return model.base_model.encoder.layer
 
 
-def from_teacher_layers(teacher, layers: list[int]):
-    """Copy the embeddings, the listed layers (in order) and the classifier head (DistilBERT-style)."""
-    check_supported(teacher, "student.init 'teacher_layers'")
-    n_teacher = teacher.config.num_hidden_layers
+def check_teacher_layers(layers: list[int], n_teacher: int) -> None:
+    """`student.layers` are indices into the teacher's layers (copied or cut from)."""
     bad = [i for i in layers if not 0 <= i < n_teacher]
     if bad:
         raise ValueError(
             f"student.layers: {bad} out of range; the teacher has {n_teacher} layers, valid indices "
             f"0..{n_teacher - 1}"
         )
+
+
+def from_teacher_layers(teacher, layers: list[int]):
+    """Copy the embeddings, the listed layers (in order) and the classifier head (DistilBERT-style)."""
+    check_supported(teacher, "student.init 'teacher_layers'")
+    check_teacher_layers(layers, teacher.config.num_hidden_layers)
     student = copy.deepcopy(teacher)
     kept = torch.nn.ModuleList([copy.deepcopy(encoder_layers(teacher)[i]) for i in layers])
     student.base_model.encoder.layer = kept

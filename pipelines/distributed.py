@@ -112,10 +112,11 @@ def finish(code: int) -> int:
     On success every rank meets at a barrier and leaves the process group while the interpreter
     is whole; then the process ends with os._exit once logs and streams are flushed. Skipping
     interpreter teardown is deliberate: on CPU (gloo), 3 of 95 two-process launches on a loaded
-    2-core machine died after their work was done, in C++ static destruction, with "terminate called without an active
-    exception" (SIGABRT, no Python frame), even with the group destroyed first; the launcher then
-    reported the whole job as failed. Everything the pipeline writes is closed (and manifests
-    renamed into place) before this point, so nothing is lost by not tearing down.
+    2-core machine died after their work was done, in C++ static destruction, with "terminate
+    called without an active exception" (SIGABRT, no Python frame), even with the group
+    destroyed first; the launcher then reported the whole job as failed. Everything the pipeline
+    writes is closed (and manifests renamed into place) before this point, so nothing is lost by
+    not tearing down.
     """
     if not world().distributed:
         return code
