@@ -39,7 +39,7 @@ test-gpu: $(INSTALLED) ## run the tests marked gpu (skipped without CUDA)
 	$(BIN)/python -m pytest -m gpu -rs $(PYTEST_ARGS)
 
 bench-gpu: $(INSTALLED) ## GPU rows only (torch, ORT CUDA fp32/fp16, TensorRT int8) for RECIPE's artifacts; exits 0 without CUDA
-	$(BIN)/python -m pipelines.bench_gpu $(RECIPE) $(SET_ARGS) $(if $(DISTILLERY_RUNS),--runs-dir $(DISTILLERY_RUNS))
+	$(DISTILLERY) bench-gpu $(RECIPE) $(SET_ARGS) $(if $(DISTILLERY_RUNS),--runs-dir $(DISTILLERY_RUNS))
 .PHONY: bench-gpu
 
 lint: $(INSTALLED) ## ruff check and format check

@@ -1,5 +1,9 @@
 """Library entry points: `distill(teacher, student, train_dataset, tokenizer, spec, args)` and
 `teacher_logits(...)` for caching. Used by the pipeline's distill stage and directly by tests.
+
+    trainer = distill(teacher, student, train_set, tokenizer, LossSpec(matches=["hidden_mse"],
+                      layer_map=[(0, 1), (1, 3)]), TrainingArguments(...))
+    trainer.model.student.save_pretrained("out")    # the student alone; projections stay behind
 """
 
 from __future__ import annotations
@@ -8,7 +12,8 @@ import numpy as np
 import torch
 
 from distill.combined import CombinedLoss, LossSpec
-from distill.trainer import DistillationTrainer, TeacherLogitsCollator
+from distill.trainer import DistillationModule, DistillationTrainer, TeacherLogitsCollator
+from modelkit.batching import longest_first, padded_batches
 
 
 def use_eager_attention(model) -> None:
@@ -26,22 +31,15 @@ def teacher_logits(
     teacher, dataset, tokenizer, batch_size: int = 128, device: str = "cpu"
 ) -> np.ndarray:
     """Teacher logits [rows, labels] for every row of a tokenized dataset, in row order."""
-    from transformers import DataCollatorWithPadding
-
-    collate = DataCollatorWithPadding(tokenizer)
-    features = [
-        c for c in ("input_ids", "attention_mask", "token_type_ids") if c in dataset.column_names
-    ]
-    rows = dataset.select_columns(features)
-    lengths = np.array([len(x) for x in rows["input_ids"]])
-    order = np.argsort(-lengths, kind="stable")
-    out = np.zeros((len(rows), teacher.config.num_labels), dtype=np.float32)
+    lengths = [len(x) for x in dataset["input_ids"]]
+    out = np.zeros((len(dataset), teacher.config.num_labels), dtype=np.float32)
     teacher.eval().to(device)
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size].tolist()
-            batch = {k: v.to(device) for k, v in collate([rows[i] for i in idx]).items()}
-            out[idx] = teacher(**batch).logits.float().cpu().numpy()
+        for idx, batch in padded_batches(
+            dataset, tokenizer.pad_token_id, batch_size, order=longest_first(lengths)
+        ):
+            inputs = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+            out[idx] = teacher(**inputs).logits.float().cpu().numpy()
     return out
 
 
@@ -60,7 +58,8 @@ def distill(
     """Train `student` against `teacher` on `train_dataset` (tokenized, with `labels`).
 
     With `cached_logits` (and no intermediate match) the teacher's forward pass is skipped.
-    Returns the trainer (its `.model` is the trained student, `.state` the history).
+    Returns the trainer: `.model` is the `DistillationModule` (`.model.student` the trained
+    student, `.model.loss.projections` the training-only projections), `.state` the history.
     """
     if spec.needs_attention:
         use_eager_attention(student)
@@ -74,13 +73,12 @@ def distill(
         dataset = dataset.add_column("teacher_logits", cached_logits.tolist())
     loss = CombinedLoss(spec, student.config.hidden_size, teacher.config.hidden_size)
     trainer = DistillationTrainer(
-        model=student,
+        model=DistillationModule(student, loss),
         args=args,
         train_dataset=dataset,
         data_collator=TeacherLogitsCollator(tokenizer),
         processing_class=tokenizer,
         teacher=teacher,
-        loss=loss,
         callbacks=callbacks,
     )
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)

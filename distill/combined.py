@@ -12,7 +12,9 @@ from typing import Any
 
 import torch
 
-from distill.losses import KD_LOSSES, MATCH_LOSSES, PROJECTIONS, lookup, task_ce
+from distill.losses import KD_LOSSES, MATCH_LOSSES, PROJECTIONS, task_ce
+from distill.weights import full_weights
+from modelkit.errors import InputError, lookup
 
 
 @dataclass
@@ -28,7 +30,7 @@ class Schedule:
             return self.start
         if self.kind == "linear":
             return self.start + (self.end - self.start) * min(max(progress, 0.0), 1.0)
-        raise ValueError(f"unknown schedule kind {self.kind!r}; known: ['constant', 'linear']")
+        raise InputError(f"unknown schedule kind {self.kind!r}; known: ['constant', 'linear']")
 
 
 @dataclass
@@ -37,9 +39,7 @@ class LossSpec:
 
     kd_loss: str = "kl"
     temperature: Schedule = field(default_factory=lambda: Schedule(2.0))
-    weights: dict[str, Schedule] = field(
-        default_factory=lambda: {"task": Schedule(0.5), "kd": Schedule(0.5)}
-    )
+    weights: dict[str, Schedule] = field(default_factory=dict)  # missing terms: full_weights
     matches: list[str] = field(default_factory=list)
     layer_map: list[tuple[int, int]] = field(default_factory=list)
     label_smoothing: float = 0.0
@@ -49,11 +49,11 @@ class LossSpec:
         lookup(KD_LOSSES, self.kd_loss, "KD loss")
         for name in self.matches:
             lookup(MATCH_LOSSES, name, "match loss")
-        for name in ("task", "kd", *self.matches):
-            self.weights.setdefault(name, Schedule(1.0 if name in self.matches else 0.5))
+        for name, value in full_weights({}, self.matches).items():
+            self.weights.setdefault(name, Schedule(value))
         per_layer = [m for m in self.matches if MATCH_LOSSES[m].feature != "embedding"]
         if per_layer and not self.layer_map:
-            raise ValueError(
+            raise InputError(
                 f"matches {per_layer} need a layer map of (student, teacher) layer pairs"
             )
 

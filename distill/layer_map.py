@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from modelkit.errors import InputError
+
 LayerMap = list[tuple[int, int]]
 
 
@@ -48,12 +50,12 @@ def resolve(
         pairs = list(enumerate(copied_layers)) if copied_layers else uniform(n_student, n_teacher)
     elif isinstance(spec, str):
         if spec not in LAYER_MAPS:
-            raise ValueError(
+            raise InputError(
                 f"distill.layer_map: unknown map {spec!r}; known: {sorted(LAYER_MAPS)}, 'auto', or a "
                 "list of [student_layer, teacher_layer] pairs"
             )
         if n_student > n_teacher and spec != "uniform":
-            raise ValueError(
+            raise InputError(
                 f"distill.layer_map: '{spec}' needs a student no deeper than the teacher "
                 f"({n_student} > {n_teacher} layers)"
             )
@@ -62,12 +64,12 @@ def resolve(
         pairs = [tuple(p) for p in spec]
     for s, t in pairs:
         if not 0 <= s < n_student:
-            raise ValueError(
+            raise InputError(
                 f"distill.layer_map: student layer {s} is out of range; the student has {n_student} "
                 f"layers, valid indices 0..{n_student - 1}"
             )
         if not 0 <= t < n_teacher:
-            raise ValueError(
+            raise InputError(
                 f"distill.layer_map: teacher layer {t} is out of range; the teacher has {n_teacher} "
                 f"layers, valid indices 0..{n_teacher - 1}"
             )

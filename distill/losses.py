@@ -6,22 +6,27 @@ One registry per kind (TextBrewer's KD_LOSS_MAP / MATCH_LOSS_MAP):
 Suffix `_s` is the student, `_t` the teacher. Shapes:
   logits: [batch, labels]; hidden: [batch, seq, width]; attention: [batch, heads, seq, seq];
   mask: [batch, seq] with 1 for real tokens and 0 for padding.
+
+torch is imported inside the functions: recipe validation reads these registries' names (to
+reject `kd_loss: kll` before anything trains) without loading torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-import torch.nn.functional as F
+if TYPE_CHECKING:
+    import torch
 
 # ---------------------------------------------------------------- logit KD
 
 
 def kd_kl(logits_s: torch.Tensor, logits_t: torch.Tensor, temperature: float) -> torch.Tensor:
     """T² · KL(softmax(t/T) ‖ softmax(s/T)), batch mean (Hinton et al.); T² keeps gradients comparable."""
+    import torch.nn.functional as F
+
     log_p_s = F.log_softmax(logits_s / temperature, dim=-1)
     log_p_t = F.log_softmax(logits_t / temperature, dim=-1)
     return F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean") * temperature**2
@@ -29,11 +34,15 @@ def kd_kl(logits_s: torch.Tensor, logits_t: torch.Tensor, temperature: float) ->
 
 def kd_mse(logits_s: torch.Tensor, logits_t: torch.Tensor, temperature: float) -> torch.Tensor:
     """Mean squared error between raw logits (Ba & Caruana); temperature is not used."""
+    import torch.nn.functional as F
+
     return F.mse_loss(logits_s, logits_t)
 
 
 def kd_soft_ce(logits_s: torch.Tensor, logits_t: torch.Tensor, temperature: float) -> torch.Tensor:
     """T² · cross-entropy of the student's softened distribution against the teacher's soft targets."""
+    import torch.nn.functional as F
+
     p_t = F.softmax(logits_t / temperature, dim=-1)
     return -(p_t * F.log_softmax(logits_s / temperature, dim=-1)).sum(-1).mean() * temperature**2
 
@@ -66,6 +75,8 @@ def hidden_cosine(
     feat_s: torch.Tensor, feat_t: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
     """1 − cosine similarity per token [batch, seq, width], averaged over real tokens."""
+    import torch.nn.functional as F
+
     return _token_mean(1.0 - F.cosine_similarity(feat_s, feat_t, dim=-1), mask)
 
 
@@ -80,6 +91,8 @@ def attention_kl(
     feat_s: torch.Tensor, feat_t: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
     """KL(teacher ‖ student) of attention rows [batch, heads, seq, seq] for real query tokens (MiniLM)."""
+    import torch
+
     att_s, att_t = _head_align(feat_s, feat_t)
     eps = 1e-12
     kl = (att_t * (torch.log(att_t + eps) - torch.log(att_s + eps))).sum(-1)  # [batch, heads, seq]
@@ -117,6 +130,8 @@ MATCH_LOSSES: dict[str, MatchLoss] = {
 
 def linear_projection(width_s: int, width_t: int) -> torch.nn.Module:
     """Student width → teacher width; training-only (TinyBERT's W_h), never exported."""
+    import torch
+
     return torch.nn.Linear(width_s, width_t)
 
 
@@ -129,11 +144,6 @@ def task_ce(
     logits_s: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
 ) -> torch.Tensor:
     """Cross-entropy against the gold labels [batch]."""
+    import torch.nn.functional as F
+
     return F.cross_entropy(logits_s, labels, label_smoothing=label_smoothing)
-
-
-def lookup(registry: dict, name: str, kind: str):
-    """registry[name], or a ValueError listing the known names."""
-    if name not in registry:
-        raise ValueError(f"unknown {kind} {name!r}; known: {sorted(registry)}")
-    return registry[name]

@@ -29,7 +29,8 @@ from collections.abc import Iterable
 
 import torch
 
-from distill.student import check_teacher_layers
+from distill.student import check_layer_count, check_teacher_layers
+from modelkit.errors import InputError
 
 LAYER_KEY = re.compile(r"^bert\.encoder\.layer\.(\d+)\.(.+)$")
 
@@ -42,7 +43,7 @@ def check_prunable(t, shape, layers: list[int]) -> None:
     """ValueError naming the key and the allowed values when `shape` cannot be cut from a teacher
     with config `t` (checked before the teacher trains, and again when the student is cut)."""
     if getattr(t, "model_type", None) != "bert":
-        raise ValueError(
+        raise InputError(
             f"student.init_weights 'prune' needs a BERT teacher (model_type 'bert'); this teacher "
             f"is '{getattr(t, 'model_type', '?')}'. Use init_weights: random."
         )
@@ -54,23 +55,19 @@ def check_prunable(t, shape, layers: list[int]) -> None:
     }
     for key, most in limits.items():
         if getattr(shape, key) > most:
-            raise ValueError(
+            raise InputError(
                 f"student.config.{key}: {getattr(shape, key)} is larger than the teacher's {most}; "
                 f"pruning can only keep what the teacher has (at most {most})."
             )
     t_head = head_size(t)
     if shape.hidden_size != shape.num_attention_heads * t_head:
-        raise ValueError(
+        raise InputError(
             f"student.config.num_attention_heads: pruning keeps whole teacher heads of {t_head} "
             f"dimensions, so hidden_size {shape.hidden_size} needs "
             f"{shape.hidden_size / t_head:g} heads (hidden_size = heads x {t_head}); got "
             f"{shape.num_attention_heads}."
         )
-    if len(layers) != shape.num_hidden_layers:
-        raise ValueError(
-            f"student.layers: {len(layers)} teacher layers {layers} for a student of "
-            f"{shape.num_hidden_layers} layers; give one teacher layer per student layer."
-        )
+    check_layer_count(layers, shape.num_hidden_layers)
     check_teacher_layers(layers, t.num_hidden_layers)
 
 

@@ -1,27 +1,25 @@
 """Build the student: teacher layers copied, a fresh BERT from a config, or a pretrained checkpoint.
 
 Every student is a plain `…ForSequenceClassification` with the teacher's labels; nothing
-training-only (projections, hooks) is attached to it.
+training-only (projections, hooks) is attached to it. torch is imported inside the functions, so
+recipe validation reads EMBEDDING_INITS without loading it.
 """
 
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
-import torch
+from modelkit.errors import InputError
+from modelkit.families import family_of
 
-# Encoder-only families whose `base_model.encoder.layer` is a list of identical transformer blocks.
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
+if TYPE_CHECKING:
+    import torch
 
 
 def check_supported(model, what: str) -> None:
-    model_type = getattr(model.config, "model_type", "?")
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        arch = ", ".join(getattr(model.config, "architectures", None) or [type(model).__name__])
-        raise ValueError(
-            f"{what}: architecture {arch} (model_type '{model_type}') is not supported; supported "
-            f"BERT-family model types: {', '.join(SUPPORTED_MODEL_TYPES)}"
-        )
+    """InputError unless the model is of an encoder family in `modelkit.families.FAMILIES`."""
+    family_of(model.config, what, type(model).__name__)
 
 
 def encoder_layers(model) -> torch.nn.ModuleList:
@@ -32,14 +30,25 @@ def check_teacher_layers(layers: list[int], n_teacher: int) -> None:
     """`student.layers` are indices into the teacher's layers (copied or cut from)."""
     bad = [i for i in layers if not 0 <= i < n_teacher]
     if bad:
-        raise ValueError(
+        raise InputError(
             f"student.layers: {bad} out of range; the teacher has {n_teacher} layers, valid indices "
             f"0..{n_teacher - 1}"
         )
 
 
+def check_layer_count(layers: list[int], n_student: int) -> None:
+    """A student cut layer by layer from the teacher names one teacher layer per student layer."""
+    if len(layers) != n_student:
+        raise InputError(
+            f"student.layers: {layers!r} lists {len(layers)} teacher layers for a {n_student}-layer "
+            "student; give one teacher layer per student layer (e.g. [0, 2, 3, 5] for 4 of 6)."
+        )
+
+
 def from_teacher_layers(teacher, layers: list[int]):
     """Copy the embeddings, the listed layers (in order) and the classifier head (DistilBERT-style)."""
+    import torch
+
     check_supported(teacher, "student.init 'teacher_layers'")
     check_teacher_layers(layers, teacher.config.num_hidden_layers)
     student = copy.deepcopy(teacher)
@@ -72,6 +81,7 @@ def from_config(
     embeddings (one projection for all three tables, so their sums stay consistent), which keeps
     more of the teacher's geometry than dropping dimensions; 'none' keeps the random init.
     """
+    import torch
     from transformers import BertConfig, BertForSequenceClassification
 
     t = teacher.config
@@ -91,7 +101,7 @@ def from_config(
     torch.manual_seed(seed)
     student = BertForSequenceClassification(config)
     if init_embeddings not in EMBEDDING_INITS:
-        raise ValueError(
+        raise InputError(
             f"student.init_embeddings: unknown {init_embeddings!r}; known: {list(EMBEDDING_INITS)}"
         )
     if init_embeddings != "none":
@@ -121,6 +131,8 @@ def pca_basis(weight: torch.Tensor, width: int) -> torch.Tensor:
     """(teacher_width, k) orthonormal columns: the top-k right singular vectors of the centred
     embedding matrix, k = min(width, teacher_width). Projections preserve dot products within the
     kept subspace, which is what attention reads."""
+    import torch
+
     centred = weight - weight.mean(dim=0, keepdim=True)
     _, _, vh = torch.linalg.svd(centred, full_matrices=False)
     return vh[: min(width, weight.shape[1])].T.contiguous()
@@ -132,7 +144,7 @@ def check_same_vocab(tokenizer_t, tokenizer_s, where: str) -> None:
     if vocab_t != vocab_s:
         only_t = len(set(vocab_t) - set(vocab_s))
         only_s = len(set(vocab_s) - set(vocab_t))
-        raise ValueError(
+        raise InputError(
             f"{where}: the student's vocabulary differs from the teacher's ({len(vocab_s)} vs "
             f"{len(vocab_t)} tokens; {only_s} only in the student, {only_t} only in the teacher). "
             "Teacher and student must share one tokenizer, since one batch feeds both; pick a "
@@ -141,7 +153,7 @@ def check_same_vocab(tokenizer_t, tokenizer_s, where: str) -> None:
     lower_t = getattr(tokenizer_t, "do_lower_case", None)
     lower_s = getattr(tokenizer_s, "do_lower_case", None)
     if None not in (lower_t, lower_s) and lower_t != lower_s:
-        raise ValueError(f"{where}: the student lower-cases text differently from the teacher.")
+        raise InputError(f"{where}: the student lower-cases text differently from the teacher.")
 
 
 def load_pretrained_student(

@@ -1,14 +1,16 @@
-"""`DistillationTrainer`: the HF `Trainer`, specialised only at its hooks.
+"""`DistillationTrainer`: the HF `Trainer`, specialised only at `compute_loss` and `log`.
 
-- `compute_loss`: student forward; teacher forward in eval mode under `torch.no_grad()` (or cached
-  teacher logits from the batch); the combined loss; every term accumulated for logging.
-- `log`: adds each term's mean since the last log, unweighted (`loss_<term>`) and weighted
-  (`loss_<term>_weighted`), plus the scheduled weights and temperature, so TensorBoard/MLflow see them.
-- `create_optimizer`: the training-only projections join the optimizer (they are not part of the
-  student, so the Trainer would not see them); `_save_checkpoint` / `_load_from_checkpoint` keep
-  them in each checkpoint so resume is exact.
-- `training_step`: under DDP the wrapped student's gradients are averaged by DDP; the projections
-  sit outside it, so their gradients are averaged here, or each process would train its own.
+The student and the training-only projections live in one module, `DistillationModule`, which is
+what the Trainer trains: the optimizer, DDP's gradient averaging and every checkpoint cover the
+projections with no hook of ours, and resume is exact. Its `forward` runs the student and the
+combined loss (in fp32, outside any autocast); the teacher runs in `compute_loss`, in eval mode
+under `torch.no_grad()`, unless the batch carries cached teacher logits. Only
+`DistillationModule.student` is the result: the projections never reach the saved model.
+
+- `compute_loss`: teacher forward (or cached logits) → `model(...)` → the total; every term is
+  accumulated for logging.
+- `log`: each term's mean since the last log, unweighted (`loss_<term>`) and weighted
+  (`loss_<term>_weighted`), plus the scheduled weights and temperature.
 
 A teacher in half precision (bf16/fp16, to save GPU memory and time) is fine: its outputs are cast
 to fp32 before the loss.
@@ -16,21 +18,71 @@ to fp32 before the loss.
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
+from typing import Any, NamedTuple
 
 import torch
 from transformers import Trainer
 
 from distill.combined import CombinedLoss
 
-PROJECTIONS_FILE = "distill_projections.safetensors"
+
+class TeacherOutputs(NamedTuple):
+    """What the loss reads of the teacher (a NamedTuple, which DDP passes through forward)."""
+
+    logits: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class DistillOutput(NamedTuple):
+    loss: torch.Tensor
+    logits: torch.Tensor  # the student's
+    terms: dict[str, torch.Tensor]  # unweighted
+    weights: dict[str, float]  # scheduled weights and temperature at this step
+
+
+class DistillationModule(torch.nn.Module):
+    """The student and the combined loss (with its training-only projections) as one module."""
+
+    accepts_loss_kwargs = False  # the loss is a batch mean of our own: no token-count rescaling
+
+    def __init__(self, student: torch.nn.Module, loss: CombinedLoss) -> None:
+        super().__init__()
+        self.student = student
+        self.loss = loss
+
+    def forward(
+        self, labels: torch.Tensor, teacher: TeacherOutputs, progress: float = 0.0, **inputs
+    ) -> DistillOutput:
+        spec = self.loss.spec
+        out_s = self.student(
+            **inputs,
+            output_hidden_states=spec.needs_hidden,
+            output_attentions=spec.needs_attention,
+        )
+        device = out_s.logits.device.type
+        with torch.autocast(device_type=device, enabled=False):  # the loss in fp32
+            out_s = as_float32(out_s)
+            total, terms, weights = self.loss(
+                out_s,
+                teacher.logits.float(),
+                labels,
+                inputs.get("attention_mask"),
+                out_t=teacher if spec.needs_teacher_features else None,
+                progress=progress,
+            )
+        return DistillOutput(total, out_s.logits, terms, weights)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Strict whatever the caller asks: the Trainer resumes with strict=False, and a checkpoint
+        missing the student's or the projections' weights must fail, not train on silently."""
+        return super().load_state_dict(state_dict, strict=True, assign=assign)
 
 
 class DistillationTrainer(Trainer):
-    def __init__(self, *args, teacher=None, loss: CombinedLoss, **kwargs):
+    def __init__(self, *args, teacher=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.loss_fn = loss.to(self.args.device)
         self.teacher = teacher
         if teacher is not None:
             self.teacher = teacher.to(self.args.device).eval()
@@ -39,36 +91,38 @@ class DistillationTrainer(Trainer):
         self._term_steps = 0
         self._last_weights: dict[str, float] = {}
 
-    # ------------------------------------------------------------------ loss
+    def get_decay_parameter_names(self, model) -> list[str]:
+        """The Trainer's rule (no decay for biases and LayerNorms), and none for the projections."""
+        return [n for n in super().get_decay_parameter_names(model) if not n.startswith("loss.")]
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         labels = inputs.pop("labels")
         cached_logits = inputs.pop("teacher_logits", None)
-        spec = self.loss_fn.spec
-        flags = {
-            "output_hidden_states": spec.needs_hidden,
-            "output_attentions": spec.needs_attention,
-        }
-        out_s = model(**inputs, **flags)
-        out_t = None
+        spec = self.accelerator.unwrap_model(model).loss.spec
         if cached_logits is not None and not spec.needs_teacher_features:
-            logits_t = cached_logits.to(out_s.logits.dtype)
+            teacher = TeacherOutputs(cached_logits)
         else:
             if self.teacher is None:
                 raise ValueError("no teacher given and the batch carries no teacher_logits")
             with torch.no_grad():
-                out_t = as_float32(self.teacher(**inputs, **flags))
-            logits_t = out_t.logits
-        progress = self.state.global_step / self.state.max_steps if self.state.max_steps else 0.0
-        total, terms, weights = self.loss_fn(
-            out_s, logits_t, labels, inputs.get("attention_mask"), out_t=out_t, progress=progress
-        )
+                out_t = as_float32(
+                    self.teacher(
+                        **inputs,
+                        output_hidden_states=spec.needs_hidden,
+                        output_attentions=spec.needs_attention,
+                    )
+                )
+            teacher = TeacherOutputs(out_t.logits, out_t.hidden_states, out_t.attentions)
+        state = self.state
+        progress = state.global_step / state.max_steps if state.max_steps else 0.0
+        out = model(labels=labels, teacher=teacher, progress=progress, **inputs)
         if model.training:
-            for name, value in terms.items():
+            for name, value in out.terms.items():
                 self._term_sums[name] += float(value.detach())
             self._term_steps += 1
-            self._last_weights = weights
-        return (total, out_s) if return_outputs else total
+            self._last_weights = out.weights
+        return (out.loss, out) if return_outputs else out.loss
 
     def log(self, logs, *args, **kwargs):
         if self._term_steps:
@@ -82,59 +136,8 @@ class DistillationTrainer(Trainer):
             self._term_steps = 0
         return super().log(logs, *args, **kwargs)
 
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        self._average_projection_grads()
-        return loss
 
-    # ------------------------------------------------------------------ projections
-    def _average_projection_grads(self) -> None:
-        """Mean of the projections' gradients over the DDP processes (in place).
-
-        Averaging after every micro-batch is exact under gradient accumulation too: the part
-        accumulated earlier is already equal on every process, and its mean is itself.
-        """
-        if self.args.world_size <= 1:
-            return
-        grads = [p.grad for p in self.loss_fn.parameters() if p.grad is not None]
-        if not grads:
-            return
-        import torch.distributed as dist
-
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        flat /= self.args.world_size
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset : offset + g.numel()].view_as(g))
-            offset += g.numel()
-
-    def create_optimizer(self):
-        optimizer = super().create_optimizer()
-        params = [p for p in self.loss_fn.parameters() if p.requires_grad]
-        if params and not any(p is params[0] for g in optimizer.param_groups for p in g["params"]):
-            optimizer.add_param_group({"params": params, "weight_decay": 0.0})
-        return optimizer
-
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        if len(self.loss_fn.projections) and self.args.should_save:
-            from safetensors.torch import save_file
-
-            folder = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}")
-            state = {k: v.detach().cpu().contiguous() for k, v in self.loss_fn.state_dict().items()}
-            save_file(state, os.path.join(folder, PROJECTIONS_FILE))
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        path = os.path.join(resume_from_checkpoint, PROJECTIONS_FILE)
-        if os.path.isfile(path):
-            from safetensors.torch import load_file
-
-            self.loss_fn.load_state_dict(load_file(path, device=str(self.args.device)))
-
-
-def as_float32(output):
+def as_float32(output: Any):
     """A model output with every floating tensor (also inside tuples) in fp32; fp32 ones as is."""
 
     def cast(value):

@@ -19,9 +19,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-# Encoder-only families optimum-onnx exports for text-classification and ORTOptimizer fuses
-# (`ORTConfigManager` maps each to its "bert" fusions). Same list as distill.student.
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
+from modelkit.errors import InputError
+from modelkit.families import family_of
+
 DEVICES = ("cpu", "cuda")
 FEATURES_SUBDIR = "features"  # encoder export, beside the classifier
 RECORD_NAME = "export_info.json"  # what export_classifier returned, beside model.onnx
@@ -120,14 +120,10 @@ def _load_config(model_dir: Path):
 def _check_architecture(config, model_dir: Path) -> None:
     architectures = getattr(config, "architectures", None) or []
     arch = ", ".join(architectures) or "(none listed in config.json)"
-    if config.model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(
-            f"export: architecture {arch} (model_type '{config.model_type}') in {model_dir} is not "
-            f"supported; supported BERT-family model types: {', '.join(SUPPORTED_MODEL_TYPES)}"
-        )
+    family_of(config, f"export of {model_dir}")
     if architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
         # optimum would load it with a fresh, random classification head and export that.
-        raise ValueError(
+        raise InputError(
             f"export: {model_dir} holds {arch}, not a …ForSequenceClassification model; export "
             "the fine-tuned classifier (teacher or student folder), not the bare encoder."
         )
@@ -135,7 +131,7 @@ def _check_architecture(config, model_dir: Path) -> None:
 
 def _check_device(device: str) -> None:
     if device not in DEVICES:
-        raise ValueError(f"export: unknown device {device!r}; known: {sorted(DEVICES)}")
+        raise InputError(f"export: unknown device {device!r}; known: {sorted(DEVICES)}")
     if device == "cuda":
         import torch
 

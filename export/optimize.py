@@ -6,15 +6,18 @@ The optimised model goes to its own folder (`model.onnx` + config + tokenizer + 
 
 Two things to know about O2+ on a BERT: the fused `Attention` reads the attention mask as per-row
 lengths (`ReduceSum` of the mask), so it is exact for right padding only; and ONNX Runtime's
-dynamic quantizer fails on the fused graph ("Unable to find data type for weight_name ..."), so
-quantize the unfused (or O1) export.
+dynamic quantizer needs `DefaultTensorType` to type the MatMuls after the fused com.microsoft ops
+(`quantize.ort_dynamic` passes it, and quantizes this fused graph so that Attention becomes
+QAttention), while static QDQ calibration cannot type them at all and takes the plain export.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from modelkit.errors import InputError
+from modelkit.onnx_graph import op_counts
 
 # optimum AutoOptimizationConfig levels; the value is why you would pick one.
 LEVELS = {
@@ -64,41 +67,28 @@ def optimize_onnx(
     # file_suffix "" keeps the standard name model.onnx, which ORTModel loads without a file_name.
     optimizer.optimize(optimization_config=config, save_dir=out_dir, file_suffix="")
     target = out_dir / source.name
-    op_counts = count_ops(target)
+    counts = op_counts(target)
     return {
         "onnx_path": str(target),
         "out_dir": str(out_dir),
         "source": str(source),
         "level": level,
         "device": device,
-        "nodes_before": sum(count_ops(source).values()),
-        "nodes_after": sum(op_counts.values()),
-        "fused_ops": {op: op_counts.get(op, 0) for op in FUSED_OP_TYPES},
-        "op_counts": op_counts,
+        "nodes_before": sum(op_counts(source).values()),
+        "nodes_after": sum(counts.values()),
+        "fused_ops": {op: counts.get(op, 0) for op in FUSED_OP_TYPES},
+        "op_counts": counts,
         "size_bytes": target.stat().st_size,
     }
 
 
-def count_ops(onnx_path: str | Path) -> dict[str, int]:
-    """{op_type: number of nodes} in the main graph, most frequent first.
-
-    A `collections.Counter` over `onnx.load(...).graph.node`; optimum's
-    `ORTOptimizer.get_fused_operators` counts only the fused ops, and we want the rest as well.
-    Subgraphs (If/Loop bodies) are not visited: encoder classifiers have none.
-    """
-    import onnx
-
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    return dict(Counter(node.op_type for node in graph.node).most_common())
-
-
 def _check_level(level: str, device: str) -> None:
     if level not in LEVELS:
-        raise ValueError(f"optimize: unknown level {level!r}; known: {sorted(LEVELS)}")
+        raise InputError(f"optimize: unknown level {level!r}; known: {sorted(LEVELS)}")
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"optimize: unknown device {device!r}; known: ['cpu', 'cuda']")
+        raise InputError(f"optimize: unknown device {device!r}; known: ['cpu', 'cuda']")
     if level == "O4" and device != "cuda":
-        raise ValueError(
+        raise InputError(
             "optimize: O4 converts the model to fp16, which ONNX Runtime runs fast only on CUDA; "
             "use O3 for CPU, or pass device='cuda' on a machine with onnxruntime-gpu."
         )

@@ -2,20 +2,22 @@
 
 `onnx_logits` and `torch_logits` run the same right-padded batches, in the dataset's row order, so
 their outputs line up row by row; `compare` turns two logit arrays into a `ParityReport`, and
-`check` raises `ParityError` when the report misses its tolerances. The export stage calls it with
-tight tolerances (atol 1e-4, agreement 1.0); the quantize stage with its own.
+`check` raises `ParityError` when the report misses its tolerances. The export stage gates on the
+recipe's `export.atol` (1e-4 plain, `optimized_atol` 1e-3 fused) and `export.min_agreement`
+(0.999); the quantize stage records reports without a logit tolerance (int8 is lossy by design)
+and gates on accuracy instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+from modelkit.batching import MODEL_INPUTS, padded_batches
+
 _ORT_INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
 
@@ -143,7 +145,7 @@ def onnx_logits(
     output_names = [o.name for o in session.get_outputs()]
     output = "logits" if "logits" in output_names else output_names[0]
     chunks = []
-    for batch in padded_batches(dataset, tokenizer.pad_token_id, batch_size):
+    for _, batch in padded_batches(dataset, tokenizer.pad_token_id, batch_size):
         if "token_type_ids" in declared and "token_type_ids" not in batch:
             batch["token_type_ids"] = np.zeros_like(batch["input_ids"])
         feed = {
@@ -162,49 +164,10 @@ def torch_logits(model, dataset, tokenizer, batch_size: int = 32) -> np.ndarray:
     device = next(model.parameters()).device
     chunks = []
     with torch.inference_mode():
-        for batch in padded_batches(dataset, tokenizer.pad_token_id, batch_size):
+        for _, batch in padded_batches(dataset, tokenizer.pad_token_id, batch_size):
             inputs = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
             chunks.append(model(**inputs).logits.float().cpu().numpy())
     return _concat(chunks)
-
-
-def padded_batches(dataset, pad_token_id: int, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-    """Consecutive rows of a tokenized dataset, right-padded to the batch's longest row.
-
-    Yields {input_ids, attention_mask[, token_type_ids]}, each int64 `[batch, longest]`. Written by
-    hand rather than with `tokenizer.pad`: that follows `tokenizer.padding_side`, and the fused
-    Attention of an O2+ graph reads the mask as per-row lengths, which is exact for right padding
-    only. The true attention mask is kept (a dataset without one gets ones over its tokens).
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
-    if pad_token_id is None:
-        raise ValueError("the tokenizer has no pad_token_id; set tokenizer.pad_token first.")
-    names = [c for c in MODEL_INPUTS if c in dataset.column_names]
-    if "input_ids" not in names:
-        raise ValueError(
-            f"expected a tokenized dataset with an input_ids column; got {dataset.column_names}"
-        )
-    columns = dataset.select_columns(names).with_format(None)  # plain lists, whatever the format
-    for start in range(0, len(columns), batch_size):
-        rows = columns[start : start + batch_size]
-        ids = rows["input_ids"]
-        masks = rows["attention_mask"] if "attention_mask" in rows else [[1] * len(r) for r in ids]
-        width = max(len(r) for r in ids)
-        batch = {
-            "input_ids": _pad(ids, width, pad_token_id),
-            "attention_mask": _pad(masks, width, 0),
-        }
-        if "token_type_ids" in names:
-            batch["token_type_ids"] = _pad(rows["token_type_ids"], width, 0)
-        yield batch
-
-
-def _pad(rows: list[list[int]], width: int, value: int) -> np.ndarray:
-    out = np.full((len(rows), width), value, dtype=np.int64)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = row
-    return out
 
 
 def _session(session_or_path, threads: int | None):

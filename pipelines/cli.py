@@ -13,7 +13,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from pipelines.errors import DistilleryError
+from modelkit.errors import InputError
+from pipelines.core.errors import DistilleryError
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -32,7 +33,7 @@ def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from pipelines.config import load_recipe
+    from pipelines.core.config import load_recipe
 
     recipe = load_recipe(args.recipe, _overrides(args))
     print(
@@ -43,8 +44,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipelines.config import load_recipe
-    from pipelines.stages import run_pipeline
+    from pipelines.core.config import load_recipe
+    from pipelines.stages.runner import run_pipeline
 
     recipe = load_recipe(args.recipe, _overrides(args))
     run_pipeline(
@@ -54,8 +55,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from pipelines.config import Recipe
-    from pipelines.schema import key_paths
+    from pipelines.core.config import Recipe
+    from pipelines.core.schema import key_paths
 
     for path, kind, default, help_text in key_paths(Recipe):
         print(f"{path:34} {kind:40} default {default!r:24} {help_text}")
@@ -66,8 +67,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     """Print the [CLS] vector (last_hidden_state[:, 0]) of each --text, one JSON list per line."""
     import json
 
-    from pipelines.config import load_recipe
-    from pipelines.runs import RunDir
+    from pipelines.core.config import load_recipe
+    from pipelines.core.runs import RunDir
 
     recipe = load_recipe(args.recipe, _overrides(args))
     run = RunDir(Path(args.runs_dir), recipe.name)
@@ -98,10 +99,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_bundle(args: argparse.Namespace) -> int:
     """Build runs/<name>/bundle/ (the bundle stage and what it needs), or --verify a bundle."""
-    from pipelines.config import load_recipe
+    from pipelines.core.config import load_recipe
 
     if args.verify:
-        from pipelines.bundle_verify import verify_bundle
+        from pipelines.bundle.verify import verify_bundle
 
         if args.artifact:
             raise DistilleryError("--artifact picks what to build; --verify checks a built bundle.")
@@ -116,7 +117,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
             "distillery bundle: give a RECIPE to build a bundle (distillery bundle "
             "recipes/demo.yaml), or --verify DIR to check one."
         )
-    from pipelines.stages import run_pipeline
+    from pipelines.stages.runner import run_pipeline
 
     overrides = _overrides(args) + ([f"bundle.artifact={args.artifact}"] if args.artifact else [])
     recipe = load_recipe(args.recipe, overrides)
@@ -133,12 +134,36 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
 
 def cmd_stages(args: argparse.Namespace) -> int:
-    from pipelines.stages import STAGES
+    from pipelines.stages.registry import STAGES
 
     for stage in STAGES.values():
-        state = "available" if stage.main else f"not available yet (issue #{stage.issue})"
-        print(f"{stage.name:9} {state:32} {stage.describe}")
+        needs = ", ".join(stage.needs) or "-"
+        print(f"{stage.name:9} needs {needs:44} {stage.describe}")
     return 0
+
+
+def cmd_bench_gpu(args: argparse.Namespace) -> int:
+    """The GPU rows alone for a run's artifacts; exit 0 with a message where there is no CUDA."""
+    from pipelines.bench.gpu import cuda_status
+    from pipelines.core.config import load_recipe
+    from pipelines.report.tables import terminal_table
+    from pipelines.stages.bench import gpu_only
+
+    reason = cuda_status()
+    if reason:
+        print(f"bench-gpu: skipped, no CUDA here: {reason}. Nothing to measure; exit 0.")
+        return 0
+    rows, out = gpu_only(load_recipe(args.recipe, _overrides(args)), Path(args.runs_dir))
+    print(terminal_table(rows))
+    for kind in ("skipped", "error"):
+        for line in sorted(
+            {f"{r['artifact']} {r['precision']}: {r[kind]}" for r in rows if r.get(kind)}
+        ):
+            print(f"{kind:8} {line}")
+    measured = sum(1 for r in rows if r.get("p50_ms") is not None)
+    errors = sum(1 for r in rows if r.get("error"))
+    print(f"bench-gpu: {measured} cells measured, {errors} errors → {out}")
+    return 1 if errors else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,8 +229,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="FILE", help="with --verify: labelled rows as JSON lines")
     p.set_defaults(func=cmd_bundle)
 
-    p = sub.add_parser("stages", help="list the pipeline's stages and whether each is available")
+    p = sub.add_parser("stages", help="list the pipeline's stages and what each needs")
     p.set_defaults(func=cmd_stages)
+
+    p = sub.add_parser(
+        "bench-gpu",
+        help="GPU rows only (torch, ORT CUDA fp32/fp16, TensorRT int8) for a run's artifacts",
+        description="Measure the GPU rows of RECIPE's artifacts into runs/<name>/bench/"
+        "gpu-rows.json; without CUDA, say why and exit 0.",
+    )
+    _add_recipe_args(p)
+    p.add_argument("--runs-dir", default=os.environ.get("DISTILLERY_RUNS", "runs"))
+    p.set_defaults(func=cmd_bench_gpu)
 
     p = sub.add_parser("keys", help="list every recipe key with its type and default")
     p.set_defaults(func=cmd_keys)
@@ -222,11 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("distillery").setLevel(logging.INFO)
     logging.getLogger("torchao").setLevel(logging.ERROR)  # optional-kernel notices, not ours
     warnings.filterwarnings("ignore", message="mtime may not be reliable")
-    from pipelines.distributed import finish
+    from pipelines.core.distributed import finish
 
     try:
         code = args.func(args)
-    except DistilleryError as exc:
+    except (DistilleryError, InputError) as exc:  # input the user can fix: the message says how
         print(f"error: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:

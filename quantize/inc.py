@@ -25,6 +25,9 @@ The artifact is rebuilt, not unpickled. `torch.export.save` would keep the graph
 instead: the fp32 model (`save_pretrained`, safetensors), the calibration batches and a reference
 output (safetensors), and the recipe (JSON). `load_inc_model` re-exports, re-calibrates with the
 same batches (min/max and histogram observers are deterministic) and checks the logits match.
+
+Why one module: exporting, autotuning, saving and rebuilding must agree on one input order, one
+file layout and one set of calibration batches; split apart, each half would re-state them.
 """
 
 from __future__ import annotations
@@ -38,52 +41,15 @@ from typing import Any
 
 import torch
 
+from modelkit.errors import InputError
+from quantize.inc_configs import DEFAULT_CONFIGS, INC_CONFIGS, get_inc_config
+
 INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")  # positional order of the graph
 INC_LOGGER = "neural_compressor"
 RECIPE_FILE = "inc_recipe.json"
 RESULT_FILE = "inc_result.json"
 TENSORS_FILE = "inc_tensors.safetensors"
 FP32_DIR = "fp32"
-
-
-# ---------------------------------------------------------------- config registry
-
-
-def static_minmax() -> Any:
-    """PT2E static, INC's default: per-channel symmetric s8 weights, u8 activations from min/max."""
-    from neural_compressor.torch.quantization import INT8StaticQuantConfig
-
-    return INT8StaticQuantConfig()
-
-
-def static_kl() -> Any:
-    """PT2E static with KL-histogram activation ranges: clips the outliers min/max would keep."""
-    from neural_compressor.torch.quantization import INT8StaticQuantConfig
-
-    return INT8StaticQuantConfig(act_algo="kl")
-
-
-def dynamic() -> Any:
-    """PT2E dynamic: s8 weights, activation ranges per batch at run time; calibration unused."""
-    from neural_compressor.torch.quantization import DynamicQuantConfig
-
-    return DynamicQuantConfig()
-
-
-INC_CONFIGS: dict[str, Callable[[], Any]] = {
-    "static_minmax": static_minmax,
-    "static_kl": static_kl,
-    "dynamic": dynamic,
-}
-
-DEFAULT_CONFIGS = ("static_minmax", "static_kl", "dynamic")  # fastest kernels first
-
-
-def get_inc_config(name: str) -> Any:
-    """A fresh INC config object for a registered name; unknown names list the known ones."""
-    if name not in INC_CONFIGS:
-        raise ValueError(f"unknown INC config {name!r}; choose from {sorted(INC_CONFIGS)}")
-    return INC_CONFIGS[name]()
 
 
 # ---------------------------------------------------------------- model plumbing
@@ -263,10 +229,10 @@ def inc_quantize(
     """
     names = list(configs)
     if not names:
-        raise ValueError(f"configs is empty; choose from {sorted(INC_CONFIGS)}")
+        raise InputError(f"configs is empty; choose from {sorted(INC_CONFIGS)}")
     quant_configs = [get_inc_config(name) for name in names]
     if not 0.0 <= tolerable_loss < 1.0:
-        raise ValueError(f"tolerable_loss is a relative loss in [0, 1), got {tolerable_loss}")
+        raise InputError(f"tolerable_loss is a relative loss in [0, 1), got {tolerable_loss}")
     if max_trials is not None and max_trials < 1:
         raise ValueError(f"max_trials must be >= 1 or None (all configs), got {max_trials}")
     if not hasattr(model, "save_pretrained"):

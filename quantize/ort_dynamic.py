@@ -13,15 +13,13 @@ unfused graph, then fuse": ORT's transformer optimizer does not fuse attention a
 MatMulInteger nodes, so that order loses the fused Attention; quantizing the fused graph turns
 Attention into QAttention (int8 attention kernel), which is what ORT's BERT guide recommends.
 
-Shared helpers for the ONNX side (op counts, model files, presets by name) live here too;
-`ort_static` imports them.
+Helpers both ONNX Runtime methods use (checks, the result record, presets by name) live here
+too; `ort_static` imports them. Op counts and model files come from `modelkit`.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -29,22 +27,10 @@ import onnx
 from onnxruntime.quantization import QuantType
 from onnxruntime.quantization import quantize_dynamic as _ort_quantize_dynamic
 
+from modelkit.errors import InputError
+from modelkit.files import copy_config_and_tokenizer
+from modelkit.onnx_graph import op_counts
 from quantize.presets import QuantPreset, resolve_preset
-
-# Files a Hugging Face model folder needs beside the .onnx to load with ORTModel*.from_pretrained.
-# ort_config.json is left out on purpose: it would describe the optimisation, not this artifact.
-MODEL_FILES = (
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "sentencepiece.bpe.model",
-    "spiece.model",
-)
 
 # Op types that carry int8 work in an ORT graph (QOperator and QDQ forms, fused or not).
 QUANTIZED_OPS = frozenset(
@@ -75,13 +61,6 @@ def as_preset(preset: QuantPreset | str) -> tuple[QuantPreset, str]:
     return resolve_preset(preset)
 
 
-def op_counts(model: onnx.ModelProto | str | Path) -> dict[str, int]:
-    """Node count per op type, sorted by name (top-level graph)."""
-    if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(str(model), load_external_data=False)
-    return dict(sorted(Counter(node.op_type for node in model.graph.node).items()))
-
-
 def quantized_op_count(counts: dict[str, int]) -> int:
     """How many nodes do int8 work (see QUANTIZED_OPS)."""
     return sum(n for op, n in counts.items() if op in QUANTIZED_OPS)
@@ -92,16 +71,10 @@ def fused_ops(model: onnx.ModelProto) -> list[str]:
     return sorted({node.op_type for node in model.graph.node if node.domain == FUSED_DOMAIN})
 
 
-def graph_inputs(model: onnx.ModelProto) -> list[str]:
-    """Names of the graph's real inputs (initializers listed as inputs by old exporters excluded)."""
-    initializers = {init.name for init in model.graph.initializer}
-    return [i.name for i in model.graph.input if i.name not in initializers]
-
-
 def check_float32(model: onnx.ModelProto, path: Path) -> None:
     """Refuse fp16 graphs: int8 quantization starts from fp32 weights (and DefaultTensorType=FLOAT)."""
     if any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer):
-        raise ValueError(
+        raise InputError(
             f"{path} holds float16 weights (optimum O4 or an fp16 export); int8 quantization needs "
             "the float32 graph. Quantize the fp32 export (or its O1–O3 optimisation) instead."
         )
@@ -114,23 +87,11 @@ def check_nodes_exist(model: onnx.ModelProto, names: Iterable[str], path: Path) 
     missing = sorted(set(names) - known)
     if missing:
         sample = sorted(known)[:8]
-        raise ValueError(
+        raise InputError(
             f"nodes_to_exclude names {missing} are not nodes of {path}; "
             f"node names look like {sample} (list them with onnx.load(path).graph.node)"
         )
     return names
-
-
-def copy_model_files(src_dir: Path, dst_dir: Path) -> list[str]:
-    """Copy config and tokenizer files from `src_dir` to `dst_dir`; returns the names copied."""
-    copied = []
-    if src_dir.resolve() == dst_dir.resolve():
-        return [name for name in MODEL_FILES if (src_dir / name).is_file()]
-    for name in MODEL_FILES:
-        if (src_dir / name).is_file():
-            shutil.copy2(src_dir / name, dst_dir / name)
-            copied.append(name)
-    return copied
 
 
 def write_result(out_path: Path, result: dict) -> Path:
@@ -170,7 +131,7 @@ def check_paths(onnx_path: str | Path, out_path: str | Path) -> tuple[Path, Path
             f"no ONNX model at {onnx_path}; run the export stage first or pass the .onnx file path"
         )
     if out_path.suffix != ".onnx":
-        raise ValueError(f"out_path must name an .onnx file, got {out_path}")
+        raise InputError(f"out_path must name an .onnx file, got {out_path}")
     if out_path.resolve() == onnx_path.resolve():
         raise ValueError(
             f"out_path {out_path} would overwrite the input model; choose another name"
@@ -227,11 +188,11 @@ def quantize_dynamic(
 
     counts = op_counts(out_path)
     if quantized_op_count(counts) == 0:
-        raise ValueError(
+        raise InputError(
             f"nothing in {onnx_path} was quantized (ops after: {counts}); check "
             f"operators_to_quantize={ops} and nodes_to_exclude={nodes_to_exclude}"
         )
-    copied = copy_model_files(onnx_path.parent, out_path.parent)
+    copied = copy_config_and_tokenizer(onnx_path.parent, out_path.parent)
     result = {
         "method": "dynamic",
         "source": str(onnx_path),

@@ -30,35 +30,31 @@ import psutil
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat
 from onnxruntime.quantization import quantize_static as _ort_quantize_static
 
+from modelkit.batching import pad_rows
+from modelkit.errors import InputError
+from modelkit.files import copy_config_and_tokenizer
+from modelkit.onnx_graph import graph_inputs, op_counts
 from quantize.ort_dynamic import (
     ORT_QUANT_TYPES,
     as_preset,
     check_float32,
     check_nodes_exist,
     check_paths,
-    copy_model_files,
     fused_ops,
-    graph_inputs,
-    op_counts,
     output_record,
     quantized_op_count,
     write_result,
 )
-from quantize.presets import QuantPreset
+from quantize.presets import CALIBRATION_METHODS, QuantPreset
 
-CALIBRATION_METHODS: dict[str, CalibrationMethod] = {
-    "minmax": CalibrationMethod.MinMax,  # running min/max: cheapest, sensitive to outliers
-    "percentile": CalibrationMethod.Percentile,  # clip at the 99.999th percentile histogram bin
-    "entropy": CalibrationMethod.Entropy,  # KL-optimal clipping threshold (TensorRT's method)
-}
+# name → onnxruntime.quantization.CalibrationMethod member; the names live in quantize.presets
+# (no onnxruntime import) so recipes are validated against this registry without loading ORT.
 
 # Linear layers only. ORT's QDQ default (every op in its QDQRegistry) would also quantize Add, Mul,
 # Softmax and LayerNorm: that calibrates BERT's additive attention mask (values down to
 # float32.min), whose histogram ORT cannot bin ("Too many bins for data range") and whose
 # int8 range would swamp the tensors around it.
 DEFAULT_STATIC_OPS = ("MatMul", "Gemm")
-
-PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0}  # input_ids pad with pad_token_id
 
 
 def _rss_bytes() -> int:
@@ -94,7 +90,7 @@ def check_rows(rows: Any, samples: int) -> None:
             f"input_ids (and attention_mask/token_type_ids), got {type(rows).__name__}"
         )
     if len(rows) < samples:
-        raise ValueError(
+        raise InputError(
             f"calibration needs samples={samples} rows but calibration_rows has {len(rows)}; "
             f"lower samples to at most {len(rows)} or pass more rows"
         )
@@ -154,30 +150,7 @@ class CalibrationReader(CalibrationDataReader):
 
     def _pad(self, rows: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
         """Right-pad every input to the longest row; missing masks/types default to 1/0."""
-        ids = [np.asarray(row["input_ids"], dtype=np.int64).reshape(-1) for row in rows]
-        width = max(len(x) for x in ids)
-        batch = {}
-        for name in self.input_names:
-            out = np.full(
-                (len(rows), width), PAD_VALUES.get(name, self.pad_token_id), dtype=np.int64
-            )
-            for r, (row, row_ids) in enumerate(zip(rows, ids, strict=True)):
-                if name == "input_ids":
-                    values = row_ids
-                elif name in row:
-                    values = np.asarray(row[name], dtype=np.int64).reshape(-1)
-                elif name == "attention_mask":
-                    values = np.ones_like(row_ids)
-                elif name == "token_type_ids":
-                    values = np.zeros_like(row_ids)
-                else:
-                    raise ValueError(
-                        f"calibration row has no {name!r}, which the model needs (row keys: "
-                        f"{sorted(row)}); tokenize with the model's tokenizer"
-                    )
-                out[r, : len(values)] = values
-            batch[name] = out
-        return batch
+        return pad_rows(rows, self.pad_token_id, self.input_names)
 
 
 def quantize_static(
@@ -201,7 +174,7 @@ def quantize_static(
     rows read, batch sizes, peak RSS during calibration, op counts and sizes.
     """
     if method not in CALIBRATION_METHODS:
-        raise ValueError(
+        raise InputError(
             f"unknown calibration method {method!r}; choose one of {sorted(CALIBRATION_METHODS)}"
         )
     onnx_path, out_path = check_paths(onnx_path, out_path)
@@ -211,7 +184,7 @@ def quantize_static(
     check_float32(model, onnx_path)
     fused = fused_ops(model)
     if fused:
-        raise ValueError(
+        raise InputError(
             f"static quantization needs the unfused export, but {onnx_path} has fused ops {fused} "
             "whose outputs ORT's calibrator cannot type. Pass the plain main_export model.onnx; "
             "ONNX Runtime fuses the quantized MatMuls itself when it loads the model."
@@ -243,18 +216,18 @@ def quantize_static(
         activation_type=ORT_QUANT_TYPES[preset.activation_type],
         weight_type=ORT_QUANT_TYPES[preset.weight_type],
         nodes_to_exclude=nodes_to_exclude,
-        calibrate_method=CALIBRATION_METHODS[method],
+        calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHODS[method]),
         extra_options=extra_options,
     )
     peak_rss = max(reader.peak_rss, _rss_bytes())
 
     counts = op_counts(out_path)
     if quantized_op_count(counts) == 0:
-        raise ValueError(
+        raise InputError(
             f"nothing in {onnx_path} was quantized (ops after: {counts}); check "
             f"operators_to_quantize={list(operators_to_quantize)} and nodes_to_exclude"
         )
-    copied = copy_model_files(onnx_path.parent, out_path.parent)
+    copied = copy_config_and_tokenizer(onnx_path.parent, out_path.parent)
     mib = 1024 * 1024
     result = {
         "method": "static",

@@ -34,7 +34,8 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
+
+from modelkit.errors import InputError
 
 INT8_TYPES = ("int8", "uint8")
 
@@ -162,6 +163,14 @@ PRESETS: dict[str, Callable[[], QuantPreset]] = {
     "tensorrt": tensorrt,
 }
 
+# Static calibration: how activation ranges are read off the calibration rows (name → the
+# onnxruntime.quantization.CalibrationMethod member quantize.ort_static passes on).
+CALIBRATION_METHODS: dict[str, str] = {
+    "minmax": "MinMax",  # running min/max: cheapest, sensitive to outliers
+    "percentile": "Percentile",  # clip at the 99.999th percentile histogram bin
+    "entropy": "Entropy",  # KL-optimal clipping threshold (TensorRT's method)
+}
+
 AUTO = "auto"  # preset name that means: pick from this machine's CPU flags (select_preset)
 
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni"})  # /proc/cpuinfo names (AVX-512 and AVX VNNI)
@@ -173,7 +182,7 @@ def get_preset(name: str) -> QuantPreset:
     try:
         factory = PRESETS[name]
     except (KeyError, TypeError):
-        raise ValueError(
+        raise InputError(
             f"unknown quantization preset {name!r}; choose one of {sorted(PRESETS)} "
             f"or {AUTO!r} to pick from this CPU"
         ) from None
@@ -205,18 +214,11 @@ def select_preset(flags: set[str] | frozenset[str], arch: str) -> tuple[QuantPre
     )
 
 
-def detect_cpu(cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[set[str], str]:
-    """This machine's CPU flags (x86 `flags`, ARM `Features`) and architecture; empty flags if unreadable."""
-    flags: set[str] = set()
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() in ("flags", "features"):
-            flags.update(value.split())
-    return flags, platform.machine()
+def detect_cpu() -> tuple[set[str], str]:
+    """This machine's CPU flags (py-cpuinfo, /proc/cpuinfo spelling) and `platform.machine()`."""
+    from modelkit.cpu import cpu_flags
+
+    return cpu_flags(), platform.machine()
 
 
 def resolve_preset(name: str) -> tuple[QuantPreset, str]:

@@ -2,9 +2,9 @@
 
 import pytest
 
-from pipelines.config import load_recipe
-from pipelines.errors import DistilleryError, SourceError
-from pipelines.stages import run_pipeline
+from pipelines.core.config import load_recipe
+from pipelines.core.errors import DistilleryError, SourceError
+from pipelines.stages.runner import run_pipeline
 from tests.conftest import tiny_recipe, write_jsonl, write_recipe
 
 

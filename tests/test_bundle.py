@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from pipelines import cli
-from pipelines.bundle_verify import fingerprint, predictions_hash, run_predict, verify_bundle
-from pipelines.config import load_recipe
-from pipelines.stages import STAGES, run_pipeline
+from pipelines.bundle.verify import fingerprint, predictions_hash, run_predict, verify_bundle
+from pipelines.core.config import load_recipe
+from pipelines.stages.registry import STAGES
+from pipelines.stages.runner import run_pipeline
 from tests.conftest import ROOT, tiny_recipe, write_recipe
 
 # The smallest run through the report: one student export (plain + O2), one int8, a 1-cell grid.
@@ -64,9 +65,9 @@ def pipeline_predictions(recipe_path: Path, artifact: str, texts: list[str]) -> 
     import datasets
 
     from export.parity import onnx_logits
-    from pipelines.benchmark import discover_artifacts
-    from pipelines.data import tokenize
-    from pipelines.models import load_stage_model
+    from pipelines.bench.artifacts import discover_artifacts
+    from pipelines.core.models import load_stage_model
+    from pipelines.data.loading import tokenize
 
     recipe = load_recipe(recipe_path)
     run = recipe_path.parent / "runs" / "tiny"
@@ -78,7 +79,7 @@ def pipeline_predictions(recipe_path: Path, artifact: str, texts: list[str]) -> 
 
 def load_predict_module():
     spec = importlib.util.spec_from_file_location(
-        "bundle_predict", ROOT / "pipelines" / "bundle_files" / "predict.py"
+        "bundle_predict", ROOT / "pipelines" / "bundle" / "files" / "predict.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -110,7 +111,7 @@ def test_bundle_is_the_last_stage_and_holds_every_file(built):
     assert set(config["input_names"]) <= {"input_ids", "attention_mask", "token_type_ids"}
     assert "input_ids" in config["input_names"]
     assert (out / "predict.py").read_text() == (
-        ROOT / "pipelines" / "bundle_files" / "predict.py"
+        ROOT / "pipelines" / "bundle" / "files" / "predict.py"
     ).read_text()
     assert (out / "requirements.txt").read_text().split() == [
         f"{name}=={metadata.version(name)}" for name in ("onnxruntime", "tokenizers", "numpy")
@@ -157,8 +158,8 @@ def test_rerun_skips_and_an_unknown_artifact_lists_the_available_ones(built, tmp
 
 
 def test_default_artifact_when_the_report_recommends_a_pytorch_model(built, monkeypatch):
-    from pipelines import bundle
-    from pipelines.runs import RunDir
+    from pipelines.bundle import writer as bundle
+    from pipelines.core.runs import RunDir
 
     tmp, path, manifests = built
     run = RunDir(tmp / "runs", "tiny")
@@ -250,22 +251,36 @@ def test_predict_reads_text_json_and_pairs_and_names_bad_lines():
 
 
 def test_bundle_tokenizer_truncates_and_pairs_like_the_pipeline(built):
-    """tokenizers with the bundle's settings gives the ids transformers gave in training."""
-    from tokenizers import Tokenizer
-    from transformers import AutoTokenizer
+    """The bundle's Predictor tokenizes as the pipeline did in training: same ids and token types,
+    truncated to the recipe's max_length, for single texts and pairs."""
+    import datasets
 
-    tmp, _, _ = built
+    from pipelines.core.models import load_stage_model
+    from pipelines.data.loading import tokenize
+
+    tmp, path, _ = built
     out = bundle_dir(tmp)
-    hf = AutoTokenizer.from_pretrained(tmp / "runs" / "tiny" / "distill")
-    bundled = Tokenizer.from_file(str(out / "tokenizer.json"))
-    bundled.no_padding()
-    bundled.enable_truncation(max_length=12)
+    predictor = load_predict_module().Predictor(out, threads=1)
+    max_length = predictor.config["max_length"]
+    _, hf = load_stage_model(tmp / "runs" / "tiny" / "distill")
     long = "this movie felt lovely in the end but the script is quite awful " * 3
-    for a, b in [(long, None), ("short one", None), (long, "a short pair"), ("x y", long)]:
-        ours = bundled.encode(a, b)
-        theirs = hf(a, b, truncation=True, max_length=12)
-        assert ours.ids == theirs["input_ids"]
-        assert ours.type_ids == theirs["token_type_ids"]
+    singles = [long, "short one"]
+    pairs = [(long, "a short pair"), ("x y", long)]
+    single_recipe = load_recipe(path)
+    pair_recipe = load_recipe(path, ["task.text_columns=[a, b]"])
+    expected = tokenize(datasets.Dataset.from_dict({"text": singles}), hf, single_recipe)
+    expected_pairs = tokenize(
+        datasets.Dataset.from_dict({"a": [a for a, _ in pairs], "b": [b for _, b in pairs]}),
+        hf,
+        pair_recipe,
+    )
+    got = predictor.tokenizer.encode_batch([*singles, *pairs])
+    assert [e.ids for e in got] == [*expected["input_ids"], *expected_pairs["input_ids"]]
+    assert [e.type_ids for e in got] == [
+        *expected["token_type_ids"],
+        *expected_pairs["token_type_ids"],
+    ]
+    assert len(got[0].ids) == max_length == 24  # the long text was cut to the recipe's length
 
 
 @pytest.mark.network

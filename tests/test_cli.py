@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from pipelines.errors import SourceError
-from pipelines.sources import Source, preflight
+from pipelines.core.errors import SourceError
+from pipelines.core.sources import Source, preflight
 from tests.conftest import ROOT, tiny_recipe, write_recipe
 
 
@@ -73,11 +73,17 @@ def test_unreachable_hub_is_reported_per_source(monkeypatch):
             "dataset",
         ),
     ]
-    with pytest.raises(
-        SourceError,
-        match=r"teacher\.model = bert-base-uncased: the Hugging Face Hub could not be reached \(ConnectionError\)",
-    ):
+    with pytest.raises(SourceError) as caught:
         preflight(sources)
+    lines = str(caught.value).splitlines()
+    unreachable = "the Hugging Face Hub could not be reached (ConnectionError)"
+    assert f"  teacher.model = bert-base-uncased: {unreachable}" in lines
+    assert (
+        f"  data.source = glue/sst2 (hub dataset nyu-mll/glue, config sst2): {unreachable}" in lines
+    )
+    assert "--set teacher.model=/path/to/local/model data.source=/path/to/local/data" in str(
+        caught.value
+    )
 
 
 def test_dry_run_trains_nothing_and_writes_nothing(tmp_path):
@@ -90,13 +96,18 @@ def test_dry_run_trains_nothing_and_writes_nothing(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_stages_lists_every_stage_and_its_state(tmp_path):
+def test_stages_lists_every_stage_and_what_it_needs(tmp_path):
     result = cli("stages")
     assert result.returncode == 0
     lines = result.stdout.splitlines()
-    assert [line.split()[:2] for line in lines] == [
-        [name, "available"]
-        for name in ("teacher", "distill", "export", "quantize", "bench", "report", "bundle")
+    assert [line.split()[:3] for line in lines] == [
+        ["teacher", "needs", "-"],
+        ["distill", "needs", "teacher"],
+        ["export", "needs", "teacher,"],
+        ["quantize", "needs", "distill,"],
+        ["bench", "needs", "teacher,"],
+        ["report", "needs", "bench"],
+        ["bundle", "needs", "teacher,"],
     ]
 
 

@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.config import Recipe, load_recipe
-from pipelines.errors import ConfigError
-from pipelines.schema import build, key_paths
+from pipelines.core.config import Recipe, load_recipe
+from pipelines.core.errors import ConfigError
+from pipelines.core.schema import build, key_paths
 from tests.conftest import ROOT, tiny_recipe, write_recipe
 
 
@@ -156,7 +156,7 @@ def test_key_paths_cover_the_public_interface():
 
 
 def test_build_round_trips_through_yaml():
-    from pipelines.schema import to_dict
+    from pipelines.core.schema import to_dict
 
     recipe = build(Recipe, tiny_recipe())
     again = build(Recipe, yaml.safe_load(yaml.safe_dump(to_dict(recipe))))

@@ -2,9 +2,9 @@ import csv
 
 import pytest
 
-from pipelines.config import load_recipe
-from pipelines.data import label_ids, load_task_data, require_rows, tokenize
-from pipelines.errors import DataError
+from pipelines.core.config import load_recipe
+from pipelines.core.errors import DataError
+from pipelines.data.loading import label_ids, load_task_data, require_rows, tokenize
 from tests.conftest import tiny_recipe, write_jsonl, write_recipe
 
 ROWS = [{"text": f"sentence number {i}", "label": i % 2} for i in range(40)]
@@ -151,7 +151,7 @@ def test_tokenize_truncates_without_padding(tmp_path):
         )
     )
     data = load_task_data(recipe)
-    from pipelines.models import build_word_vocab
+    from pipelines.core.models import build_word_vocab
 
     tok = build_word_vocab(list(data.train["text"]), tmp_path / "wp")
     encoded = tokenize(data.train, tok, recipe)

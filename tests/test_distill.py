@@ -1,13 +1,14 @@
 import copy
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from pipelines.config import load_recipe
-from pipelines.stages import run_pipeline
+from pipelines.core.config import load_recipe
+from pipelines.stages.runner import run_pipeline
 from tests.conftest import tiny_recipe, write_recipe
 
 
@@ -32,8 +33,8 @@ def _distill(tmp_path, teacher_dir, **sections):
 def _eval_logits(folder, recipe):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from pipelines.data import load_task_data, tokenize
-    from pipelines.evaluation import predict_logits
+    from pipelines.data.loading import load_task_data, tokenize
+    from pipelines.train.evaluation import predict_logits
 
     model = AutoModelForSequenceClassification.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -41,6 +42,12 @@ def _eval_logits(folder, recipe):
     return model, predict_logits(
         model, tokenize(data.eval, tokenizer, recipe), tokenizer, progress=False
     )
+
+
+def student_tokenizer(folder):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
 
 
 def _kl(logits_t, logits_s):
@@ -69,14 +76,20 @@ def test_config_student_approaches_the_teacher(tmp_path, teacher_run):
             "weights": {"task": 0.5, "kd": 0.5, "hidden_mse": 0.5},
         },
     )
+    from pipelines.data.loading import load_task_data, tokenize
+    from pipelines.train.evaluation import predict_logits
+
     _, logits_t = _eval_logits(teacher_run, recipe)
     student, logits_s = _eval_logits(folder, recipe)
     untrained = copy.deepcopy(student)
     torch.manual_seed(0)
     for p in untrained.parameters():  # the untrained starting point, for scale
         torch.nn.init.normal_(p, std=0.02)
+    eval_set = tokenize(load_task_data(recipe).eval, student_tokenizer(folder), recipe)
+    logits_u = predict_logits(untrained, eval_set, student_tokenizer(folder), progress=False)
     assert manifest["metrics"]["accuracy"] >= 0.85 * manifest["metrics"]["teacher_accuracy"]
-    assert _kl(logits_t, logits_s) < 0.25
+    # measured: KL 0.0016 trained, 0.54 untrained; a barely trained student would miss this
+    assert _kl(logits_t, logits_s) < 0.1 * _kl(logits_t, logits_u)
     assert manifest["loss"]["projections"] == ["hidden_mse"]  # widths 16 vs 32
     # the saved student is a plain classifier: no projection weights, reloads with no missing keys
     from safetensors.torch import load_file
@@ -113,7 +126,7 @@ def test_cached_logits_match_recomputed_on_the_first_step_and_teacher_is_frozen(
     from distill.api import distill, teacher_logits
     from distill.combined import LossSpec
     from distill.student import from_teacher_layers
-    from pipelines.data import load_task_data, tokenize
+    from pipelines.data.loading import load_task_data, tokenize
 
     recipe = load_recipe(write_recipe(teacher_run.parent.parent.parent / "r2.yaml", tiny_recipe()))
     teacher = AutoModelForSequenceClassification.from_pretrained(teacher_run)
@@ -152,19 +165,37 @@ def test_cached_logits_match_recomputed_on_the_first_step_and_teacher_is_frozen(
     assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
 
 
-def test_cache_is_reused_and_speedup_measured(tmp_path, teacher_run):
-    _, manifest, _ = _distill(
+def test_cache_holds_the_teachers_logits_is_reused_and_speedup_measured(tmp_path, teacher_run):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from distill.api import teacher_logits
+    from pipelines.data.loading import load_task_data, tokenize
+
+    recipe, manifest, _ = _distill(
         tmp_path, teacher_run, distill={"epochs": 0.5, "batch_size": 16, "cache_speedup_steps": 8}
     )
     cache = manifest["training"]["cache"]
     assert cache["reused"] is False and cache["path"].endswith(".npy")
-    logits = np.load(cache["path"])
-    assert logits.shape == (800, 2)
+    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_run)
+    tokenizer = AutoTokenizer.from_pretrained(teacher_run)
+    train = tokenize(load_task_data(recipe).train, tokenizer, recipe)
+    np.testing.assert_allclose(
+        np.load(cache["path"]), teacher_logits(teacher, train, tokenizer, 64), atol=1e-5
+    )
+    written = Path(cache["path"]).stat().st_mtime_ns
+    # Another distillation of the same teacher and rows reads the file instead of recomputing.
+    again = load_recipe(
+        write_recipe(
+            tmp_path / "again.yaml", tiny_recipe(distill={"epochs": 0.25, "batch_size": 16})
+        )
+    )
+    second = run_pipeline(again, tmp_path / "runs", target="distill", echo=lambda _: None)
+    reused = second["distill"]["training"]["cache"]
+    assert reused == {"path": cache["path"], "reused": True, "seconds": 0.0}
+    assert Path(cache["path"]).stat().st_mtime_ns == written
     speed = manifest["cache_speedup"]
     assert speed["steps"] == 8 and speed["timed_steps"] == 7  # step 1 (setup) is not timed
-    assert speed["speedup"] == pytest.approx(
-        speed["recompute_seconds_per_step"] / speed["cached_seconds_per_step"], rel=1e-2
-    )
+    assert speed["recompute_seconds_per_step"] > 0 and speed["cached_seconds_per_step"] > 0
 
 
 def test_ablation_writes_a_table_of_three_variants(tmp_path, teacher_run):
@@ -177,11 +208,12 @@ def test_ablation_writes_a_table_of_three_variants(tmp_path, teacher_run):
         "hidden_mse",
         "attention_kl",
     ]
-    assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows) and rows[0]["delta_points"] == 0.0
     assert (
         rows[1].get("reused_main_run") is True
     )  # the recipe's own loss is logits KD: not trained twice
     assert rows[1]["accuracy"] == manifest["metrics"]["accuracy"]
     table = (folder / "ablation.md").read_text().splitlines()
-    assert len(table) == 5 and table[2].startswith("| labels_only |")
+    assert len(table) == 5
+    for row, line in zip(rows, table[2:], strict=True):  # the table shows what the json holds
+        assert line.startswith(f"| {row['variant']} | {row['accuracy']:.4f} |")
     assert not (folder / "ablation").exists()

@@ -3,7 +3,7 @@
 Two processes with per-device batch 16 and one process with batch 16 × 2 = 32 see the same 32 rows
 at every step (the Trainer's seeded random sampler, each global batch split in two by accelerate),
 start from the same weights and use the same learning rate (LR policy: as given,
-pipelines.training.LR_POLICY). DDP averages the two halves' gradients, which is the gradient of the
+pipelines.train.settings.LR_POLICY). DDP averages the two halves' gradients, which is the gradient of the
 32-row mean loss, so the two runs do the same arithmetic up to float summation order, except that
 each process draws its own dropout masks. The test switches dropout off (in the teacher's
 config.json, which the teacher-layers student copies) so only float noise is left: the eval logits
@@ -13,9 +13,9 @@ draws from the global RNG, whose state differs between the two launches (the run
 rows in another order and differ by ~0.01-0.04 in logits: the same training, not the same
 arithmetic).
 
-The distillation projections live outside the DDP-wrapped model; a separate 2-process check
-shows their gradients are averaged, and that the ranks' samplers draw one permutation per epoch
-(pipelines.training.sampler_rng_sync). All of it: ~50 s on 2 busy cores (4 launches, one thread
+The distillation projections live inside the DDP-wrapped DistillationModule; a separate
+2-process check shows DDP averages their gradients, and that the ranks' samplers draw one
+permutation per epoch (pipelines.train.callbacks.sampler_rng_sync). All of it: ~50 s on 2 busy cores (4 launches, one thread
 each).
 """
 
@@ -81,9 +81,9 @@ def _files(runs: Path) -> list[str]:
 def _eval_logits(folder: Path, recipe_path: Path) -> np.ndarray:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from pipelines.config import load_recipe
-    from pipelines.data import load_task_data, tokenize
-    from pipelines.evaluation import predict_logits
+    from pipelines.core.config import load_recipe
+    from pipelines.data.loading import load_task_data, tokenize
+    from pipelines.train.evaluation import predict_logits
 
     recipe = load_recipe(recipe_path)
     model = AutoModelForSequenceClassification.from_pretrained(folder)
@@ -95,7 +95,7 @@ def _eval_logits(folder: Path, recipe_path: Path) -> np.ndarray:
 def _without_dropout(stage_dir: Path) -> None:
     """Dropout 0 in a finished stage's config.json (see the module docstring), and the file's
     record in its manifest updated to match, so the next stage's input check accepts the edit."""
-    from pipelines.runs import sha256_file
+    from pipelines.core.runs import sha256_file
 
     path = stage_dir / "config.json"
     config = json.loads(path.read_text())
@@ -191,38 +191,64 @@ import sys
 from types import SimpleNamespace
 import torch
 import torch.distributed as dist
-from distill.trainer import DistillationTrainer
-from pipelines.training import sampler_rng_sync
+from transformers import BertConfig, BertForSequenceClassification
+from distill.combined import CombinedLoss, LossSpec
+from distill.trainer import DistillationModule, TeacherOutputs
+from pipelines.train.callbacks import sampler_rng_sync
 
 dist.init_process_group("gloo")
 rank = dist.get_rank()
-projection = torch.nn.Linear(3, 2)  # stands in for CombinedLoss's projections
-for p in projection.parameters():
-    p.grad = torch.full_like(p, float(rank + 1))  # rank 0: 1, rank 1: 2
-trainer = SimpleNamespace(args=SimpleNamespace(world_size=2), loss_fn=projection)
-DistillationTrainer._average_projection_grads(trainer)
-grads = sorted({float(v) for p in projection.parameters() for v in p.grad.flatten()})
+
+def bert(hidden, seed):
+    torch.manual_seed(seed)
+    shape = dict(num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    config = BertConfig(vocab_size=30, hidden_size=hidden, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0, **shape)
+    return BertForSequenceClassification(config)
+
+teacher = bert(32, 0).eval()
+spec = LossSpec(matches=["hidden_mse"], layer_map=[(0, 0)])
+torch.manual_seed(1)
+module = DistillationModule(bert(16, 1), CombinedLoss(spec, 16, 32))  # a 16 -> 32 projection
+torch.manual_seed(10 + rank)  # each rank its own batch
+ids = torch.randint(5, 30, (4, 6))
+with torch.no_grad():
+    out_t = teacher(input_ids=ids, output_hidden_states=True)
+batch = dict(input_ids=ids, labels=torch.tensor([0, 1, 0, 1]),
+             teacher=TeacherOutputs(out_t.logits, out_t.hidden_states))
+module(**batch).loss.backward()  # this rank alone
+local = module.loss.projections["hidden_mse"].weight.grad.clone()
+module.zero_grad()
+ddp = torch.nn.parallel.DistributedDataParallel(module)
+ddp(**batch).loss.backward()  # DDP averages every parameter's gradient, projections included
+averaged = module.loss.projections["hidden_mse"].weight.grad
 torch.manual_seed(rank)  # the ranks' CPU RNGs apart, as CPU dropout leaves them after an epoch
 sampler_rng_sync().on_epoch_begin(SimpleNamespace(world_size=2), None, None)
 order = torch.randperm(8).tolist()  # what the length-grouped sampler would draw
 with open(f"{sys.argv[1]}/rank{rank}.json", "w") as out:  # stdout lines of two ranks can mix
-    json.dump({"grads": grads, "order": order}, out)
+    json.dump({"local": local.flatten().tolist(), "averaged": averaged.flatten().tolist(),
+               "order": order}, out)
 dist.destroy_process_group()
 """
 
 
 def test_projection_grads_and_sampler_rng_agree_across_processes(tmp_path):
+    """The projections live in the DDP-wrapped DistillationModule, so DDP averages their
+    gradients like the student's; no hook of ours does it."""
     script = tmp_path / "helpers_check.py"
     script.write_text(HELPERS_CHECK)
     _launch([str(script), str(tmp_path)], WORLD)
     rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD))
-    assert rank0["grads"] == rank1["grads"] == [1.5]  # the mean of 1 and 2, on both ranks
+    assert rank0["local"] != rank1["local"]  # different batches, different local gradients
+    mean = (np.array(rank0["local"]) + np.array(rank1["local"])) / 2
+    np.testing.assert_allclose(rank0["averaged"], mean, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(rank1["averaged"], mean, rtol=1e-5, atol=1e-7)
     assert rank0["order"] == rank1["order"]  # one permutation, so the shards partition the rows
     assert sorted(rank0["order"]) == list(range(8))
 
 
 def test_world_comes_from_the_launcher_environment(monkeypatch):
-    from pipelines import distributed
+    from pipelines.core import distributed
 
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)

@@ -10,16 +10,17 @@ import pytest
 
 from export.features import cls_vector_onnx, cls_vector_torch
 from export.onnx_export import export_classifier
-from export.optimize import FUSED_OP_TYPES, LEVELS, count_ops, optimize_onnx
+from export.optimize import FUSED_OP_TYPES, LEVELS, optimize_onnx
 from export.parity import (
     ParityError,
     ParityReport,
     check,
     compare,
     onnx_logits,
-    padded_batches,
     torch_logits,
 )
+from modelkit.batching import padded_batches
+from modelkit.onnx_graph import op_counts as count_ops
 from tests.conftest import tiny_bert
 
 # optimum's TorchScript export traces BERT's constant 1.0 in the mask code; harmless, and noisy.
@@ -127,7 +128,7 @@ def test_parity_with_pytorch_in_row_order(exported, torch_model, tokenizer, sing
 
 
 def test_batches_are_right_padded_with_true_masks(tokenizer, single):
-    batch = next(padded_batches(single, tokenizer.pad_token_id, batch_size=8))
+    _, batch = next(padded_batches(single, tokenizer.pad_token_id, batch_size=8))
     lengths = [len(ids) for ids in single[:8]["input_ids"]]
     assert batch["input_ids"].shape == (8, max(lengths)) and len(set(lengths)) > 1
     assert batch["attention_mask"].sum(1).tolist() == lengths

@@ -5,9 +5,9 @@ import sys
 import numpy as np
 import pytest
 
-from pipelines.config import load_recipe
-from pipelines.errors import StageFailedError
-from pipelines.stages import run_pipeline
+from pipelines.core.config import load_recipe
+from pipelines.core.errors import StageFailedError
+from pipelines.stages.runner import run_pipeline
 from tests.conftest import ROOT, tiny_recipe, write_recipe
 
 
@@ -68,7 +68,7 @@ def test_embed_prints_the_same_cls_vector_from_torch_and_onnx(exported):
 def test_parity_miss_fails_the_stage_without_a_manifest(exported, tmp_path, monkeypatch):
     import shutil
 
-    from pipelines import export_stage
+    from pipelines.stages import export as export_stage
 
     tmp, _ = exported
     for stage in ("teacher", "distill"):
@@ -91,7 +91,7 @@ def test_parity_miss_fails_the_stage_without_a_manifest(exported, tmp_path, monk
 
 
 def test_o4_needs_cuda(tmp_path):
-    from pipelines.errors import ConfigError
+    from pipelines.core.errors import ConfigError
 
     with pytest.raises(
         ConfigError, match=r"export\.optimize: 'O4' converts to fp16.*export\.device: cuda"

@@ -12,9 +12,9 @@ import sys
 
 import pytest
 
-from pipelines.config import load_recipe
-from pipelines.errors import DistilleryError
-from pipelines.stages import run_pipeline
+from pipelines.core.config import load_recipe
+from pipelines.core.errors import DistilleryError
+from pipelines.stages.runner import run_pipeline
 from tests.conftest import ROOT, tiny_bert, tiny_recipe, write_recipe
 
 # Runs the CLI with one write sabotaged: the process SIGKILLs itself in the middle of writing the
@@ -120,7 +120,7 @@ def test_disk_full_names_the_path_and_keeps_finished_stages(tmp_path, monkeypatc
 def test_disk_full_on_the_manifest_itself(tmp_path, monkeypatch):
     recipe = load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe()))
     runs = tmp_path / "runs"
-    import pipelines.runs as runs_module
+    import pipelines.core.runs as runs_module
 
     real = runs_module.atomic_write_json
 

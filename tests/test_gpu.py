@@ -16,19 +16,19 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from pipelines.bench_gpu import (
+from pipelines.bench.gpu import (
     CUDA_EP,
     NO_CUDA_EP,
     ORT_INT8_CUDA,
     TRT_EP,
     Route,
+    cuda_status,
     int8_kind,
     onnx_routes,
     to_fp16,
     trt_provider_options,
 )
-from pipelines.benchmark import cuda_status
-from pipelines.config import load_recipe
+from pipelines.core.config import load_recipe
 from tests.conftest import ROOT, tiny_bert, tiny_recipe, write_recipe
 
 WORDS = ["good", "bad", "movie", "film", "great", "awful", "the", "a", "plot", "acting"]
@@ -160,8 +160,21 @@ def test_fp16_conversion_is_valid_and_close_to_fp32(tiny):
         np.testing.assert_allclose(fp16.run(None, inputs)[0], reference, rtol=0.01, atol=0.01)
 
 
-def test_worker_converts_to_fp16_at_load(tiny):
-    from pipelines.bench_worker import run_job
+def test_worker_converts_to_fp16_at_load(tiny, monkeypatch):
+    import onnxruntime as ort
+
+    from pipelines.bench import gpu
+    from pipelines.bench.worker import run_job
+
+    converted, sessions = [], []
+    real_convert, real_session = gpu.to_fp16, ort.InferenceSession
+    monkeypatch.setattr(gpu, "to_fp16", lambda p: converted.append(str(p)) or real_convert(p))
+
+    def session(source, *args, **kwargs):  # what the worker hands ORT: a path or fp16 bytes
+        sessions.append(source)
+        return real_session(source, *args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", session)
 
     job = {
         "artifact": "tiny-onnx",
@@ -181,6 +194,12 @@ def test_worker_converts_to_fp16_at_load(tiny):
     result = run_job(job)
     assert [c["batch"] for c in result["cells"]] == [2] and result["cells"][0]["p50_ms"] > 0
     assert result["providers"] == ["CPUExecutionProvider"] and result["io_binding"] is False
+    assert converted == [str(tiny["fp32"])]  # converted once, at load
+    graph = onnx.load_from_string(sessions[-1])  # the session got the converted graph's bytes
+    weights = [t for t in graph.graph.initializer if len(t.dims) == 2]
+    assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
+    run_job({**job, "precision": "fp32", "fp16": False})
+    assert len(converted) == 1 and isinstance(sessions[-1], str)  # fp32: the file, unconverted
     with pytest.raises(ValueError, match="fp16 conversion asked for a fp32 row"):
         run_job({**job, "precision": "fp32"})
 
@@ -193,8 +212,8 @@ def _recipe(tmp_path: Path, **sections):
 
 
 def test_precision_and_teacher_dtype_on_the_cpu(tmp_path):
-    from pipelines.errors import ConfigError, DistilleryError
-    from pipelines.training import resolve_precision, resolve_teacher_dtype
+    from pipelines.core.errors import ConfigError, DistilleryError
+    from pipelines.train.settings import resolve_precision, resolve_teacher_dtype
 
     recipe = _recipe(tmp_path, distill={"teacher_dtype": "auto"})
     assert recipe.distill.teacher_dtype == "auto"
@@ -209,8 +228,8 @@ def test_precision_and_teacher_dtype_on_the_cpu(tmp_path):
 
 
 def test_half_teacher_on_the_cpu_fails_before_any_work(tmp_path):
-    from pipelines.errors import DistilleryError
-    from pipelines.stages import run_pipeline
+    from pipelines.core.errors import DistilleryError
+    from pipelines.stages.runner import run_pipeline
 
     recipe = _recipe(tmp_path, distill={"teacher_dtype": "bf16"})
     with pytest.raises(DistilleryError, match="set distill.teacher_dtype: fp32"):
@@ -220,12 +239,11 @@ def test_half_teacher_on_the_cpu_fails_before_any_work(tmp_path):
 
 def test_new_keys_leave_existing_hashes_alone(tmp_path, monkeypatch):
     """teacher_dtype at its default and the cosmetic DDP key hash as runs made before them did."""
-    import pipelines.stages as stages
+    import pipelines.stages.hashing as stages
+    from pipelines.stages.registry import STAGES
 
     recipe = _recipe(tmp_path)
-    before = {
-        n: stages.stage_hash(recipe, stages.STAGES[n], {}, "d") for n in ("teacher", "distill")
-    }
+    before = {n: stages.stage_hash(recipe, STAGES[n], {}, "d") for n in ("teacher", "distill")}
     real = stages.recipe_to_dict
 
     def without_new_keys(r):
@@ -236,15 +254,15 @@ def test_new_keys_leave_existing_hashes_alone(tmp_path, monkeypatch):
 
     monkeypatch.setattr(stages, "recipe_to_dict", without_new_keys)
     assert before == {
-        n: stages.stage_hash(recipe, stages.STAGES[n], {}, "d") for n in ("teacher", "distill")
+        n: stages.stage_hash(recipe, STAGES[n], {}, "d") for n in ("teacher", "distill")
     }
     monkeypatch.undo()
     changed = _recipe(tmp_path, distill={"teacher_dtype": "auto"})
-    assert stages.stage_hash(changed, stages.STAGES["distill"], {}, "d") != before["distill"]
+    assert stages.stage_hash(changed, STAGES["distill"], {}, "d") != before["distill"]
     ddp = _recipe(tmp_path, train={"device": "cpu", "ddp_find_unused_parameters": True})
-    assert stages.stage_hash(ddp, stages.STAGES["teacher"], {}, "d") == before["teacher"]
+    assert stages.stage_hash(ddp, STAGES["teacher"], {}, "d") == before["teacher"]
     fused = _recipe(tmp_path, train={"device": "cpu", "optim": "adamw_torch_fused"})
-    assert stages.stage_hash(fused, stages.STAGES["teacher"], {}, "d") != before["teacher"]
+    assert stages.stage_hash(fused, STAGES["teacher"], {}, "d") != before["teacher"]
 
 
 def test_half_teacher_outputs_reach_the_loss_in_fp32(tmp_path):
@@ -299,7 +317,8 @@ def test_half_teacher_outputs_reach_the_loss_in_fp32(tmp_path):
 
 @pytest.mark.gpu
 def test_cuda_bench_rows_measure_each_route(tiny, tmp_path):
-    from pipelines.benchmark import Artifact, gpu_rows
+    from pipelines.bench.artifacts import Artifact
+    from pipelines.bench.gpu import gpu_rows
 
     root = tiny["root"]
     artifacts = [
@@ -336,7 +355,7 @@ def test_cuda_bench_rows_measure_each_route(tiny, tmp_path):
 
 @pytest.mark.gpu
 def test_cuda_training_autocast_and_half_teacher(tmp_path):
-    from pipelines.stages import run_pipeline
+    from pipelines.stages.runner import run_pipeline
 
     recipe = _recipe(
         tmp_path,
@@ -358,7 +377,7 @@ def test_bench_gpu_without_cuda_says_so_and_exits_0():
     if cuda_status() is None:
         pytest.skip("a CUDA device is present; this is the no-CUDA path")
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.bench_gpu", "recipes/demo.yaml"],
+        [sys.executable, "-m", "pipelines", "bench-gpu", "recipes/demo.yaml"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from distill.combined import CombinedLoss, LossSpec, Schedule
-from distill.losses import KD_LOSSES, MATCH_LOSSES, PROJECTIONS, lookup, task_ce
+from distill.losses import KD_LOSSES, MATCH_LOSSES, PROJECTIONS, task_ce
+from modelkit.errors import lookup
 
 KD_NAMES = ["kl", "mse", "soft_ce"]
 MATCH_NAMES = ["hidden_mse", "hidden_cosine", "attention_kl", "attention_mse", "embedding_mse"]

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from distill.prune import check_prunable, prune_teacher
-from pipelines.config import ModelShape, load_recipe
-from pipelines.errors import ConfigError
+from pipelines.core.config import ModelShape, load_recipe
+from pipelines.core.errors import ConfigError
 from tests.conftest import tiny_bert, tiny_recipe, write_recipe
 
 WORDS = [f"w{i}" for i in range(40)]
@@ -143,7 +143,7 @@ def test_recipe_validation(tmp_path, student, message):
 
 def test_distill_stage_trains_a_pruned_student(tmp_path):
     """End to end on the tiny teacher: the cut student starts near the teacher and is recorded."""
-    from pipelines.stages import run_pipeline
+    from pipelines.stages.runner import run_pipeline
 
     recipe = load_recipe(
         write_recipe(
@@ -178,7 +178,7 @@ def test_distill_stage_trains_a_pruned_student(tmp_path):
 
 
 def test_an_impossible_cut_is_refused_before_the_teacher_trains(tmp_path):
-    from pipelines.stages import run_pipeline
+    from pipelines.stages.runner import run_pipeline
 
     student = {
         "init": "config",

@@ -146,13 +146,18 @@ def test_preset_validation_names_the_problem():
         QuantPreset.from_dict({**get_preset("avx2").to_dict(), "reduce_rnage": True})
 
 
-def test_detect_cpu_reads_flags(tmp_path):
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor : 0\nflags : fpu avx2 avx512f avx512_vnni\n\nprocessor : 1\n")
-    flags, arch = detect_cpu(cpuinfo)
-    assert {"avx2", "avx512f", "avx512_vnni"} <= flags and arch
-    assert detect_cpu(tmp_path / "missing")[0] == set()
-    assert resolve_preset("auto")[0].name in PRESETS
+def test_auto_preset_follows_this_cpus_flags(monkeypatch):
+    from modelkit import cpu
+    from quantize import presets
+
+    monkeypatch.setattr(cpu, "cpu_info", lambda: {"flags": ["fpu", "AVX2", "avx512f"]})
+    assert detect_cpu()[0] == {"fpu", "avx2", "avx512f"}  # py-cpuinfo's list, lower-cased
+    monkeypatch.setattr(presets.platform, "machine", lambda: "x86_64")
+    assert resolve_preset("auto")[0].name == "avx512"  # AVX-512 without VNNI: 7-bit weights
+    monkeypatch.setattr(cpu, "cpu_info", lambda: {"flags": ["avx2", "avx512_vnni"]})
+    assert resolve_preset("auto")[0].name == "avx512_vnni"
+    monkeypatch.setattr(cpu, "cpu_info", lambda: {})  # flags unreadable: the safe settings
+    assert resolve_preset("auto")[0].name == "avx2"
 
 
 # ---------------------------------------------------------------- ORT dynamic

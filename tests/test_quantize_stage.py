@@ -3,9 +3,10 @@ import shutil
 
 import pytest
 
-from pipelines.config import load_recipe
-from pipelines.errors import StageFailedError
-from pipelines.stages import run_pipeline
+from pipelines.bench.gpu import cuda_status
+from pipelines.core.config import load_recipe
+from pipelines.core.errors import StageFailedError
+from pipelines.stages.runner import run_pipeline
 from tests.conftest import tiny_recipe, write_recipe
 
 BENCH = {
@@ -61,7 +62,7 @@ def test_every_method_is_evaluated_against_the_fp32_student(quantized):
 
 
 def test_gate_failure_lists_each_drop_and_keeps_the_candidates(quantized, tmp_path, monkeypatch):
-    from pipelines import quantize_stage
+    from pipelines.stages import quantize as quantize_stage
 
     tmp, _ = quantized
     for stage in ("teacher", "distill", "export"):
@@ -90,7 +91,7 @@ def test_gate_failure_lists_each_drop_and_keeps_the_candidates(quantized, tmp_pa
 
 
 def test_bench_and_report_cover_every_artifact(quantized):
-    from pipelines.report import validate_results
+    from pipelines.report.schema import validate_results
 
     tmp, manifests = quantized
     report = tmp / "runs" / "tiny" / "report"
@@ -121,7 +122,9 @@ def test_bench_and_report_cover_every_artifact(quantized):
     inc = [r for r in grid if r["artifact"] == "student-int8-inc"]
     assert inc and all(r["compiled"] and r["compile_s"] > 0 for r in inc)  # timed after compile
     gpu = [r for r in rows if r.get("device") == "cuda"]
-    assert gpu and all(r.get("skipped") for r in gpu)  # no CUDA here: rows kept, with the reason
+    assert gpu  # GPU rows are kept: measured on a CUDA machine, else with the reason
+    if cuda_status() is not None:
+        assert all(r.get("skipped") for r in gpu)
     readme = (report / "README.md").read_text()
     assert all(f"| {n} |" in readme for n in names)
     assert manifests["report"]["recommended"] in names

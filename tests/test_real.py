@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipelines.config import load_recipe
-from pipelines.stages import run_pipeline
+from pipelines.core.config import load_recipe
+from pipelines.stages.runner import run_pipeline
 from tests.conftest import ROOT, SHARED
 
 pytestmark = pytest.mark.real
@@ -46,7 +46,7 @@ def test_pruning_minilm_on_real_sentences(tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from distill.prune import prune_teacher
-    from pipelines.config import ModelShape
+    from pipelines.core.config import ModelShape
 
     folder = SHARED / "models" / "all-minilm-l6-v2"
     torch.manual_seed(0)

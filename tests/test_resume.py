@@ -67,9 +67,9 @@ def _fake_checkpoint(folder, step=20):
 def test_checkpoints_of_another_config_are_not_resumed(tmp_path):
     """An interrupted run, then an edited recipe: the rerun starts over instead of continuing the
     old training under the new config's hash."""
-    from pipelines.config import load_recipe
-    from pipelines.runs import RunDir
-    from pipelines.stages import run_pipeline
+    from pipelines.core.config import load_recipe
+    from pipelines.core.runs import RunDir
+    from pipelines.stages.runner import run_pipeline
 
     runs = tmp_path / "runs"
     run = RunDir(runs, "tiny")
@@ -89,7 +89,7 @@ def test_checkpoints_of_another_config_are_not_resumed(tmp_path):
 
 
 def test_start_attempt_keeps_checkpoints_of_the_same_config(tmp_path):
-    from pipelines.runs import RunDir
+    from pipelines.core.runs import RunDir
 
     run = RunDir(tmp_path, "r")
     folder = run.stage("distill")

@@ -3,9 +3,10 @@ import os
 
 import pytest
 
-from pipelines.runs import RunDir, atomic_write_json, atomic_write_text, canonical_hash, machine
-from pipelines.stages import STAGES, plan
-from pipelines.training import last_checkpoint
+from pipelines.core.machine import machine
+from pipelines.core.runs import RunDir, atomic_write_json, atomic_write_text, canonical_hash
+from pipelines.stages.registry import STAGES, plan
+from pipelines.train.checkpoints import last_checkpoint
 
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
@@ -51,9 +52,18 @@ def test_plan_runs_upstream_stages_first():
         plan("distil")
 
 
-def test_machine_records_cpu_and_isa():
+def test_machine_records_cpu_and_isa(monkeypatch):
+    from modelkit import cpu
+
+    monkeypatch.setattr(
+        cpu,
+        "cpu_info",
+        lambda: {"brand_raw": "X CPU", "flags": ["avx2", "avx512f", "bogus", "AMX_INT8"]},
+    )
     info = machine()
-    assert info["cpu"] and info["cores"] >= 1 and isinstance(info["isa"], list)
+    assert info["cpu"] == "X CPU"
+    assert info["isa"] == ["amx_int8", "avx2", "avx512f"]  # the ISA flags only, sorted
+    assert info["cores"] >= 1 and info["affinity"] >= 1
 
 
 def test_last_checkpoint_skips_incomplete_ones(tmp_path):

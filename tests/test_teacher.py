@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from pipelines.config import load_recipe
-from pipelines.errors import DistilleryError, UnsafeSourceError
-from pipelines.stages import run_pipeline
+from pipelines.core.config import load_recipe
+from pipelines.core.errors import DistilleryError, UnsafeSourceError
+from pipelines.stages.runner import run_pipeline
 from tests.conftest import tiny_recipe, write_recipe
 
 
@@ -52,8 +52,8 @@ def test_manifest_records_config_hash_versions_machine(trained):
 def test_saved_teacher_reloads_with_the_same_accuracy(trained):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from pipelines.data import load_task_data, tokenize
-    from pipelines.evaluation import evaluate_model
+    from pipelines.data.loading import load_task_data, tokenize
+    from pipelines.train.evaluation import evaluate_model
 
     tmp, manifest, _ = trained
     folder = tmp / "runs" / "tiny" / "teacher"
@@ -154,7 +154,7 @@ def test_fused_adamw_is_an_opt_in_that_reaches_the_optimizer(tmp_path):
     import torch
     from transformers import BertConfig, BertForSequenceClassification, Trainer
 
-    from pipelines.training import training_arguments
+    from pipelines.train.settings import training_arguments
 
     def optimizer_for(optim):
         raw = tiny_recipe(train={"device": "cpu", "optim": optim} if optim else {"device": "cpu"})

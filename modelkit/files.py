@@ -1,0 +1,42 @@
+"""Which files of a model folder are what. Three different lists, so three different names."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+# Config and tokenizer files an ONNX folder needs beside model.onnx to load with
+# ORTModel*.from_pretrained. optimum's ort_config.json is left out on purpose: it would describe
+# the optimisation of the graph it came from, not the artifact it is copied beside.
+CONFIG_AND_TOKENIZER_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+)
+# An ONNX graph and its external weights (written beside it when the weights pass 2 GB).
+ONNX_FILES = ("model.onnx", "model.onnx_data")
+# The files holding a model's weights, for its size on disk (PyTorch or ONNX).
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", *ONNX_FILES)
+
+
+def copy_config_and_tokenizer(src_dir: Path, dst_dir: Path) -> list[str]:
+    """Copy CONFIG_AND_TOKENIZER_FILES present in `src_dir` to `dst_dir`; the names copied."""
+    src_dir, dst_dir = Path(src_dir), Path(dst_dir)
+    present = [name for name in CONFIG_AND_TOKENIZER_FILES if (src_dir / name).is_file()]
+    if src_dir.resolve() != dst_dir.resolve():
+        for name in present:
+            shutil.copy2(src_dir / name, dst_dir / name)
+    return present
+
+
+def size_mb(folder: Path, files: tuple[str, ...] = WEIGHT_FILES) -> float | None:
+    """MiB of the listed files under `folder` (None when none is there)."""
+    found = [Path(folder) / f for f in files if (Path(folder) / f).is_file()]
+    return sum(f.stat().st_size for f in found) / 2**20 if found else None

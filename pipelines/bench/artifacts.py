@@ -1,0 +1,130 @@
+"""What a run has to benchmark: every model its manifests list, with how to load it.
+
+arts = discover_artifacts(Path("runs/demo"))   # teacher, student, ONNX exports, int8, ...
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from modelkit.files import size_mb
+from pipelines.core.runs import MANIFEST
+
+BACKENDS = ("torch", "onnxruntime", "inc")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+DEVICES = ("cpu", "cuda")
+INC_FILES = ("inc_tensors.safetensors", "fp32/model.safetensors")
+DEFAULT_VOCAB = 1000  # used only when an artifact has no config.json to read vocab_size from
+
+
+@dataclass
+class Artifact:
+    """One benchmarkable model: how to load it (backend, path) and what it scored."""
+
+    name: str
+    backend: str  # torch | onnxruntime | inc
+    path: str  # folder (HF save_pretrained, ONNX folder with model.onnx, or INC out_dir)
+    precision: str = "fp32"  # fp32 | bf16 | int8
+    device: str = "cpu"  # cpu | cuda
+    accuracy: float | None = None  # eval accuracy from the stage's manifest
+    size_mb: float | None = None  # model file(s) on disk, MiB
+    stage: str = ""  # the stage whose manifest listed it
+
+    def __post_init__(self) -> None:
+        for field, value, known in (
+            ("backend", self.backend, BACKENDS),
+            ("precision", self.precision, PRECISIONS),
+            ("device", self.device, DEVICES),
+        ):
+            if value not in known:
+                raise ValueError(
+                    f"Artifact {self.name!r}: unknown {field} {value!r}; choose from {sorted(known)}"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def discover_artifacts(run_dir: Path | str) -> list[Artifact]:
+    """Every model the run's manifests list, in lineage order; stages not yet run are skipped.
+
+    teacher, student (PyTorch fp32); the export manifest's `exports` (ONNX fp32: teacher-onnx,
+    student-onnx, student-onnx-<level>, ...); the quantize manifest's `quantized` (int8 ONNX, and
+    the INC PT2E model as backend "inc"). Entries the quantize gate rejected are kept (the report
+    shows them); entries whose files are missing are left out.
+    """
+    run_dir = Path(run_dir)
+    found: list[Artifact] = []
+    for name, stage in (("teacher", "teacher"), ("student", "distill")):
+        manifest = _read(run_dir / stage / MANIFEST)
+        folder = run_dir / stage
+        if manifest is None or size_mb(folder) is None:
+            continue
+        accuracy = manifest.get("metrics", {}).get("accuracy")
+        found.append(
+            Artifact(name, "torch", str(folder), "fp32", "cpu", accuracy, size_mb(folder), stage)
+        )
+    export = _read(run_dir / "export" / MANIFEST) or {}
+    for name, entry in export.get("exports", {}).items():
+        folder = run_dir / "export" / entry.get("path", name)
+        if not (folder / "model.onnx").is_file():
+            continue
+        accuracy = (entry.get("parity") or {}).get("accuracy_candidate")
+        found.append(
+            Artifact(
+                name, "onnxruntime", str(folder), "fp32", "cpu", accuracy, size_mb(folder), "export"
+            )
+        )
+    quant = _read(run_dir / "quantize" / MANIFEST) or {}
+    for name, entry in quant.get("quantized", {}).items():
+        folder = run_dir / "quantize" / entry.get("path", name)
+        accuracy = entry.get("accuracy")
+        if (folder / "model.onnx").is_file():
+            found.append(
+                Artifact(
+                    name,
+                    "onnxruntime",
+                    str(folder),
+                    "int8",
+                    "cpu",
+                    accuracy,
+                    size_mb(folder),
+                    "quantize",
+                )
+            )
+        elif (folder / "inc_recipe.json").is_file():
+            found.append(
+                Artifact(
+                    name,
+                    "inc",
+                    str(folder),
+                    "int8",
+                    "cpu",
+                    accuracy,
+                    size_mb(folder, INC_FILES),
+                    "quantize",
+                )
+            )
+    return found
+
+
+def vocab_size(artifact: Artifact) -> int:
+    """vocab_size from the artifact's config.json (INC keeps it under fp32/)."""
+    for candidate in (
+        Path(artifact.path) / "config.json",
+        Path(artifact.path) / "fp32" / "config.json",
+    ):
+        config = _read(candidate)
+        if config and config.get("vocab_size"):
+            return int(config["vocab_size"])
+    return DEFAULT_VOCAB

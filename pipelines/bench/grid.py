@@ -1,0 +1,49 @@
+"""The CPU latency grid over a run's artifacts: artifact × batch × seq × threads.
+
+    rows = run_grid(discover_artifacts(Path("runs/demo")), batch_sizes=[1, 32], seq_lens=[32, 128],
+                    threads_list=[1, 2], min_runs=20, min_seconds=1.0, warmup_runs=5)
+
+One worker process per (artifact, threads) (`pipelines.bench.jobs`); what a worker times is
+described in `pipelines.bench.worker`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines.bench.artifacts import Artifact
+from pipelines.bench.jobs import make_job, run_jobs
+
+
+def run_grid(
+    artifacts: list[Artifact],
+    batch_sizes: list[int],
+    seq_lens: list[int],
+    threads_list: list[int],
+    min_runs: int = 20,
+    min_seconds: float = 1.0,
+    warmup_runs: int = 5,
+    real_lengths: dict[str, Any] | None = None,
+    timeout_s: float = 1800.0,
+    inc_compile: bool = True,
+) -> list[dict[str, Any]]:
+    """One row per artifact × batch × seq × threads on the artifact's device (CPU here).
+
+    real_lengths: {"lengths": [...], "max_length": n, "batch_size": b} adds one row per
+    (artifact, threads) with mode "real_length": sentences/s length-bucketed vs padded.
+    """
+    settings = {
+        "batch_sizes": [int(b) for b in batch_sizes],
+        "seq_lens": [int(s) for s in seq_lens],
+        "min_runs": int(min_runs),
+        "min_seconds": float(min_seconds),
+        "warmup_runs": int(warmup_runs),
+        "real_length": real_lengths,
+        "inc_compile": bool(inc_compile),
+    }
+    plan = [
+        (a, make_job(a, a.device, a.precision, t, settings))
+        for a in artifacts
+        for t in threads_list
+    ]
+    return run_jobs(plan, timeout_s)

@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""Classify sentences with the ONNX model in this folder: text or JSON lines in, JSON lines out.
+
+    pip install -r requirements.txt
+    echo "a gripping, beautifully acted film" | python predict.py
+    python predict.py --input sentences.txt --threads 2 > predictions.jsonl
+
+Input, one row per line (blank lines are skipped): plain text, or a JSON object holding the text
+column(s) named in config.json (`text_columns`; two of them for sentence pairs), or a JSON string.
+Output, one JSON line per row and in input order:
+    {"line": 3, "label": "positive", "probabilities": {"negative": 0.02, "positive": 0.98}}
+
+Needs only onnxruntime, tokenizers and numpy (requirements.txt). Copied into each bundle from
+distillery's pipelines/bundle/files/predict.py, where it is linted and tested.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+HERE = Path(__file__).resolve().parent
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+
+
+class InputError(ValueError):
+    """A line of input this script cannot read; the message names the line and the fix."""
+
+
+class Predictor:
+    """The bundle's tokenizer and ONNX session, and the batching that feeds them."""
+
+    def __init__(self, folder: Path = HERE, threads: int = 0):
+        self.config = json.loads((folder / "config.json").read_text())
+        self.labels: list[str] = self.config["labels"]
+        self.text_columns: list[str] = self.config["text_columns"]
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        # Padding is done below, per batch; truncation must be the training one (longest_first
+        # to max_length, as transformers' `truncation=True` does).
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=int(self.config["max_length"]))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: ONNX Runtime's default (all physical cores)
+        self.session = ort.InferenceSession(
+            str(folder / self.config["model"]), options, providers=["CPUExecutionProvider"]
+        )
+        self.inputs = {i.name: INT_TYPES.get(i.type, np.int64) for i in self.session.get_inputs()}
+        unknown = sorted(set(self.inputs) - set(MODEL_INPUTS))
+        if unknown:
+            raise InputError(
+                f"the model declares inputs {unknown}; this script feeds {MODEL_INPUTS}"
+            )
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.output = "logits" if "logits" in outputs else outputs[0]
+
+    def logits(self, rows: list[tuple[str, ...]], batch_size: int, order: str) -> np.ndarray:
+        """Logits `[rows, labels]` (float32), in the order of `rows`.
+
+        order "length" batches rows of similar token length together (least padding, fastest);
+        "input" keeps consecutive rows together, as distillery's evaluation does, so the same rows
+        give bit-identical logits (dynamic int8 scales each batch by its own range).
+        """
+        encodings = self.tokenizer.encode_batch([r[0] if len(r) == 1 else r for r in rows])
+        indices = list(range(len(rows)))
+        if order == "length":
+            indices.sort(key=lambda i: len(encodings[i].ids))
+        out = np.zeros((len(rows), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(indices), batch_size):
+            chosen = indices[start : start + batch_size]
+            feed = self._padded([encodings[i] for i in chosen])
+            out[chosen] = self.session.run([self.output], feed)[0]
+        return out
+
+    def _padded(self, encodings) -> dict[str, np.ndarray]:
+        """Right-padded int arrays with the true attention mask.
+
+        By hand, not `tokenizer.enable_padding`: the fused Attention of ORT-optimised graphs reads
+        the mask as per-row lengths, which is exact only when padding is on the right.
+        """
+        width = max(len(e.ids) for e in encodings)
+        pad_id = int(self.config["pad_token_id"])
+        columns = {
+            "input_ids": np.full((len(encodings), width), pad_id, dtype=np.int64),
+            "attention_mask": np.zeros((len(encodings), width), dtype=np.int64),
+            "token_type_ids": np.zeros((len(encodings), width), dtype=np.int64),
+        }
+        for row, e in enumerate(encodings):
+            columns["input_ids"][row, : len(e.ids)] = e.ids
+            columns["attention_mask"][row, : len(e.ids)] = e.attention_mask
+            columns["token_type_ids"][row, : len(e.ids)] = e.type_ids
+        return {name: columns[name].astype(kind) for name, kind in self.inputs.items()}
+
+    def predict(
+        self, rows: list[tuple[str, ...]], batch_size: int = 32, order: str = "length"
+    ) -> list[dict]:
+        logits = self.logits(rows, batch_size, order).astype(np.float64)
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        return [
+            {
+                "label": self.labels[int(np.argmax(row_logits))],
+                "probabilities": {
+                    k: round(float(p), 6) for k, p in zip(self.labels, row_probs, strict=True)
+                },
+            }
+            for row_logits, row_probs in zip(logits, probs, strict=True)
+        ]
+
+
+def read_rows(lines: Iterable[str], columns: list[str], fmt: str) -> Iterator[tuple[int, tuple]]:
+    """(line number, texts) per non-blank line; texts has one entry per text column."""
+    for number, line in enumerate(lines, 1):
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        value = line
+        if fmt != "text":
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                if fmt == "jsonl":
+                    raise InputError(f"line {number}: not valid JSON; use --format text") from None
+                value = line  # auto: plain text
+        if isinstance(value, dict):
+            missing = [c for c in columns if not isinstance(value.get(c), str)]
+            if missing:
+                raise InputError(
+                    f"line {number}: the JSON object has no text under {missing}; "
+                    f"expected keys {columns} (config.json text_columns)"
+                )
+            yield number, tuple(value[c] for c in columns)
+        elif isinstance(value, str) and len(columns) == 1:
+            yield number, (value,)
+        elif fmt == "auto" and len(columns) == 1:  # a number or list that parsed as JSON
+            yield number, (line,)
+        else:
+            raise InputError(
+                f"line {number}: expected a JSON object with keys {columns} "
+                + ("(this model reads sentence pairs)" if len(columns) > 1 else "or plain text")
+            )
+
+
+def chunks(rows: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def benchmark(predictor: Predictor, rows: list[tuple], batch_size: int, repeats: int) -> dict:
+    """Steady-state latency: p50 of whole passes over `rows` and of one-sentence requests."""
+    predictor.predict(rows, batch_size)  # warm-up: first-run allocations are not steady state
+    passes = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predictor.predict(rows, batch_size)
+        passes.append(time.perf_counter() - start)
+    single = []
+    for row in rows[:32] * repeats:
+        start = time.perf_counter()
+        predictor.predict([row], 1)
+        single.append(time.perf_counter() - start)
+    return {
+        "sentences": len(rows),
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "batch_p50_ms": 1000 * statistics.median(passes),
+        "per_sentence_p50_ms": 1000 * statistics.median(passes) / len(rows),
+        "single_p50_ms": 1000 * statistics.median(single),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input", type=Path, help="a file of rows (default: standard input)")
+    parser.add_argument("--format", choices=("auto", "text", "jsonl"), default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads; 0: ORT default")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: config.json's")
+    parser.add_argument(
+        "--order",
+        choices=("length", "input"),
+        default="length",
+        help="length: batch rows of similar length (fast); input: consecutive rows, as "
+        "distillery's evaluation did (bit-identical to its recorded predictions)",
+    )
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=4096,
+        help="rows gathered before each round of predictions (sorted by length within it); "
+        "1 answers each line as it arrives",
+    )
+    parser.add_argument(
+        "--benchmark", type=int, metavar="REPEATS", help="print latency of REPEATS passes instead"
+    )
+    parser.add_argument("--timings", action="store_true", help="JSON timings on standard error")
+    args = parser.parse_args(argv)
+    for name in ("threads", "batch_size", "window", "benchmark"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "threads" else 1):
+            parser.error(f"--{name.replace('_', '-')} must be ≥ {0 if name == 'threads' else 1}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.time()  # after imports: the caller subtracts its spawn time for startup+import
+    args = parse_args(argv)
+    try:
+        predictor = Predictor(HERE, args.threads)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    session_s = time.time() - started
+    batch_size = args.batch_size or int(predictor.config.get("batch_size", 32))
+    # Whole batches per window, so --order input batches exactly as one pass over all rows would.
+    window = args.window if args.window < batch_size else args.window // batch_size * batch_size
+    source = open(args.input, encoding="utf-8") if args.input else sys.stdin  # noqa: SIM115
+    first_s = None
+    try:
+        rows = read_rows(source, predictor.text_columns, args.format)
+        if args.benchmark:
+            found = [texts for _, texts in rows]
+            print(json.dumps(benchmark(predictor, found, batch_size, args.benchmark)))
+            return 0
+        for chunk in chunks(rows, window):
+            results = predictor.predict([texts for _, texts in chunk], batch_size, args.order)
+            for (number, _), result in zip(chunk, results, strict=True):
+                print(json.dumps({"line": number, **result}, ensure_ascii=False))
+            sys.stdout.flush()
+            if first_s is None:
+                first_s = time.time() - started - session_s
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if args.input:
+            source.close()
+    if args.timings:
+        timing = {"main_started": started, "session_s": session_s, "first_prediction_s": first_s}
+        print(json.dumps(timing), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

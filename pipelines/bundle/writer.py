@@ -1,0 +1,264 @@
+"""Building a bundle: which artifact to ship, the files beside it, the pipeline's reference
+predictions, and predict.py's cold start and steady-state latency, measured in fresh processes.
+The bundle stage (pipelines/stages/bundle.py) calls these in order."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelkit.files import ONNX_FILES
+from pipelines.bench.artifacts import Artifact, discover_artifacts
+from pipelines.bundle.verify import (
+    BundleError,
+    predicted_label_ids,
+    run_predict,
+)
+from pipelines.core.context import StageContext
+from pipelines.core.errors import DistilleryError, StageFailedError
+from pipelines.core.runs import atomic_write_json, atomic_write_text
+from pipelines.report.recommend import RecommendRule, recommend
+from pipelines.report.schema import load_results
+
+log = logging.getLogger("distillery")
+
+REQUIREMENTS = ("onnxruntime", "tokenizers", "numpy")  # all predict.py imports
+# The batch size with which each stage recorded an artifact's accuracy: the export stage runs
+# onnx_logits at export.batch_size, the quantize stage at onnx_logits' default of 32. The
+# reference must batch the same way: dynamic int8 scales each batch by its own range.
+QUANTIZE_EVAL_BATCH = 32
+
+
+def predict_source() -> str:
+    return (resources.files("pipelines.bundle") / "files" / "predict.py").read_text()
+
+
+def onnx_artifacts(run_path: Path) -> dict[str, Artifact]:
+    return {a.name: a for a in discover_artifacts(run_path) if a.backend == "onnxruntime"}
+
+
+def choose_artifact(ctx: StageContext) -> tuple[Artifact, str]:
+    """(artifact, why it was chosen); DistilleryError listing the ONNX artifacts otherwise."""
+    available = onnx_artifacts(ctx.run.path)
+    names = ", ".join(available) or "none (run the export stage)"
+    wanted = ctx.recipe.bundle.artifact
+    if wanted:
+        if wanted in available:
+            return available[wanted], "bundle.artifact"
+        others = {a.name: a.backend for a in discover_artifacts(ctx.run.path)}
+        why = (
+            f"is a {others[wanted]} artifact, and a bundle ships ONNX"
+            if wanted in others
+            else "unknown"
+        )
+        raise DistilleryError(
+            f"bundle.artifact {wanted!r}: {why}. Available: {names}. Pick one with "
+            "`distillery bundle RECIPE --artifact NAME` or --set bundle.artifact=NAME."
+        )
+    recommended = ctx.inputs["report"].get("recommended")
+    if recommended in available:
+        return available[recommended], "the report's recommendation"
+    # The rule may pick a PyTorch or Neural Compressor model; the same rule among ONNX ones.
+    rows = load_results(ctx.input_dir("report") / "results.json")
+    rule = RecommendRule(min_retained=ctx.recipe.bench.min_retained)
+    best = recommend([r for r in rows if r["artifact"] in available], ctx.inputs, rule)
+    if best is not None:
+        return available[best["artifact"]], (
+            f"the report's rule among ONNX artifacts (its pick, {recommended!r}, is not ONNX)"
+        )
+    if not available:
+        raise DistilleryError(f"bundle: no ONNX artifact in {ctx.run.path}; run the export stage.")
+    # Nothing keeps the teacher's accuracy: ship the most accurate rather than fail the last
+    # stage of a finished pipeline; the model card and the log say so.
+    top = max(available.values(), key=lambda a: a.accuracy if a.accuracy is not None else -1)
+    log.warning("bundle: no ONNX artifact meets the report's rule; shipping %s", top.name)
+    return top, (
+        f"highest accuracy among ONNX artifacts: none meets the report's rule ({rule.describe()}); "
+        "pick another with --artifact NAME"
+    )
+
+
+def recorded_batch_size(artifact: Artifact, recipe) -> int:
+    return recipe.export.batch_size if artifact.stage == "export" else QUANTIZE_EVAL_BATCH
+
+
+def artifact_tokenizer(ctx: StageContext, artifact: Artifact):
+    """The HF tokenizer the pipeline evaluated this artifact with, and the folder holding it."""
+    from transformers import AutoTokenizer
+
+    folder = Path(artifact.path)
+    if not (folder / "tokenizer_config.json").is_file():
+        folder = ctx.input_dir("teacher" if artifact.name.startswith("teacher") else "distill")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if not tokenizer.is_fast:
+        raise DistilleryError(
+            f"{folder}: the tokenizer is not a fast (Rust) tokenizer, so there is no "
+            "tokenizer.json for predict.py; save it with a fast tokenizer class."
+        )
+    return tokenizer, folder
+
+
+def requirements() -> str:
+    lines = []
+    for name in REQUIREMENTS:
+        try:
+            version = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            if name != "onnxruntime":
+                raise
+            version = metadata.version("onnxruntime-gpu")  # same API; the CPU wheel suits edges
+        lines.append(f"{name}=={version}")
+    return "\n".join(lines) + "\n"
+
+
+def clear(out: Path) -> None:
+    """Empty the stage folder but for the runner's log: files of an earlier bundle (another
+    artifact's external weights, an eval.jsonl no longer wanted) must not linger unlisted."""
+    for path in out.iterdir():
+        if path.name == "log.txt":
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def write_files(ctx: StageContext, artifact: Artifact, tokenizer, tok_folder: Path) -> dict:
+    """Copy the model and tokenizer and write config.json, predict.py, requirements.txt."""
+    out, r = ctx.out, ctx.recipe
+    source = Path(artifact.path)
+    for name in ONNX_FILES:
+        if (source / name).is_file():
+            shutil.copy2(source / name, out / name)
+    if (tok_folder / "tokenizer.json").is_file():
+        shutil.copy2(tok_folder / "tokenizer.json", out / "tokenizer.json")
+    else:
+        tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    config = {
+        "name": r.name,
+        "artifact": artifact.name,
+        "precision": artifact.precision,
+        "model": "model.onnx",
+        "labels": list(r.task.labels),
+        "text_columns": list(r.task.text_columns),
+        "label_column": r.task.label_column,
+        "max_length": r.data.max_length,
+        "input_names": [i.name for i in session.get_inputs()],
+        "output_name": next(
+            (o.name for o in session.get_outputs() if o.name == "logits"),
+            session.get_outputs()[0].name,
+        ),
+        "pad_token_id": tokenizer.pad_token_id,
+        "padding_side": "right",
+        "truncation": "longest_first",
+        "batch_size": r.bundle.batch_size,
+    }
+    atomic_write_json(out / "config.json", config)
+    atomic_write_text(out / "predict.py", predict_source())
+    atomic_write_text(out / "requirements.txt", requirements())
+    return config
+
+
+def reference_predictions(ctx: StageContext, artifact: Artifact, tokenizer) -> dict[str, Any]:
+    """The pipeline's own predictions (onnxruntime in-process), batched as it recorded them."""
+    from export.parity import onnx_logits
+    from pipelines.data.loading import tokenize
+
+    eval_set = tokenize(ctx.data().eval, tokenizer, ctx.recipe)
+    batch = recorded_batch_size(artifact, ctx.recipe)
+    logits = onnx_logits(Path(artifact.path) / "model.onnx", eval_set, tokenizer, batch)
+    predicted = logits.argmax(-1)
+    accuracy = float((predicted == np.asarray(eval_set["labels"])).mean())
+    if artifact.accuracy is not None and accuracy != artifact.accuracy:
+        log.warning(
+            "%s: accuracy recomputed in-process %.6f differs from the recorded %.6f; the bundle's "
+            "reference keeps the recomputed one",
+            artifact.name,
+            accuracy,
+            artifact.accuracy,
+        )
+    return {"predicted": [int(p) for p in predicted], "accuracy": accuracy, "batch_size": batch}
+
+
+def check_bundle_predictions(
+    out: Path, eval_path: Path, reference: dict[str, Any], labels: list[str]
+) -> float:
+    """predict.py must give the reference's predictions; returns its length-batched agreement."""
+    same = predicted_label_ids(
+        run_predict(out, eval_path, order="input", batch_size=reference["batch_size"]), labels
+    )
+    expected = reference["predicted"]
+    if same != expected:
+        wrong = [i for i, (a, b) in enumerate(zip(same, expected, strict=True)) if a != b]
+        raise StageFailedError(
+            f"{out}/predict.py disagrees with onnxruntime on the same artifact on {len(wrong)} of "
+            f"{len(expected)} eval rows (first: row {wrong[0]}). The bundle's tokenizer.json or "
+            "padding differs from the pipeline's; the bundle is not usable as built."
+        )
+    fast = predicted_label_ids(run_predict(out, eval_path, order="length"), labels)
+    return sum(a == b for a, b in zip(fast, expected, strict=True)) / len(expected)
+
+
+def measure_cold_start(out: Path, line: str, runs: int, threads: int | None) -> dict[str, Any]:
+    """Median over `runs` fresh processes of python startup + imports + session + first line."""
+    cmd = [sys.executable, str(out / "predict.py"), "--timings"]
+    cmd += ["--threads", str(threads)] if threads else []
+    samples = []
+    for _ in range(runs):
+        spawned, start = time.time(), time.perf_counter()
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        killer = threading.Timer(600, proc.kill)  # a hung start must not hang the pipeline
+        killer.start()
+        try:
+            proc.stdin.write(line + "\n")
+            proc.stdin.close()
+            first = proc.stdout.readline()  # the first prediction: the clock stops here
+            cold = time.perf_counter() - start
+            proc.stdout.read()
+            err = proc.stderr.read()
+            proc.wait()
+        finally:
+            killer.cancel()
+        if proc.returncode != 0 or not first:
+            raise BundleError(f"{out}/predict.py failed on a cold start: {err.strip()[-800:]}")
+        timing = json.loads(err.strip().splitlines()[-1])
+        samples.append(
+            {
+                "cold_start_s": cold,
+                "startup_import_s": timing["main_started"] - spawned,
+                "session_s": timing["session_s"],
+                "first_prediction_s": timing["first_prediction_s"],
+            }
+        )
+    return {key: statistics.median(s[key] for s in samples) for key in samples[0]} | {"runs": runs}
+
+
+def measure_steady_state(
+    out: Path, rows_path: Path, repeats: int, threads: int | None
+) -> dict[str, Any]:
+    cmd = [sys.executable, str(out / "predict.py"), "--input", str(rows_path)]
+    cmd += ["--benchmark", str(repeats)] + (["--threads", str(threads)] if threads else [])
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise BundleError(f"{out}/predict.py --benchmark failed: {done.stderr.strip()[-800:]}")
+    return json.loads(done.stdout)

@@ -1,0 +1,167 @@
+"""Run folders and manifests: `runs/<name>/<stage>/manifest.json`, written last and atomically.
+
+A stage is done when its manifest exists and its `hash` equals the hash of the stage's config
+sections plus its inputs (upstream manifests' hashes and the data hash). A stage that fails, or is
+killed, leaves no manifest, so the next run redoes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pipelines.core.errors import DistilleryError
+
+MANIFEST = "manifest.json"
+
+
+def canonical_hash(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, fsync, then `os.replace` onto `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+class RunDir:
+    """`runs/<name>/` and the manifests of its stages."""
+
+    def __init__(self, root: Path, name: str):
+        self.path = Path(root) / name
+
+    def stage(self, stage: str) -> Path:
+        return self.path / stage
+
+    def manifest_path(self, stage: str) -> Path:
+        return self.stage(stage) / MANIFEST
+
+    def read_manifest(self, stage: str) -> dict[str, Any] | None:
+        path = self.manifest_path(stage)
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None  # a damaged manifest counts as "not done"
+
+    def require_manifest(self, stage: str) -> dict[str, Any]:
+        found = self.read_manifest(stage)
+        if found is None:
+            raise DistilleryError(
+                f"{self.manifest_path(stage)}: stage '{stage}' has not finished; run it first "
+                f"(distillery run RECIPE --stage {stage})."
+            )
+        return found
+
+    def invalidate(self, stage: str) -> None:
+        """Forget that a stage is done (before rerunning it), keeping its files for resume."""
+        self.manifest_path(stage).unlink(missing_ok=True)
+        for stale in self.stage(stage).glob(f".{MANIFEST}.*.tmp"):  # from a write cut short
+            stale.unlink(missing_ok=True)
+
+    def start_attempt(self, stage: str, digest: str) -> str | None:
+        """Record that `stage` is being run for config hash `digest`; return why old checkpoints
+        were dropped, or None.
+
+        Training stages resume from `checkpoints/` after an interruption. That is only right when
+        the config is the one the checkpoints were trained with: a rerun after an edit (learning
+        rate, student, data) must start over, not continue the old run under the new hash.
+        """
+        folder = self.stage(stage)
+        marker = folder / ATTEMPT
+        previous = marker.read_text().strip() if marker.is_file() else None
+        dropped = None
+        checkpoints = folder / "checkpoints"
+        if checkpoints.is_dir() and previous != digest:
+            shutil.rmtree(checkpoints)
+            was = f"hash {previous[:12]}" if previous else "an unknown config"
+            dropped = (
+                f"checkpoints of an interrupted run with {was} removed: the config is now "
+                f"{digest[:12]}, so training starts over"
+            )
+        atomic_write_text(marker, digest + "\n")
+        return dropped
+
+    def write_manifest(self, stage: str, manifest: dict[str, Any]) -> Path:
+        path = self.manifest_path(stage)
+        try:
+            atomic_write_json(path, manifest)
+        except OSError as exc:
+            raise DistilleryError(f"{path}: cannot write the manifest ({exc.strerror}).") from None
+        return path
+
+
+UNTRACKED = {MANIFEST, "log.txt"}
+ATTEMPT = ".attempt"  # the config hash a stage's current files (checkpoints) belong to
+
+
+def file_digests(folder: Path) -> dict[str, dict[str, Any]]:
+    """{relative path: {bytes, sha256}} for every file a stage left in its folder (manifest, log
+    and hidden temporaries aside), so later stages can tell a finished artifact from a damaged one."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if not path.is_file() or rel in UNTRACKED or any(p.startswith(".") for p in rel.split("/")):
+            continue
+        found[rel] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return found
+
+
+def verify_files(folder: Path, stage: str, manifest: dict[str, Any]) -> None:
+    """Every file the stage's manifest recorded is still there, same size and hash."""
+    for rel, want in (manifest.get("files") or {}).items():
+        path = folder / rel
+        problem = None
+        if not path.is_file():
+            problem = "is missing"
+        elif path.stat().st_size != want["bytes"]:
+            problem = f"has {path.stat().st_size} bytes, the manifest recorded {want['bytes']}"
+        elif sha256_file(path) != want["sha256"]:
+            problem = "has changed since the stage finished (sha256 differs from the manifest)"
+        if problem:
+            raise DistilleryError(
+                f"{path}: {problem}; the file is truncated, corrupted or was edited after stage "
+                f"'{stage}' finished. Rerun that stage: distillery run RECIPE --stage {stage} --force."
+            )
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_writable(path: Path) -> None:
+    """Fail early, naming the folder, when a run folder cannot be created or written."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-", delete=True):
+            pass
+    except OSError as exc:
+        raise DistilleryError(
+            f"{path}: cannot write here ({exc.strerror}). Free disk space or pass --runs-dir with a "
+            "writable folder."
+        ) from None

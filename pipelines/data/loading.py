@@ -1,0 +1,230 @@
+"""Load, check, subsample and tokenize the task's data (hub, local files, or generated).
+
+Every split comes out with the recipe's text column(s) and an integer `labels` column, checked row by
+row, so later stages never see a label they cannot handle. Tokenization truncates to
+`data.max_length` but does not pad: batches are padded dynamically by the collator.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.core.config import Recipe
+from pipelines.core.errors import DataError
+from pipelines.core.sources import Source, dataset_source
+
+FORMATS = {"jsonl": "json", "json": "json", "csv": "csv", "tsv": "csv", "parquet": "parquet"}
+
+
+@dataclass
+class TaskData:
+    train: Any  # datasets.Dataset with text columns + `labels`
+    eval: Any
+    data_hash: str  # content hash of the source (files, hub fingerprint or generator params)
+    source: Source
+
+
+def _split_file(folder: Path, split: str) -> Path:
+    candidates = [folder / f"{split}.{ext}" for ext in FORMATS]
+    for path in candidates:
+        if path.is_file():
+            return path
+    present = sorted(p.name for p in folder.iterdir() if p.is_file())
+    raise DataError(
+        f"data.source {folder}: no file for split '{split}'. Looked for "
+        f"{', '.join(p.name for p in candidates)}; the folder holds: {', '.join(present) or 'nothing'}. "
+        f"Rename a file or set data.train_split / data.eval_split to match."
+    )
+
+
+def _load_file(path: Path, split: str):
+    import datasets
+
+    ext = path.suffix.lstrip(".")
+    kwargs: dict[str, Any] = {}
+    if ext == "tsv":
+        kwargs = {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
+    if path.stat().st_size == 0:
+        raise DataError(
+            f"split '{split}' ({path}) is empty: 0 rows. Fill it, or name another split in data.train_split / data.eval_split."
+        )
+    try:
+        return datasets.load_dataset(
+            FORMATS[ext], data_files={split: str(path)}, split=split, **kwargs
+        )
+    except Exception as exc:
+        raise DataError(
+            f"{path}: cannot be read as {ext} ({exc.__class__.__name__}: {(str(exc) or '-').splitlines()[0][:200]}). "
+            "Check the file is complete and in the format its extension says."
+        ) from None
+
+
+def _file_hash(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _local_files(source: Source, recipe: Recipe) -> list[Path]:
+    """[train file, eval file] for a folder; [the file] for a single-file source."""
+    d = recipe.data
+    if source.path.is_dir():
+        return [_split_file(source.path, d.train_split), _split_file(source.path, d.eval_split)]
+    if source.path.suffix.lstrip(".") not in FORMATS:
+        raise DataError(
+            f"data.source {source.path}: unsupported file type '{source.path.suffix}'. "
+            f"Allowed: {', '.join('.' + e for e in FORMATS)}, or a folder of split files."
+        )
+    return [source.path]
+
+
+def _load_local(source: Source, recipe: Recipe):
+    d = recipe.data
+    files = _local_files(source, recipe)
+    if len(files) == 2:
+        return _load_file(files[0], d.train_split), _load_file(files[1], d.eval_split)
+    whole = _load_file(files[0], "train")
+    parts = whole.train_test_split(test_size=d.eval_fraction, seed=recipe.seed)
+    return parts["train"], parts["test"]
+
+
+def source_fingerprint(recipe: Recipe) -> str:
+    """Cheap content hash of the data source, for stage hashes (no dataset loading)."""
+    source = dataset_source(recipe.data.source, recipe.data.subset)
+    if source.kind == "local":
+        return _file_hash(_local_files(source, recipe))
+    if source.kind == "synthetic":
+        key = [source.value, recipe.data.synthetic_rows, recipe.seed]
+    else:  # hub: the id and config; the revision is whatever the cache/hub resolves
+        key = [source.value, source.subset]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()
+
+
+def _load_hub(source: Source, recipe: Recipe):
+    import datasets
+
+    from pipelines.core.sources import preflight
+
+    preflight([(source, "dataset")])
+    d = recipe.data
+    try:
+        loaded = datasets.load_dataset(source.value, source.subset)
+    except Exception as exc:
+        raise DataError(f"data.source {source.value}: loading failed: {exc}") from None
+    for split in (d.train_split, d.eval_split):
+        if split not in loaded:
+            raise DataError(
+                f"data.source {source.value}: no split '{split}'; it has {sorted(loaded)}. "
+                "Set data.train_split / data.eval_split."
+            )
+    return loaded[d.train_split], loaded[d.eval_split]
+
+
+def _load_synthetic(source: Source, recipe: Recipe):
+    import datasets
+
+    from pipelines.data.synthetic import generate
+
+    try:
+        train = generate(source.value, recipe.data.synthetic_rows, recipe.seed)
+        evaluation = generate(
+            source.value, max(64, recipe.data.synthetic_rows // 5), recipe.seed + 1
+        )
+    except ValueError as exc:
+        raise DataError(f"data.source synthetic:{source.value}: {exc}") from None
+    return datasets.Dataset.from_list(train), datasets.Dataset.from_list(evaluation)
+
+
+def check_columns(dataset, recipe: Recipe, split: str) -> None:
+    found = dataset.column_names
+    for column in [*recipe.task.text_columns, recipe.task.label_column]:
+        if column not in found:
+            key = "task.label_column" if column == recipe.task.label_column else "task.text_columns"
+            raise DataError(
+                f"split '{split}': column '{column}' ({key}) is missing; the columns found are: "
+                f"{', '.join(found)}. Set {key} to one of them."
+            )
+
+
+def label_ids(values: list[Any], labels: list[str], split: str) -> list[int]:
+    """Map raw label values (int indices or label names) to ints, naming the first bad row."""
+    index = {name: i for i, name in enumerate(labels)}
+    out = []
+    for row, value in enumerate(values):
+        if isinstance(value, bool) or value is None:
+            ok = False
+        elif isinstance(value, int):
+            ok = 0 <= value < len(labels)
+        elif isinstance(value, str):
+            ok = value in index
+            value_id = index.get(value)
+        else:
+            ok = False
+        if not ok:
+            raise DataError(
+                f"split '{split}', row {row}: label {value!r} is not valid. task.labels is {labels}: "
+                f"labels must be an index 0..{len(labels) - 1} or one of those names."
+            )
+        out.append(value if isinstance(value, int) else value_id)
+    return out
+
+
+def _finish(dataset, recipe: Recipe, split: str, limit: int | None):
+    check_columns(dataset, recipe, split)
+    label_column, labels = recipe.task.label_column, recipe.task.labels
+    label_ids(list(dataset[label_column]), labels, split)  # every row checked, first bad one named
+
+    def to_ids(batch):  # a map (not add_column) so datasets caches it with the source files
+        return {"labels": label_ids(batch[label_column], labels, split)}
+
+    keep = set(recipe.task.text_columns)
+    drop = [c for c in dataset.column_names if c not in keep]
+    dataset = dataset.map(to_ids, batched=True, remove_columns=drop, desc="labels")
+    if limit is not None and limit < len(dataset):
+        dataset = dataset.shuffle(seed=recipe.seed).select(range(limit))
+    return dataset
+
+
+def load_task_data(recipe: Recipe) -> TaskData:
+    """Both splits, checked, with integer `labels`, subsampled as the recipe says."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    source = dataset_source(recipe.data.source, recipe.data.subset)
+    loader = {"local": _load_local, "hub": _load_hub, "synthetic": _load_synthetic}[source.kind]
+    train, evaluation = loader(source, recipe)
+    d = recipe.data
+    train = _finish(train, recipe, d.train_split, d.max_train_samples)
+    evaluation = _finish(evaluation, recipe, d.eval_split, d.max_eval_samples)
+    datasets.enable_progress_bars()
+    return TaskData(
+        train=train, eval=evaluation, data_hash=source_fingerprint(recipe), source=source
+    )
+
+
+def require_rows(dataset, split: str, minimum: int, why: str) -> None:
+    if len(dataset) < minimum:
+        raise DataError(
+            f"split '{split}' has {len(dataset)} rows, fewer than {minimum} ({why}). "
+            "Use a larger split, lower the batch size, or raise data.max_*_samples."
+        )
+
+
+def tokenize(dataset, tokenizer, recipe: Recipe):
+    """Truncate to `data.max_length`, no padding (the collator pads each batch)."""
+    columns = recipe.task.text_columns
+
+    def encode(batch):
+        texts = [batch[c] for c in columns]
+        return tokenizer(*texts, truncation=True, max_length=recipe.data.max_length)
+
+    return dataset.map(encode, batched=True, remove_columns=list(columns), desc="tokenize")

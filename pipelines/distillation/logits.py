@@ -1,0 +1,50 @@
+"""The run's teacher-logit cache: `runs/<name>/cache/`, keyed by what decides the logits.
+
+The key holds the teacher's weights (their sha256 from the teacher stage's manifest, so a
+retrained teacher at the same config gets new logits), the data's content hash and how the rows
+were drawn and tokenized. Under DDP rank 0 computes and writes; the others wait, then read.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from distill.api import teacher_logits
+from distill.cache import LogitCache, cache_key
+from pipelines.core.context import StageContext
+from pipelines.core.distributed import is_main, main_first
+
+
+def teacher_weights_digest(manifest: dict) -> str | None:
+    """sha256 of the teacher's weights as its stage recorded them (None for old manifests)."""
+    return ((manifest.get("files") or {}).get("model.safetensors") or {}).get("sha256")
+
+
+def cached_teacher_logits(
+    ctx: StageContext, teacher, train_set, tokenizer, device: str
+) -> tuple[np.ndarray, dict]:
+    """Teacher logits over the train split: from the cache, or computed and stored."""
+    r = ctx.recipe
+    manifest = ctx.inputs["teacher"]
+    key = cache_key(
+        teacher=manifest["hash"],
+        teacher_weights=teacher_weights_digest(manifest),
+        data=ctx.data().data_hash,
+        rows=len(train_set),
+        max_length=r.data.max_length,
+        max_train_samples=r.data.max_train_samples,
+        seed=r.seed,
+    )
+    cache = LogitCache(ctx.run.path / "cache")
+    with main_first():
+        logits = cache.load(key, len(train_set))
+        if logits is not None:
+            return logits, {"path": str(cache.path(key)), "reused": True, "seconds": 0.0}
+        started = time.time()
+        logits = teacher_logits(teacher, train_set, tokenizer, r.distill.eval_batch_size, device)
+        seconds = time.time() - started
+        if is_main():
+            cache.save(key, logits)
+    return logits, {"path": str(cache.path(key)), "reused": False, "seconds": round(seconds, 2)}

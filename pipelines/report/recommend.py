@@ -1,0 +1,77 @@
+"""The recommendation rule: the fastest artifact that keeps `min_retained` of the teacher's accuracy.
+
+The report states its pick and the bundle ships it (or the same rule among ONNX artifacts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pipelines.report.rows import comparison_shape, measured_rows, pick_batch
+
+
+@dataclass
+class RecommendRule:
+    """Fastest p50 at batch × seq keeping min_retained of the teacher's accuracy, on `device`."""
+
+    min_retained: float = 0.99  # fraction of the teacher's accuracy to keep, (0, 1]
+    batch: int = 1  # latency-bound serving: one request at a time
+    seq: int | None = 128  # None or unmeasured: the largest measured seq
+    device: str = "cpu"  # cpu | cuda
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_retained <= 1:
+            raise ValueError(f"min_retained must be in (0, 1], got {self.min_retained}")
+
+    def describe(self) -> str:
+        return (
+            f"fastest p50 on {self.device} at batch {self.batch}, seq {self.seq or 'max'} (or the "
+            f"largest measured), most threads, keeping ≥ {self.min_retained:.0%} of the "
+            "teacher's accuracy"
+        )
+
+
+def as_rule(rule: RecommendRule | dict | None) -> RecommendRule:
+    if rule is None:
+        return RecommendRule()
+    if isinstance(rule, dict):
+        return RecommendRule(**rule)
+    return rule
+
+
+def teacher_accuracy(rows: list[dict[str, Any]], manifests: dict[str, dict]) -> float | None:
+    for r in rows:
+        if r["artifact"] == "teacher" and r.get("accuracy") is not None:
+            return float(r["accuracy"])
+    acc = (manifests.get("teacher") or {}).get("metrics", {}).get("accuracy")
+    return None if acc is None else float(acc)
+
+
+def recommend(
+    rows: list[dict[str, Any]], manifests: dict[str, dict], rule: RecommendRule | dict | None = None
+) -> dict[str, Any] | None:
+    """The row the rule picks (with `reason`), or None when nothing measured qualifies."""
+    rule = as_rule(rule)
+    measured = measured_rows(rows, rule.device)
+    seq, threads = comparison_shape(measured, rule.seq)
+    batch = pick_batch(measured, rule.batch)
+    at = [r for r in measured if (r["batch"], r["seq"], r["threads"]) == (batch, seq, threads)]
+    teacher = teacher_accuracy(rows, manifests)
+    if teacher is None:
+        keep, floor = [r for r in at if r.get("accuracy") is not None] or at, None
+    else:
+        floor = teacher * rule.min_retained
+        keep = [r for r in at if r.get("accuracy") is not None and r["accuracy"] >= floor - 1e-12]
+    if not keep:
+        return None
+    best = min(keep, key=lambda r: r["p50_ms"])
+    floor_text = "no teacher accuracy known" if floor is None else f"accuracy ≥ {floor:.4f}"
+    return {
+        **best,
+        "reason": (
+            f"fastest p50 ({best['p50_ms']:.3f} ms) at batch {batch}, seq {seq}, {threads} "
+            f"threads on {rule.device} among {len(keep)} of {len(at)} artifacts with {floor_text}"
+        ),
+        "rule": asdict(rule),
+    }

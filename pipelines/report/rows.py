@@ -1,0 +1,41 @@
+"""Which benchmark rows are compared: measured grid rows, at one shape, on one device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def measured_rows(rows: list[dict[str, Any]], device: str | None = None) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in rows
+        if r.get("mode", "grid") == "grid"
+        and not r.get("error")
+        and not r.get("skipped")
+        and r.get("p50_ms") is not None
+        and (device is None or r["device"] == device)
+    ]
+
+
+def comparison_shape(
+    rows: list[dict[str, Any]], seq: int | None = None
+) -> tuple[int | None, int | None]:
+    """(seq, threads) used for comparisons: `seq` if measured else the largest; most threads."""
+    seqs = sorted({r["seq"] for r in rows})
+    threads = max((r["threads"] for r in rows), default=None)
+    if not seqs:
+        return None, threads
+    return (seq if seq in seqs else seqs[-1]), threads
+
+
+def pick_batch(rows: list[dict[str, Any]], wanted: int, largest: bool = False) -> int | None:
+    batches = sorted({r["batch"] for r in rows})
+    if not batches:
+        return None
+    if wanted in batches:
+        return wanted
+    return batches[-1] if largest else batches[0]
+
+
+def devices(rows: list[dict[str, Any]]) -> list[str]:
+    return [d for d in ("cpu", "cuda") if any(r["device"] == d for r in rows)]

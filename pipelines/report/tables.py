@@ -1,0 +1,127 @@
+"""The report's tables: one per device (p50/p99 and speed-ups), real-length serving, plain text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines.report.rows import comparison_shape, devices, measured_rows, pick_batch
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}g}" if value < 1 else f"{value:.{digits}f}"
+
+
+def summary_table(
+    rows: list[dict[str, Any]], device: str
+) -> tuple[str, list[str], list[list[str]]]:
+    """(title, header, lines) for one device: one line per (artifact, precision)."""
+    on_device = [r for r in rows if r["device"] == device and r.get("mode", "grid") == "grid"]
+    measured = measured_rows(on_device)
+    seq, threads = comparison_shape(measured)
+    small, large = pick_batch(measured, 1), pick_batch(measured, 32, largest=True)
+    batches = [b for b in dict.fromkeys([small, large]) if b is not None]
+    header = ["artifact", "backend", "precision", "accuracy", "size MB"]
+    for b in batches:
+        header += [f"b{b} p50/p99 ms", f"b{b} speed-up"]
+    if not batches:  # nothing measured on this device: one column for the skip reasons
+        header.append("status")
+
+    def cell(artifact: str, precision: str, batch: int) -> dict[str, Any] | None:
+        for r in on_device:
+            if (r["artifact"], r["precision"], r["batch"], r["seq"], r["threads"]) == (
+                artifact,
+                precision,
+                batch,
+                seq,
+                threads,
+            ):
+                return r
+        return None
+
+    lines = []
+    keys = list(dict.fromkeys((r["artifact"], r["precision"]) for r in on_device))
+    for artifact, precision in keys:
+        group = [r for r in on_device if (r["artifact"], r["precision"]) == (artifact, precision)]
+        first = group[0]
+        line = [
+            artifact,
+            first["backend"],
+            precision,
+            fmt(first.get("accuracy"), 4),
+            fmt(first.get("size_mb"), 2),
+        ]
+        skipped = next((r["skipped"] for r in group if r.get("skipped")), None)
+        failed = next((r["error"] for r in group if r.get("error")), None)
+        if skipped:
+            lines.append(line + [f"skipped: {skipped}"] + [""] * (len(header) - len(line) - 1))
+            continue
+        if not batches:
+            lines.append(line + [f"error: {failed[:60]}" if failed else "–"])
+            continue
+        for b in batches:
+            r, base = cell(artifact, precision, b), cell("teacher", "fp32", b)
+            if r is None:
+                line += [f"error: {failed[:60]}" if failed else "–", "–"]
+            elif r.get("error"):
+                line += [f"error: {r['error'][:60]}", "–"]
+            else:
+                ok = base is not None and base.get("p50_ms") and r.get("p50_ms")
+                speed = f"{base['p50_ms'] / r['p50_ms']:.2f}×" if ok else "–"
+                line += [f"{fmt(r['p50_ms'])} / {fmt(r['p99_ms'])}", speed]
+        lines.append(line)
+    title = f"{device}: seq {seq}, {threads} threads; speed-up = teacher fp32 PyTorch p50 ÷ p50"
+    if not batches:
+        title = f"{device}: nothing measured"
+    return title, header, lines
+
+
+def markdown_table(header: list[str], lines: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in lines]
+    return "\n".join(out)
+
+
+def terminal_table(rows: list[dict[str, Any]]) -> str:
+    """The README's per-device tables as aligned plain text."""
+    blocks = []
+    for device in devices(rows):
+        title, header, lines = summary_table(rows, device)
+        widths = [max(len(x) for x in col) for col in zip(header, *lines, strict=False)]
+        text = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False))]
+        text.append("  ".join("-" * w for w in widths))
+        text += [
+            "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=False)).rstrip()
+            for line in lines
+        ]
+        blocks.append("\n".join(text))
+    return "\n\n".join(blocks)
+
+
+def real_length_table(rows: list[dict[str, Any]]) -> str | None:
+    real = [r for r in rows if r.get("mode") == "real_length" and not r.get("error")]
+    if not real:
+        return None
+    header = [
+        "artifact",
+        "device",
+        "threads",
+        "batch",
+        "bucketed sent/s",
+        "padded sent/s",
+        "speed-up",
+        "padding",
+    ]
+    lines = [
+        [
+            r["artifact"],
+            r["device"],
+            str(r["threads"]),
+            str(r["batch"]),
+            fmt(r.get("bucket_sentences_per_s"), 1),
+            fmt(r.get("padded_sentences_per_s"), 1),
+            f"{r['bucket_speedup']:.2f}×" if r.get("bucket_speedup") else "–",
+            f"{r.get('padding_fraction', 0):.0%}",
+        ]
+        for r in real
+    ]
+    return markdown_table(header, lines)

@@ -1,0 +1,142 @@
+"""Bench stage: measure every artifact the same way.
+
+setup (the artifacts from the manifests, the eval split's real lengths) → latency grid (one worker
+process per artifact and thread count) → real-length serving → GPU rows or their skip reasons →
+roofline at b1/s128 → rows.json, which the report stage reads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from modelkit.cpu import usable_cores
+from pipelines.bench.artifacts import discover_artifacts
+from pipelines.bench.gpu import GPU_ROWS_FILE, TRT_CACHE, WORKER_TIMEOUT_S, gpu_rows
+from pipelines.bench.grid import run_grid
+from pipelines.bench.roofline import roofline
+from pipelines.core.context import StageContext, StageResult
+from pipelines.core.errors import DistilleryError
+from pipelines.core.models import load_stage_model
+from pipelines.core.runs import RunDir, atomic_write_json
+from pipelines.data.loading import tokenize
+
+ROWS_FILE = "rows.json"
+
+
+def _threads(requested: list[int] | None) -> list[int]:
+    return requested or sorted({1, usable_cores()})
+
+
+def main(ctx: StageContext) -> StageResult:
+    b = ctx.recipe.bench
+    artifacts = discover_artifacts(ctx.run.path)
+    if b.artifacts:
+        unknown = sorted(set(b.artifacts) - {a.name for a in artifacts})
+        if unknown:
+            raise DistilleryError(
+                f"bench.artifacts: {unknown} not found; allowed values: {', '.join(a.name for a in artifacts)}."
+            )
+        artifacts = [a for a in artifacts if a.name in b.artifacts]
+    real = None
+    if b.bucket:
+        _, tokenizer = load_stage_model(ctx.input_dir("distill"))
+        lengths = [
+            len(ids) for ids in tokenize(ctx.data().eval, tokenizer, ctx.recipe)["input_ids"]
+        ]
+        real = {
+            "lengths": lengths,
+            "max_length": ctx.recipe.data.max_length,
+            "batch_size": b.real_length_batch,
+        }
+    rows = run_grid(
+        artifacts,
+        b.batch_sizes,
+        b.seq_lens,
+        _threads(b.threads),
+        b.min_runs,
+        b.min_seconds,
+        b.warmup_runs,
+        real_lengths=real,
+        timeout_s=b.timeout_s,
+        inc_compile=b.inc_compile,
+    )
+    if b.gpu:
+        rows += gpu_rows(
+            artifacts,
+            b.batch_sizes,
+            b.seq_lens,
+            min_runs=b.min_runs,
+            min_seconds=b.min_seconds,
+            warmup_runs=b.warmup_runs,
+            timeout_s=b.timeout_s,
+            cache_dir=ctx.out / TRT_CACHE,  # TensorRT engines survive reruns of the stage
+        )
+    teacher_config = json.loads((ctx.input_dir("teacher") / "config.json").read_text())
+    student_config = json.loads((ctx.input_dir("distill") / "config.json").read_text())
+    seq = 128 if 128 in b.seq_lens else max(b.seq_lens)
+    top = max(_threads(b.threads))
+    roof = []
+    for row in rows:
+        if (
+            row.get("mode", "grid") == "grid"
+            and row.get("batch") == 1
+            and row.get("seq") == seq
+            and row.get("threads") == top
+            and row.get("device") == "cpu"
+            and row.get("p50_ms")
+        ):
+            config = teacher_config if row["artifact"].startswith("teacher") else student_config
+            roof.append(
+                {
+                    "artifact": row["artifact"],
+                    **roofline(
+                        config,
+                        1,
+                        seq,
+                        cpu={"cores": top},
+                        p50_ms=row["p50_ms"],
+                        precision=row["precision"],
+                    ),
+                }
+            )
+    atomic_write_json(ctx.out / ROWS_FILE, {"rows": rows, "roofline": roof})
+    errors = [r for r in rows if r.get("error")]
+    return StageResult(
+        metrics={"rows": len(rows), "errors": len(errors), "artifacts": len(artifacts)},
+        artifacts={"rows": ROWS_FILE},
+        extra={
+            "measured": [a.to_dict() for a in artifacts],
+            "roofline": roof,
+            "errors": [
+                {k: r.get(k) for k in ("artifact", "batch", "seq", "error")} for r in errors
+            ][:20],
+        },
+    )
+
+
+def gpu_only(recipe, runs_dir: Path) -> tuple[list[dict], Path]:
+    """`make bench-gpu`: the GPU rows of a finished run's artifacts, written to gpu-rows.json."""
+    run = RunDir(runs_dir, recipe.name)
+    artifacts = discover_artifacts(run.path)
+    b = recipe.bench
+    if b.artifacts:
+        artifacts = [a for a in artifacts if a.name in b.artifacts]
+    if not artifacts:
+        raise DistilleryError(
+            f"bench-gpu: no artifacts under {run.path}; run the pipeline first "
+            "(distillery run RECIPE --stage quantize)."
+        )
+    rows = gpu_rows(
+        artifacts,
+        b.batch_sizes,
+        b.seq_lens,
+        min_runs=b.min_runs,
+        min_seconds=b.min_seconds,
+        warmup_runs=b.warmup_runs,
+        timeout_s=min(b.timeout_s, WORKER_TIMEOUT_S),
+        cache_dir=run.stage("bench") / TRT_CACHE,
+    )
+    out = run.stage("bench") / GPU_ROWS_FILE
+    atomic_write_json(out, {"rows": rows})
+    return rows, out

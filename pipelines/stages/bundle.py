@@ -1,0 +1,130 @@
+"""Bundle stage: one ONNX artifact → `runs/<name>/bundle/`, a folder that runs on an edge device.
+
+setup (the artifact: `bundle.artifact`, else the report's recommendation) → copy model.onnx and
+tokenizer.json; write config.json, predict.py, requirements.txt, eval.jsonl, reference.json →
+check that the bundle's predict.py, in a fresh interpreter, reproduces the pipeline's predictions
+on the eval split → time its cold start and steady-state latency in fresh processes → README.md
+(the bundle's model card) → SHA256SUMS, written last. `distillery bundle --verify DIR` repeats
+the check later (pipelines/bundle/verify.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from modelkit.files import ONNX_FILES
+from pipelines.bundle.card import bundle_card
+from pipelines.bundle.verify import (
+    RUN_RECORDS,
+    SUMS,
+    fingerprint,
+    predictions_hash,
+    write_rows,
+    write_sha256sums,
+)
+from pipelines.bundle.writer import (
+    artifact_tokenizer,
+    check_bundle_predictions,
+    choose_artifact,
+    clear,
+    measure_cold_start,
+    measure_steady_state,
+    reference_predictions,
+    requirements,
+    write_files,
+)
+from pipelines.core.context import StageContext, StageResult
+from pipelines.core.runs import atomic_write_json, atomic_write_text
+
+log = logging.getLogger("distillery")
+
+
+def main(ctx: StageContext) -> StageResult:
+    r, b, out = ctx.recipe, ctx.recipe.bundle, ctx.out
+    artifact, chosen_by = choose_artifact(ctx)
+    log.info("bundling %s (%s), chosen by %s", artifact.name, artifact.path, chosen_by)
+    tokenizer, tok_folder = artifact_tokenizer(ctx, artifact)
+    clear(out)
+    config = write_files(ctx, artifact, tokenizer, tok_folder)
+
+    split = ctx.data().eval
+    texts = list(zip(*(split[c] for c in r.task.text_columns), strict=True))
+    rows = [(tuple(t), int(label)) for t, label in zip(texts, split["labels"], strict=True)]
+    reference = reference_predictions(ctx, artifact, tokenizer)
+    record = {
+        "artifact": artifact.name,
+        "accuracy": reference["accuracy"],
+        "recorded_accuracy": artifact.accuracy,
+        "rows": len(rows),
+        "eval_fingerprint": fingerprint(rows),
+        "predictions_sha256": predictions_hash(reference["predicted"]),
+        "order": "input",
+        "batch_size": reference["batch_size"],
+    }
+    atomic_write_json(out / "reference.json", record)
+    if b.include_eval:
+        write_rows(out / "eval.jsonl", rows, config["text_columns"], config["labels"])
+
+    with tempfile.TemporaryDirectory(prefix="distillery-bundle-") as tmp:
+        eval_path = write_rows(
+            Path(tmp) / "eval.jsonl", rows, config["text_columns"], r.task.labels
+        )
+        agreement = check_bundle_predictions(out, eval_path, reference, config["labels"])
+        sample = write_rows(
+            Path(tmp) / "sample.jsonl",
+            rows[: b.latency_sentences],
+            config["text_columns"],
+            r.task.labels,
+        )
+        first_line = sample.read_text().splitlines()[0]
+        measured = {
+            "threads": b.threads,
+            "length_batched_agreement": agreement,
+            "cold_start": measure_cold_start(out, first_line, b.cold_start_runs, b.threads),
+            "steady_state": measure_steady_state(out, sample, b.latency_repeats, b.threads),
+        }
+    atomic_write_text(
+        out / "README.md", bundle_card(ctx, artifact, chosen_by, config, record, measured)
+    )
+    for path in out.iterdir():  # temporary-file writes leave 0600; a device user must read them
+        if path.name not in RUN_RECORDS:
+            path.chmod(0o755 if path.name == "predict.py" else 0o644)
+    sums = write_sha256sums(out)  # last: it covers every file written above
+    (out / SUMS).chmod(0o644)
+    sizes = {name: (out / name).stat().st_size for name in [*sums, SUMS]}
+    model_bytes = sum(sizes.get(n, 0) for n in ONNX_FILES)
+    cold, steady = measured["cold_start"], measured["steady_state"]
+    metrics = {
+        "artifact": artifact.name,
+        "accuracy": record["accuracy"],
+        "recorded_accuracy": artifact.accuracy,
+        "bundle_mb": sum(sizes.values()) / 2**20,
+        "model_mb": model_bytes / 2**20,
+        "cold_start_s": cold["cold_start_s"],
+        "startup_import_s": cold["startup_import_s"],
+        "session_s": cold["session_s"],
+        "first_prediction_s": cold["first_prediction_s"],
+        "per_sentence_p50_ms": steady["per_sentence_p50_ms"],
+        "single_p50_ms": steady["single_p50_ms"],
+        "length_batched_agreement": agreement,
+    }
+    files = {name: name for name in sums}
+    files[SUMS] = SUMS
+    return StageResult(
+        metrics=metrics,
+        artifacts=files,
+        extra={
+            "bundle": {
+                "artifact": artifact.to_dict(),
+                "chosen_by": chosen_by,
+                "reference": record,
+                "measured": measured,
+                "sha256": sums,
+                "size_bytes": sizes,
+                "requirements": requirements().split(),
+                "not_in_sums": list(RUN_RECORDS),
+            }
+        },
+    )

@@ -1,0 +1,135 @@
+"""Distill stage: teacher (from the teacher stage) → student trained on the combined loss.
+
+setup (teacher, data, student, loss spec, cached teacher logits) → `distill.distill` → evaluate →
+save the student in `save_pretrained` layout (no projections) → optional ablation table.
+
+Under torchrun every process runs all of it (DDP through the Trainer, evaluation on every rank
+over the whole eval split); rank 0 alone writes the cache, the student and the tables
+(pipelines.core.distributed).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+import time
+
+from pipelines.core.config import TORCH_DTYPES
+from pipelines.core.context import StageContext, StageResult
+from pipelines.core.distributed import is_main, main_first
+from pipelines.core.models import load_stage_model
+from pipelines.data.loading import require_rows, tokenize
+from pipelines.distillation.ablation import run_ablation
+from pipelines.distillation.logits import cached_teacher_logits
+from pipelines.distillation.loss import loss_spec
+from pipelines.distillation.speedup import measure_cache_speedup
+from pipelines.distillation.student import build_student
+from pipelines.distillation.training import train_student
+from pipelines.train.evaluation import evaluate_model
+from pipelines.train.settings import batch_info, resolve_device, resolve_teacher_dtype
+
+log = logging.getLogger("distillery")
+
+
+def main(ctx: StageContext) -> StageResult:
+    import torch
+    from transformers import set_seed
+
+    r, d = ctx.recipe, ctx.recipe.distill
+    device = resolve_device(r)
+    set_seed(r.seed)
+    teacher, tokenizer = load_stage_model(ctx.input_dir("teacher"))
+    with main_first():  # under DDP rank 0 fills the dataset caches, then the others read them
+        data = ctx.data()
+        require_rows(
+            data.train, r.data.train_split, d.batch_size, f"distill.batch_size is {d.batch_size}"
+        )
+        require_rows(data.eval, r.data.eval_split, 1, "evaluation needs at least one row")
+        train_set, eval_set = tokenize(data.train, tokenizer, r), tokenize(data.eval, tokenizer, r)
+    student, copied = build_student(r, teacher, tokenizer, train_set)
+    initial = copy.deepcopy(student)  # the same starting point for every ablation variant
+    spec = loss_spec(d, student.config.num_hidden_layers, teacher.config.num_hidden_layers, copied)
+    teacher_dtype = resolve_teacher_dtype(r, device)  # after the student copied its fp32 layers
+    teacher = teacher.to(getattr(torch, TORCH_DTYPES[teacher_dtype]))
+
+    cache_info: dict = {}
+    logits = None
+    if d.cache_teacher_logits and not spec.needs_teacher_features:
+        logits, cache_info = cached_teacher_logits(ctx, teacher, train_set, tokenizer, device)
+
+    checkpoints = ctx.out / "checkpoints"
+    started = time.time()
+    trainer, resumed = train_student(
+        ctx, teacher, student, tokenizer, train_set, spec, checkpoints, logits
+    )
+    train_seconds = time.time() - started
+    student = trainer.model.student  # the projections stay behind (trainer.model.loss)
+    metrics, _ = evaluate_model(
+        student, eval_set, tokenizer, d.eval_batch_size, device, "evaluate student"
+    )
+    teacher_acc = ctx.inputs["teacher"]["metrics"]["accuracy"]
+    metrics["teacher_accuracy"] = teacher_acc
+    metrics["retained"] = metrics["accuracy"] / teacher_acc if teacher_acc else 0.0
+
+    if is_main():  # under DDP every rank holds the same student; rank 0 saves it
+        student.save_pretrained(ctx.out, safe_serialization=True)
+        tokenizer.save_pretrained(ctx.out)
+
+    extra = {
+        "student": {
+            "init": r.student.init,
+            "init_weights": r.student.init_weights if r.student.init == "config" else None,
+            "layers": copied,
+            "parameters": sum(p.numel() for p in student.parameters()),
+            "hidden_size": student.config.hidden_size,
+            "num_hidden_layers": student.config.num_hidden_layers,
+        },
+        "teacher_parameters": sum(p.numel() for p in teacher.parameters()),
+        "loss": {
+            "kd_loss": spec.kd_loss,
+            "matches": spec.matches,
+            "layer_map": spec.layer_map,
+            "weights": {k: vars(v) for k, v in spec.weights.items()},
+            "temperature": vars(spec.temperature),
+            "projections": sorted(trainer.model.loss.projections.keys()),
+        },
+        "training": {
+            "resumed_from": resumed,
+            "global_step": trainer.state.global_step,
+            "train_rows": len(train_set),
+            "cached_teacher_logits": logits is not None,
+            "cache": cache_info,
+            "train_seconds": round(train_seconds, 1),
+            "log_history": trainer.state.log_history[-1:],
+            "teacher_dtype": teacher_dtype,
+            **batch_info(trainer.args),
+        },
+    }
+    if d.cache_speedup_steps:
+        extra["cache_speedup"] = measure_cache_speedup(
+            ctx, teacher, initial, tokenizer, train_set, device, copied
+        )
+        metrics["cache_speedup"] = extra["cache_speedup"]["speedup"]
+    if d.ablation:
+        main_row = {
+            "accuracy": metrics["accuracy"],
+            "seconds": round(train_seconds, 1),
+            "weights": {k: v.start for k, v in spec.weights.items()},
+            "matches": list(spec.matches),
+        }
+        extra["ablation"] = run_ablation(
+            ctx, teacher, initial, tokenizer, train_set, eval_set, device, copied, main_row
+        )
+    # Checkpoints go last: if the measurements above fail, a rerun resumes from the final one.
+    if is_main():
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    return StageResult(
+        metrics=metrics,
+        artifacts={
+            "model": "model.safetensors",
+            "config": "config.json",
+            "tokenizer": "tokenizer.json",
+        },
+        extra=extra,
+    )

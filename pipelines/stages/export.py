@@ -1,0 +1,103 @@
+"""Export stage: student (and teacher) → ONNX, an ORT-fused copy, parity on the eval split.
+
+setup (models, tokenized eval split) → export with optimum-onnx → fuse with ORTOptimizer →
+parity of every ONNX artifact against PyTorch (right-padded batches of mixed lengths) → record.
+A parity miss fails the stage with the numbers; no manifest is written.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from export.onnx_export import export_classifier
+from export.optimize import optimize_onnx
+from export.parity import ParityError, check, compare, onnx_logits, torch_logits
+from pipelines.core.context import StageContext, StageResult
+from pipelines.core.errors import DistilleryError, StageFailedError
+from pipelines.core.models import load_stage_model
+from pipelines.data.loading import tokenize
+
+log = logging.getLogger("distillery")
+
+
+def export_one(ctx: StageContext, name: str, model_dir, eval_set, labels) -> dict:
+    """Export `model_dir` as `<name>-onnx` (+ `<name>-onnx-<level>`), each checked for parity."""
+    e = ctx.recipe.export
+    model, tokenizer = load_stage_model(model_dir)
+    reference = torch_logits(model, eval_set, tokenizer, e.batch_size)
+    plain = ctx.out / f"{name}-onnx"
+    info = export_classifier(
+        model_dir,
+        plain,
+        opset=e.opset,
+        device=e.device,
+        feature_extraction=e.feature_extraction and name == "student",
+    )
+    tokenizer.save_pretrained(plain)
+    records = {}
+    candidates = [(f"{name}-onnx", plain, e.atol, info)]
+    if e.optimize != "none":
+        fused = ctx.out / f"{name}-onnx-{e.optimize}"
+        opt_info = optimize_onnx(plain, fused, e.optimize, device=e.device)
+        tokenizer.save_pretrained(fused)
+        candidates.append((f"{name}-onnx-{e.optimize}", fused, e.optimized_atol, opt_info))
+    for artifact, folder, atol, meta in candidates:
+        logits = onnx_logits(folder, eval_set, tokenizer, e.batch_size)
+        report = compare(reference, logits, labels, atol=atol, min_agreement=e.min_agreement)
+        log.info("parity %s: %s", artifact, report.to_dict())
+        try:
+            check(report, artifact)
+        except ParityError as exc:
+            raise StageFailedError(
+                f"{exc} Raise export.atol / export.optimized_atol or export.min_agreement only if "
+                "the difference is understood; otherwise the exported graph is wrong."
+            ) from None
+        records[artifact] = {
+            "path": str(folder.relative_to(ctx.out)),
+            "parity": report.to_dict(),
+            "size_bytes": meta.get("size_bytes"),
+            "opset": meta.get("opset", info["opset"]),
+            "fused_ops": meta.get("fused_ops"),
+        }
+    return records
+
+
+def main(ctx: StageContext) -> StageResult:
+    r = ctx.recipe
+    if r.export.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise DistilleryError(
+                "export.device is 'cuda' but no CUDA device is available; set export.device: cpu."
+            )
+    _, tokenizer = load_stage_model(ctx.input_dir("distill"))
+    eval_set = tokenize(ctx.data().eval, tokenizer, r)
+    labels = np.asarray(eval_set["labels"])
+    artifacts = export_one(ctx, "student", ctx.input_dir("distill"), eval_set, labels)
+    if r.export.teacher:
+        artifacts.update(export_one(ctx, "teacher", ctx.input_dir("teacher"), eval_set, labels))
+    plain = artifacts["student-onnx"]["parity"]
+    metrics = {
+        "accuracy": plain["accuracy_candidate"],
+        "max_abs_diff": plain["max_abs_diff"],
+        "agreement": plain["agreement"],
+        "eval_rows": plain["rows"],
+    }
+    fused_name = f"student-onnx-{r.export.optimize}"
+    if fused_name in artifacts:
+        fused = artifacts[fused_name]["parity"]
+        metrics.update(
+            {
+                "fused_accuracy": fused["accuracy_candidate"],
+                "fused_max_abs_diff": fused["max_abs_diff"],
+                "fused_agreement": fused["agreement"],
+            }
+        )
+    return StageResult(
+        metrics=metrics,
+        artifacts={k: v["path"] for k, v in artifacts.items()},
+        extra={"exports": artifacts},
+    )

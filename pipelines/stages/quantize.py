@@ -1,0 +1,195 @@
+"""Quantize stage: the fp32 student → int8 artifacts, each evaluated and gated on accuracy.
+
+setup (export manifest, eval and calibration rows) → ORT dynamic (preset chosen for this CPU),
+ORT static QDQ (bounded-memory calibration), Neural Compressor PT2E with autotune → parity of each
+against the fp32 student on the eval split → the gate: artifacts over `quantize.max_drop` are
+kept but flagged; the stage fails only when none passes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from export.parity import compare, onnx_logits, torch_logits
+from modelkit.batching import padded_batches
+from pipelines.core.context import StageContext, StageResult
+from pipelines.core.errors import StageFailedError
+from pipelines.core.models import load_stage_model
+from pipelines.core.runs import atomic_write_json
+from pipelines.data.loading import tokenize
+from quantize.gate import QuantizationGateError, gate
+from quantize.ort_dynamic import quantize_dynamic
+from quantize.ort_static import quantize_static
+from quantize.presets import resolve_preset
+
+log = logging.getLogger("distillery")
+
+
+def _onnx_source(ctx: StageContext, model: str, graph: str) -> str:
+    exports = ctx.inputs["export"]["exports"]
+    fused = [k for k in exports if k.startswith(f"{model}-onnx-")]
+    name = fused[0] if graph == "fused" and fused else f"{model}-onnx"
+    return str(ctx.input_dir("export") / exports[name]["path"] / "model.onnx")
+
+
+def _calibration_rows(ctx: StageContext, tokenizer, samples: int):
+    train = ctx.data().train
+    rows = train.shuffle(seed=ctx.recipe.seed).select(range(min(samples, len(train))))
+    return tokenize(rows, tokenizer, ctx.recipe)
+
+
+def _torch_batches(dataset, pad_token_id: int, batch_size: int):
+    import torch
+
+    return [
+        {k: torch.from_numpy(v) for k, v in b.items()}
+        for _, b in padded_batches(dataset, pad_token_id, batch_size)
+    ]
+
+
+def run_inc(ctx: StageContext, model, tokenizer, eval_set, labels) -> tuple[dict, np.ndarray]:
+    import torch
+
+    from quantize.inc import inc_quantize, load_inc_model
+
+    q = ctx.recipe.quantize
+    calib = _torch_batches(
+        _calibration_rows(ctx, tokenizer, q.inc.calibration_samples), tokenizer.pad_token_id, 16
+    )
+    eval_batches = _torch_batches(eval_set, tokenizer.pad_token_id, 64)
+
+    def logits_of(candidate) -> np.ndarray:
+        with torch.inference_mode():
+            return np.concatenate([candidate(**b).float().numpy() for b in eval_batches])
+
+    def accuracy(candidate) -> float:
+        return float((logits_of(candidate).argmax(-1) == labels).mean())
+
+    out = ctx.out / "student-int8-inc"
+    result = inc_quantize(
+        model,
+        calib,
+        accuracy,
+        out_dir=out,
+        tolerable_loss=q.inc.tolerable_loss,
+        configs=q.inc.configs,
+    )
+    tokenizer.save_pretrained(out)
+    return result, logits_of(load_inc_model(out))
+
+
+def main(ctx: StageContext) -> StageResult:
+    r, q = ctx.recipe, ctx.recipe.quantize
+    preset, reason = resolve_preset(q.preset)
+    log.info("quantization preset %s: %s", preset.name, reason)
+    model, tokenizer = load_stage_model(ctx.input_dir("distill"))
+    eval_set = tokenize(ctx.data().eval, tokenizer, r)
+    labels = np.asarray(eval_set["labels"])
+    reference = torch_logits(model, eval_set, tokenizer)
+    records: dict[str, dict] = {}
+
+    def record(name: str, logits: np.ndarray, info: dict) -> None:
+        report = compare(reference, logits, labels, atol=None, min_agreement=0.0)
+        records[name] = {"parity": report.to_dict(), "accuracy": report.accuracy_candidate, **info}
+        log.info(
+            "%s: accuracy %.4f, agreement %.4f", name, report.accuracy_candidate, report.agreement
+        )
+
+    knobs = {
+        "per_channel": q.per_channel,
+        "nodes_to_exclude": q.nodes_to_exclude,
+        "operators_to_quantize": q.operators_to_quantize,
+    }
+    if "dynamic" in q.methods:
+        out = ctx.out / "student-int8-dynamic" / "model.onnx"
+        info = quantize_dynamic(_onnx_source(ctx, "student", q.dynamic_graph), out, preset, **knobs)
+        record(
+            "student-int8-dynamic",
+            onnx_logits(out, eval_set, tokenizer),
+            {"path": "student-int8-dynamic", **info},
+        )
+    if "static" in q.methods:
+        out = ctx.out / "student-int8-static" / "model.onnx"
+        rows = _calibration_rows(ctx, tokenizer, q.calibration.samples)
+        info = quantize_static(
+            _onnx_source(ctx, "student", "plain"),
+            out,
+            rows,
+            method=q.calibration.method,
+            samples=len(rows),
+            batch_size=q.calibration.batch_size,
+            preset=preset,
+            per_channel=q.per_channel,
+            nodes_to_exclude=q.nodes_to_exclude,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        record(
+            "student-int8-static",
+            onnx_logits(out, eval_set, tokenizer),
+            {"path": "student-int8-static", **info},
+        )
+    if "inc" in q.methods:
+        info, logits = run_inc(ctx, model, tokenizer, eval_set, labels)
+        record("student-int8-inc", logits, {"path": "student-int8-inc", **info})
+
+    teacher_record = {}
+    if q.teacher:
+        out = ctx.out / "teacher-int8-dynamic" / "model.onnx"
+        info = quantize_dynamic(_onnx_source(ctx, "teacher", q.dynamic_graph), out, preset, **knobs)
+        t_model, _ = load_stage_model(ctx.input_dir("teacher"))
+        t_logits = onnx_logits(out, eval_set, tokenizer)
+        t_report = compare(
+            torch_logits(t_model, eval_set, tokenizer),
+            t_logits,
+            labels,
+            atol=None,
+            min_agreement=0.0,
+        )
+        teacher_record = {
+            "teacher-int8-dynamic": {
+                "path": "teacher-int8-dynamic",
+                "parity": t_report.to_dict(),
+                "accuracy": t_report.accuracy_candidate,
+                **info,
+            }
+        }
+
+    reference_accuracy = float((reference.argmax(-1) == labels).mean())
+    try:
+        verdict = gate(
+            {k: v["accuracy"] for k, v in records.items()}, reference_accuracy, q.max_drop
+        )
+        failure = None
+    except QuantizationGateError as exc:
+        verdict, failure = exc.result, str(exc)
+    for name, rec in records.items():
+        rec["drop_points"] = verdict.drops[name]
+        rec["rejected"] = name in verdict.rejected
+    extra = {
+        "preset": {**preset.to_dict(), "reason": reason},
+        "quantized": {**records, **teacher_record},
+        "gate": {
+            "reference_accuracy": reference_accuracy,
+            "max_drop_points": q.max_drop,
+            "accepted": verdict.accepted,
+            "rejected": verdict.rejected,
+            "best": verdict.best,
+        },
+    }
+    if failure:
+        atomic_write_json(ctx.out / "gate_failure.json", extra)  # the candidates stay on disk
+        raise StageFailedError(
+            f"{failure} Artifacts kept in {ctx.out}; raise quantize.max_drop to accept one."
+        )
+    best = records[verdict.best]
+    metrics = {
+        "accuracy": best["accuracy"],
+        "best": verdict.best,
+        "reference_accuracy": reference_accuracy,
+        **{f"{k}_accuracy": v["accuracy"] for k, v in records.items()},
+        **{f"{k}_drop_points": v["drop_points"] for k, v in records.items()},
+    }
+    artifacts = {k: v["path"] for k, v in {**records, **teacher_record}.items()}
+    return StageResult(metrics=metrics, artifacts=artifacts, extra=extra)

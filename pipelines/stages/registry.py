@@ -1,0 +1,105 @@
+"""The pipeline's stages, in order: one registry, `STAGES`, and `plan(target)`.
+
+Each stage is a module of this package with a `main(ctx) -> StageResult`; the registry names the
+module and imports it only when the stage runs, so `distillery validate` and `distillery stages`
+load no backend. To add a stage, see docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pipelines.core.context import StageContext, StageResult
+from pipelines.core.errors import DistilleryError
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    sections: tuple[str, ...]  # recipe sections whose values the stage's output depends on
+    needs: tuple[str, ...]  # upstream stages whose manifests are inputs
+    module: str  # the module holding `main(ctx) -> StageResult`
+    describe: str  # one line for --dry-run and `distillery stages`
+    every_rank: bool = False  # runs on every process of a torchrun job (DDP); else on rank 0 only
+
+    @property
+    def main(self) -> Callable[[StageContext], StageResult]:
+        return importlib.import_module(self.module).main
+
+
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in (
+        Stage(
+            "teacher",
+            ("seed", "task", "data", "teacher", "train", "security"),
+            (),
+            "pipelines.stages.teacher",
+            "fine-tune (or load and evaluate) the teacher classifier",
+            every_rank=True,
+        ),
+        Stage(
+            "distill",
+            ("seed", "task", "data", "student", "distill", "train", "security"),
+            ("teacher",),
+            "pipelines.stages.distill",
+            "build the student and train it on the combined loss",
+            every_rank=True,
+        ),
+        Stage(
+            "export",
+            ("seed", "task", "data", "export"),
+            ("teacher", "distill"),
+            "pipelines.stages.export",
+            "export student and teacher to ONNX, fuse, check parity on the eval split",
+        ),
+        Stage(
+            "quantize",
+            ("seed", "task", "data", "quantize"),
+            ("distill", "export"),
+            "pipelines.stages.quantize",
+            "int8: ORT dynamic and static, Neural Compressor; accuracy gate",
+        ),
+        Stage(
+            "bench",
+            ("data", "bench"),
+            ("teacher", "distill", "export", "quantize"),
+            "pipelines.stages.bench",
+            "latency grid, real-length serving, roofline; every backend in its own process",
+        ),
+        Stage(
+            "report",
+            ("bench",),
+            ("bench",),
+            "pipelines.stages.report",
+            "README.md, results.json, pareto.png, latency.png, model card",
+        ),
+        Stage(
+            "bundle",
+            ("seed", "task", "data", "bundle"),
+            ("teacher", "distill", "export", "quantize", "bench", "report"),
+            "pipelines.stages.bundle",
+            "edge bundle: ONNX, tokenizer, predict.py, model card, SHA256SUMS; cold start timed",
+        ),
+    )
+}
+
+
+def plan(target: str | None) -> list[str]:
+    """The stages to visit: `target` and everything upstream of it, in pipeline order."""
+    if target is None:
+        return list(STAGES)
+    if target not in STAGES:
+        raise DistilleryError(
+            f"--stage {target!r}: unknown stage. Allowed values: {', '.join(STAGES)}."
+        )
+    wanted: set[str] = set()
+    todo = [target]
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo.extend(STAGES[name].needs)
+    return [name for name in STAGES if name in wanted]

@@ -1,0 +1,45 @@
+"""Report stage: the bench stage's rows → runs/<name>/report/ (README.md, results.json, plots).
+
+setup (rows.json, the upstream manifests) → `pipelines.report.assemble.write_report` → the same
+table on the terminal, and the recommended artifact in the manifest (the bundle ships it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from pipelines.core.context import StageContext, StageResult
+from pipelines.core.machine import machine
+from pipelines.report.assemble import write_report
+from pipelines.report.recommend import RecommendRule
+from pipelines.report.tables import terminal_table
+from pipelines.stages.bench import ROWS_FILE
+
+
+def main(ctx: StageContext) -> StageResult:
+    data = json.loads((ctx.input_dir("bench") / ROWS_FILE).read_text())
+    manifests = {
+        name: ctx.run.read_manifest(name)
+        for name in ("teacher", "distill", "export", "quantize", "bench")
+    }
+    manifests = {k: v for k, v in manifests.items() if v}
+    rule = RecommendRule(min_retained=ctx.recipe.bench.min_retained)
+    result = write_report(
+        ctx.out, data["rows"], manifests, machine(), rule, roofline=data["roofline"]
+    )
+    print(terminal_table(data["rows"]))
+    if result.get("recommended"):
+        print(f"recommended: {result['recommended']} ({result.get('reason', '')})")
+    best = next((r for r in data["rows"] if r.get("artifact") == result.get("recommended")), {})
+    return StageResult(
+        metrics={"accuracy": best.get("accuracy"), "recommended": result.get("recommended")},
+        artifacts={
+            k: os.path.basename(str(result[k])) for k in ("results", "readme", "pareto", "latency")
+        },
+        extra={
+            "recommended": result.get("recommended"),
+            "reason": result.get("reason"),
+            "recommended_path": str(result.get("recommended_path")),
+        },
+    )

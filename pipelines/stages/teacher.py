@@ -1,0 +1,131 @@
+"""Teacher stage: fine-tune a BERT-family classifier (or evaluate one already fine-tuned).
+
+setup (data, tokenizer, model) → train with the HF `Trainer` (resuming from the newest complete
+checkpoint) → evaluate → save in `save_pretrained` layout with the tokenizer.
+
+Under torchrun every process runs this (DDP through the Trainer); rank 0 prepares the data and the
+vocabulary first and alone saves the model (pipelines.core.distributed). Every process evaluates the
+same (synchronised) model on the whole eval split, so no process waits on another's evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+from pipelines.core.context import StageContext, StageResult
+from pipelines.core.distributed import is_main, main_first
+from pipelines.core.models import (
+    bert_from_shape,
+    build_word_vocab,
+    load_classifier,
+    load_tokenizer,
+    resolve_model,
+)
+from pipelines.core.sources import model_source
+from pipelines.data.loading import require_rows, tokenize
+from pipelines.train.callbacks import logging_callback, sampler_rng_sync
+from pipelines.train.checkpoints import last_checkpoint
+from pipelines.train.evaluation import evaluate_model
+from pipelines.train.settings import batch_info, resolve_device, training_arguments
+
+log = logging.getLogger("distillery")
+
+
+def build_teacher(ctx: StageContext, data):
+    """(tokenizer, model) as the recipe's `teacher` section describes."""
+    recipe, t = ctx.recipe, ctx.recipe.teacher
+    if t.init == "config":
+        if t.tokenizer:
+            tokenizer = load_tokenizer(
+                model_source(t.tokenizer, "teacher.tokenizer"), recipe.security
+            )
+        else:
+            texts = [x for c in recipe.task.text_columns for x in data.train[c]]
+            tokenizer = build_word_vocab(texts, ctx.out / "vocab")
+        model = bert_from_shape(
+            t.config, len(tokenizer), recipe.task.labels, recipe.data.max_length, recipe.seed
+        )
+        return tokenizer, model
+    source = resolve_model(t.model, recipe.security, "teacher.model")
+    tokenizer_source = model_source(t.tokenizer, "teacher.tokenizer") if t.tokenizer else source
+    tokenizer = load_tokenizer(tokenizer_source, recipe.security)
+    model = load_classifier(source, recipe.task.labels, recipe.security, finetuned=not t.finetune)
+    return tokenizer, model
+
+
+def main(ctx: StageContext) -> StageResult:
+    from transformers import DataCollatorWithPadding, Trainer, set_seed
+
+    recipe, t = ctx.recipe, ctx.recipe.teacher
+    device = resolve_device(recipe)
+    set_seed(recipe.seed)
+    with main_first():  # dataset caches and the vocabulary: written once, then read
+        data = ctx.data()
+        require_rows(data.eval, recipe.data.eval_split, 1, "evaluation needs at least one row")
+        tokenizer, model = build_teacher(ctx, data)
+        eval_set = tokenize(data.eval, tokenizer, recipe)
+        if t.finetune:
+            require_rows(
+                data.train,
+                recipe.data.train_split,
+                t.batch_size,
+                f"teacher.batch_size is {t.batch_size}",
+            )
+            train_set = tokenize(data.train, tokenizer, recipe)
+    train_info = {}
+    if t.finetune:
+        checkpoints = ctx.out / "checkpoints"
+        args = training_arguments(
+            recipe,
+            checkpoints,
+            epochs=t.epochs,
+            learning_rate=t.learning_rate,
+            batch_size=t.batch_size,
+            eval_batch_size=t.eval_batch_size,
+            warmup_ratio=t.warmup_ratio,
+            weight_decay=t.weight_decay,
+            train_rows=len(train_set),
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=train_set,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            processing_class=tokenizer,
+            callbacks=[logging_callback(), sampler_rng_sync()],
+        )
+        resume = last_checkpoint(checkpoints)
+        if resume:
+            log.info("resuming teacher training from %s", resume)
+        output = trainer.train(resume_from_checkpoint=resume)
+        model = trainer.model
+        train_info = {
+            "resumed_from": resume,
+            "global_step": trainer.state.global_step,
+            "train_loss": output.training_loss,
+            "train_rows": len(train_set),
+            "train_seconds": output.metrics.get("train_runtime"),
+            **batch_info(args),
+        }
+    metrics, _ = evaluate_model(
+        model, eval_set, tokenizer, t.eval_batch_size, device, "evaluate teacher"
+    )
+    if is_main():
+        model.save_pretrained(ctx.out, safe_serialization=True)
+        tokenizer.save_pretrained(ctx.out)
+        shutil.rmtree(ctx.out / "checkpoints", ignore_errors=True)
+        shutil.rmtree(ctx.out / "vocab", ignore_errors=True)
+    return StageResult(
+        metrics=metrics,
+        artifacts={
+            "model": "model.safetensors",
+            "config": "config.json",
+            "tokenizer": "tokenizer.json",
+        },
+        extra={
+            "training": train_info,
+            "device": device,
+            "parameters": sum(p.numel() for p in model.parameters()),
+        },
+    )

@@ -1,0 +1,75 @@
+"""Trainer callbacks the training stages add: loss terms to log.txt, one RNG across DDP ranks at
+each epoch's start, and a steady-state step timer."""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("distillery")
+
+
+def logging_callback():
+    """A Trainer callback copying every logged dict (each loss term, lr) to the stage's log.txt."""
+    from transformers import TrainerCallback
+
+    class LogCallback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs:
+                log.info("step %d: %s", state.global_step, logs)
+
+    return LogCallback()
+
+
+def sampler_rng_sync():
+    """A Trainer callback: under DDP every rank starts each epoch with rank 0's CPU RNG state.
+
+    The Trainer's length-grouped sampler (`group_by_length`) shuffles with the global CPU RNG and
+    accelerate shards its batches by position, so every rank must draw the same permutation, or
+    the shards overlap and some rows are skipped. The ranks start from the same seed, but CPU
+    dropout draws one number per element and each rank pads its batches to its own length, so
+    from the second epoch on their RNG states differ (seen on 2 gloo processes); accelerate
+    synchronises sampler generators only, not the global RNG. Syncing at an epoch's start puts the
+    ranks back where they began: same state, different data.
+    """
+    from transformers import TrainerCallback
+
+    class SamplerRNGSync(TrainerCallback):
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            if args.world_size > 1:
+                import torch
+
+                from pipelines.core.distributed import share
+
+                torch.random.set_rng_state(share(torch.random.get_rng_state()))
+
+    return SamplerRNGSync()
+
+
+def step_timer(skip: int):
+    """A Trainer callback timing steady-state steps: from the end of step `skip` to the last one.
+
+    Setup (dataloader, length grouping over the whole split, first-step allocations) is excluded,
+    so two runs of the same length compare their per-step cost only.
+    """
+    import time
+
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        started: float | None = None
+        ended: float | None = None
+        last_step = 0
+
+        def on_step_end(self, args, state, control, **kwargs):
+            now = time.perf_counter()
+            if state.global_step == skip:
+                self.started = now
+            self.ended, self.last_step = now, state.global_step
+
+        @property
+        def seconds_per_step(self) -> float:
+            if self.started is None or self.last_step <= skip:
+                raise ValueError(f"fewer than {skip + 1} steps ran; nothing to time")
+            return (self.ended - self.started) / (self.last_step - skip)
+
+    return StepTimer()
