@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from export.features import cls_vector_onnx, cls_vector_torch
 from export.onnx_export import export_classifier
@@ -248,17 +249,26 @@ def test_report_numbers_and_tolerances():
         compare(reference, candidate[:3], labels, atol=1e-4, min_agreement=1.0)
 
 
-def test_pipeline_returns_label_names(exported, tokenizer):
+def test_pipeline_returns_label_names(exported, tokenizer, torch_model):
     from optimum.onnxruntime import ORTModelForSequenceClassification
-    from transformers import pipeline
+    from transformers import AutoConfig, AutoTokenizer, pipeline
 
     model = ORTModelForSequenceClassification.from_pretrained(exported["out_dir"])
     # the folder also holds features/model.onnx: the classifier at the root must be the one loaded
     assert [o.name for o in model.session.get_outputs()] == ["logits"]
-    classify = pipeline("text-classification", model=model, tokenizer=tokenizer)
-    predictions = classify(["w1 w2 w3", "w7 w8", "w40 w41 w42 w43 w44"])
-    assert {p["label"] for p in predictions} <= set(LABELS.values())
-    assert all(0.0 < p["score"] <= 1.0 for p in predictions)
+    texts = ["w1 w2 w3", "w7 w8", "w40 w41 w42 w43 w44"]
+    saved = AutoTokenizer.from_pretrained(exported["out_dir"])  # the tokenizer the export wrote
+    assert saved(texts)["input_ids"] == tokenizer(texts)["input_ids"]
+    assert AutoConfig.from_pretrained(exported["out_dir"]).id2label == LABELS
+    predictions = pipeline("text-classification", model=model, tokenizer=saved)(texts)
+    with torch.no_grad():
+        probs = torch.softmax(
+            torch_model(**tokenizer(texts, padding=True, return_tensors="pt")).logits, -1
+        )
+    assert [p["label"] for p in predictions] == [LABELS[int(i)] for i in probs.argmax(-1)]
+    assert [p["score"] for p in predictions] == pytest.approx(
+        probs.max(-1).values.tolist(), abs=1e-4
+    )
 
 
 def test_cls_vectors_agree(tiny_dir, exported):

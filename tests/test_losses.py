@@ -37,9 +37,12 @@ def test_kd_loss_minimal_at_equality_positive_otherwise(name):
 
 def test_kl_scales_with_temperature_squared():
     s, t = torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 2.0]])
-    p_t = torch.softmax(t / 4, -1)
-    manual = (p_t * (torch.log(p_t) - torch.log_softmax(s / 4, -1))).sum() * 16
-    assert KD_LOSSES["kl"](s, t, 4.0).item() == pytest.approx(manual.item(), rel=1e-5)
+    # at T = 4 the two sides are [0.5, 0] and [0, 0.5]: KL = tanh(0.25) · 0.5, times T² = 16
+    assert KD_LOSSES["kl"](s, t, 4.0).item() == pytest.approx(1.95935, rel=1e-5)
+    # the T² factor: scaling logits and T together leaves the softmax alone and multiplies by T²
+    assert KD_LOSSES["kl"](4 * s, 4 * t, 4.0).item() == pytest.approx(
+        16 * KD_LOSSES["kl"](s, t, 1.0).item(), rel=1e-5
+    )
 
 
 def _features(name, batch=2, seq=5, width=6, heads=2):
@@ -146,6 +149,17 @@ def test_combined_loss_is_the_weighted_sum_and_reports_every_term():
         + MATCH_LOSSES["hidden_mse"].fn(out_s.hidden_states[2], out_t.hidden_states[4], mask)
     ) / 2
     assert terms["hidden_mse"].item() == pytest.approx(hidden.item(), rel=1e-6)
+    import torch.nn.functional as F
+
+    assert terms["task"].item() == pytest.approx(F.cross_entropy(out_s.logits, labels).item())
+    p_t = torch.softmax(out_t.logits / 2.0, -1)  # LossSpec's default temperature is 2.0
+    kl = (p_t * (p_t.log() - torch.log_softmax(out_s.logits / 2.0, -1))).sum(-1).mean() * 4.0
+    assert terms["kd"].item() == pytest.approx(kl.item(), rel=1e-5)
+    attention = (
+        MATCH_LOSSES["attention_mse"].fn(out_s.attentions[0], out_t.attentions[1], mask)
+        + MATCH_LOSSES["attention_mse"].fn(out_s.attentions[1], out_t.attentions[3], mask)
+    ) / 2
+    assert terms["attention_mse"].item() == pytest.approx(attention.item(), rel=1e-6)
 
 
 def test_linear_schedules_move_weight_and_temperature():

@@ -175,6 +175,34 @@ def test_distill_stage_trains_a_pruned_student(tmp_path):
     ]  # 'auto' pairs the student layer with its source
     assert manifest["loss"]["projections"] == ["hidden_mse"]
     assert manifest["metrics"]["accuracy"] >= 0.85 * manifest["metrics"]["teacher_accuracy"]
+    log = (tmp_path / "runs" / "tiny" / "distill" / "log.txt").read_text()
+    assert "student cut from teacher layers [1]: 16 of 32 channels" in log
+    # Before any training, the cut student already tracks the teacher; a random one does not.
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from distill.student import from_config
+    from pipelines.data.loading import load_task_data, tokenize
+    from pipelines.distillation.student import build_student
+    from pipelines.train.evaluation import predict_logits
+
+    folder = tmp_path / "runs" / "tiny" / "teacher"
+    teacher = AutoModelForSequenceClassification.from_pretrained(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    data = load_task_data(recipe)
+    train, evaluation = tokenize(data.train, tok, recipe), tokenize(data.eval, tok, recipe)
+    cut, _ = build_student(recipe, teacher, tok, train)
+    random = from_config(teacher, 1, 16, 1, 32, "truncate", recipe.seed)
+
+    def kl_to_teacher(model):
+        p_t = torch.softmax(
+            torch.from_numpy(predict_logits(teacher, evaluation, tok, progress=False)), -1
+        )
+        log_s = torch.log_softmax(
+            torch.from_numpy(predict_logits(model, evaluation, tok, progress=False)), -1
+        )
+        return float((p_t * (p_t.log() - log_s)).sum(-1).mean())
+
+    assert kl_to_teacher(cut) < 0.5 * kl_to_teacher(random)
 
 
 def test_an_impossible_cut_is_refused_before_the_teacher_trains(tmp_path):

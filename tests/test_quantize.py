@@ -330,7 +330,10 @@ def test_inc_survives_autotune_returning_nothing(tiny, tmp_path, monkeypatch, fa
     assert (result["autotune_error"] is not None) == (failure == "raises")
     assert result["candidates"][0]["config"] == "dynamic" and result["best"]["accuracy"] == 0.8
     assert result["met_tolerance"] is False  # 0.8 < 0.9 * (1 - 0.01)
-    assert (tmp_path / "inc" / "inc_recipe.json").is_file()
+    from quantize.inc import load_inc_model
+
+    rebuilt = load_inc_model(tmp_path / "inc")  # the saved candidate rebuilds (logits checked)
+    assert tuple(rebuilt(**calib[0]).shape) == (4, 2)
 
 
 def test_inc_unknown_config_lists_names(tiny):

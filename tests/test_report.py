@@ -165,12 +165,30 @@ def test_readme_tables_and_model_card(report):
 
 
 def test_terminal_table_matches_readme(report):
+    """The terminal shows the README's cpu table: same artifacts, same cells."""
+    import re
+
     table = terminal_table(_rows())
     lines = table.splitlines()
     for name in ARTIFACTS:
         found = sum(line.split()[0] == name for line in lines if line.strip())
         assert found == (2 if name == "teacher" else 1), name  # cuda: the teacher's skip only
     assert "skipped: torch.cuda.is_available() is False" in table
+    readme = Path(report["readme"]).read_text()
+    cpu = readme.split("## cpu:", 1)[1].split("\n## ", 1)[0]
+    readme_rows = {
+        cells[0]: cells
+        for line in cpu.splitlines()
+        if line.startswith("| ") and not line.startswith("| artifact")
+        for cells in [[c.strip() for c in line.strip("|").split(" | ")]]
+    }
+    terminal_rows = {}
+    for line in table.split("\n\n", 1)[0].splitlines()[3:]:  # the cpu block, after its header
+        cells = re.split(r"\s{2,}", line.strip())
+        terminal_rows[cells[0]] = cells
+    assert set(readme_rows) == set(terminal_rows) and len(readme_rows) >= 3
+    for name, cells in readme_rows.items():
+        assert terminal_rows[name] == cells, name
 
 
 def test_pareto_ignores_rows_without_accuracy():
