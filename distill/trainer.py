@@ -18,6 +18,7 @@ to fp32 before the loss.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any, NamedTuple
 
@@ -25,6 +26,11 @@ import torch
 from transformers import Trainer
 
 from distill.combined import CombinedLoss
+from modelkit.errors import InputError
+
+
+class NonFiniteLossError(InputError):
+    """Training produced a NaN or infinite loss; the message names the step and the terms."""
 
 
 class TeacherOutputs(NamedTuple):
@@ -118,8 +124,16 @@ class DistillationTrainer(Trainer):
         progress = state.global_step / state.max_steps if state.max_steps else 0.0
         out = model(labels=labels, teacher=teacher, progress=progress, **inputs)
         if model.training:
-            for name, value in out.terms.items():
-                self._term_sums[name] += float(value.detach())
+            terms = {name: float(value.detach()) for name, value in out.terms.items()}
+            if not torch.isfinite(out.loss.detach()):
+                bad = ", ".join(f"{k}={v}" for k, v in terms.items() if not math.isfinite(v))
+                raise NonFiniteLossError(
+                    f"step {state.global_step + 1}: the distillation loss is not finite "
+                    f"({bad or 'a weighted sum overflowed'}; weights {out.weights}). Lower the "
+                    "learning rate or the loss weights, or check the data; nothing was saved."
+                )
+            for name, value in terms.items():
+                self._term_sums[name] += value
             self._term_steps += 1
             self._last_weights = out.weights
         return (out.loss, out) if return_outputs else out.loss

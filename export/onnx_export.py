@@ -34,8 +34,11 @@ def export_classifier(
     opset: int | None = None,
     device: str = "cpu",
     feature_extraction: bool = False,
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     """Export `model_dir` (save_pretrained layout) to `out_dir/model.onnx` with dynamic axes.
+
+    trust_remote_code: the folder holds a model with its own code, and its owner trusts it.
 
     opset None takes optimum's default for the architecture (18 for BERT in optimum-onnx 0.1).
     Returns paths, the opset read back from the file, input/output names, size in bytes, and the
@@ -43,12 +46,12 @@ def export_classifier(
     written to `out_dir/export_info.json`.
     """
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    config = _load_config(model_dir)
+    config = _load_config(model_dir, trust_remote_code)
     _check_architecture(config, model_dir)
     _check_device(device)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    _main_export(model_dir, out_dir, "text-classification", opset, device)
+    _main_export(model_dir, out_dir, "text-classification", opset, device, trust_remote_code)
     info: dict[str, Any] = {
         "model_dir": str(model_dir),
         "model_type": config.model_type,
@@ -60,7 +63,9 @@ def export_classifier(
     }
     if feature_extraction:
         features_dir = out_dir / FEATURES_SUBDIR
-        _main_export(model_dir, features_dir, "feature-extraction", opset, device)
+        _main_export(
+            model_dir, features_dir, "feature-extraction", opset, device, trust_remote_code
+        )
         info["features"] = {
             "task": "feature-extraction",
             **describe_onnx(features_dir / "model.onnx"),
@@ -88,7 +93,9 @@ def describe_onnx(onnx_path: str | Path) -> dict[str, Any]:
     }
 
 
-def _main_export(model_dir: Path, out_dir: Path, task: str, opset: int | None, device: str) -> None:
+def _main_export(
+    model_dir: Path, out_dir: Path, task: str, opset: int | None, device: str, trust: bool
+) -> None:
     from optimum.exporters.onnx import main_export
 
     main_export(
@@ -102,11 +109,12 @@ def _main_export(model_dir: Path, out_dir: Path, task: str, opset: int | None, d
         library_name="transformers",
         framework="pt",
         local_files_only=True,  # a local folder; never reach for the Hub
+        trust_remote_code=trust,
         do_validation=False,  # see the module docstring; export.parity does the checking
     )
 
 
-def _load_config(model_dir: Path):
+def _load_config(model_dir: Path, trust: bool = False):
     from transformers import AutoConfig
 
     if not (model_dir / "config.json").is_file():
@@ -114,7 +122,7 @@ def _load_config(model_dir: Path):
             f"export: {model_dir} has no config.json; pass a folder written by "
             "model.save_pretrained(...) and tokenizer.save_pretrained(...)."
         )
-    return AutoConfig.from_pretrained(model_dir, local_files_only=True)
+    return AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=trust)
 
 
 def _check_architecture(config, model_dir: Path) -> None:

@@ -33,9 +33,13 @@ def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """The recipe's keys and values, then what can be checked from model configs alone."""
     from pipelines.core.config import load_recipe
 
     recipe = load_recipe(args.recipe, _overrides(args))
+    from pipelines.stages.preflight import preflight_models
+
+    preflight_models(recipe)
     print(
         f"{args.recipe}: valid (run '{recipe.name}', teacher {recipe.teacher.model or 'from config'}, "
         f"data {recipe.data.source}, student {recipe.student.init})"

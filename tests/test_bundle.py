@@ -72,7 +72,7 @@ def pipeline_predictions(recipe_path: Path, artifact: str, texts: list[str]) -> 
     recipe = load_recipe(recipe_path)
     run = recipe_path.parent / "runs" / "tiny"
     path = {a.name: a.path for a in discover_artifacts(run)}[artifact]
-    _, tokenizer = load_stage_model(run / "distill")
+    _, tokenizer = load_stage_model(run / "distill", recipe.security)
     rows = tokenize(datasets.Dataset.from_dict({"text": texts}), tokenizer, recipe)
     return onnx_logits(Path(path) / "model.onnx", rows, tokenizer).argmax(-1).tolist()
 
@@ -240,14 +240,32 @@ def test_predict_reads_text_json_and_pairs_and_names_bad_lines():
     assert rows == [(1, ("plain text",)), (3, ("json",)), (4, ("quoted",))]
     pair = list(predict.read_rows(['{"a": "x", "b": "y"}'], ["a", "b"], "auto"))
     assert pair == [(1, ("x", "y"))]
-    with pytest.raises(predict.InputError, match=r"line 1: .*sentence pairs"):
-        list(predict.read_rows(["only one text"], ["a", "b"], "auto"))
-    with pytest.raises(
-        predict.InputError, match=r"line 2: the JSON object has no text under \['text'\]"
-    ):
-        list(predict.read_rows(["ok", '{"txt": "x"}'], ["text"], "auto"))
-    with pytest.raises(predict.InputError, match="line 1: not valid JSON; use --format text"):
-        list(predict.read_rows(["not json"], ["text"], "jsonl"))
+
+    def errors(lines, columns, fmt):  # a bad line comes back as its error, the rest as rows
+        return [
+            (n, str(t)) if isinstance(t, predict.InputError) else (n, t)
+            for n, t in predict.read_rows(lines, columns, fmt)
+        ]
+
+    assert errors(["only one text"], ["a", "b"], "auto")[0][1].endswith(
+        "(this model reads sentence pairs)"
+    )
+    assert errors(["ok", '{"txt": "x"}'], ["text"], "auto") == [
+        (1, ("ok",)),
+        (
+            2,
+            "line 2: the JSON object has no text under ['text']; expected keys ['text'] "
+            "(config.json text_columns)",
+        ),
+    ]
+    assert errors(["not json"], ["text"], "jsonl") == [
+        (1, "line 1: not valid JSON; use --format text")
+    ]
+    assert errors([b"fine\n", b"caf\xe9\n", b"ok"], ["text"], "auto") == [
+        (1, ("fine",)),
+        (2, "line 2: not valid UTF-8 (byte 0xe9 at column 4)"),
+        (3, ("ok",)),
+    ]
 
 
 def test_bundle_tokenizer_truncates_and_pairs_like_the_pipeline(built):
@@ -262,11 +280,11 @@ def test_bundle_tokenizer_truncates_and_pairs_like_the_pipeline(built):
     out = bundle_dir(tmp)
     predictor = load_predict_module().Predictor(out, threads=1)
     max_length = predictor.config["max_length"]
-    _, hf = load_stage_model(tmp / "runs" / "tiny" / "distill")
     long = "this movie felt lovely in the end but the script is quite awful " * 3
     singles = [long, "short one"]
     pairs = [(long, "a short pair"), ("x y", long)]
     single_recipe = load_recipe(path)
+    _, hf = load_stage_model(tmp / "runs" / "tiny" / "distill", single_recipe.security)
     pair_recipe = load_recipe(path, ["task.text_columns=[a, b]"])
     expected = tokenize(datasets.Dataset.from_dict({"text": singles}), hf, single_recipe)
     expected_pairs = tokenize(

@@ -112,13 +112,13 @@ def test_missing_column_lists_found_columns(tmp_path):
 def test_label_out_of_range_names_row_and_labels():
     with pytest.raises(
         DataError,
-        match=r"split 'train', row 2: label 5 is not valid\. task\.labels is \['neg', 'pos'\]",
+        match=r"split 'train', row 3: label 5 is not valid\. task\.labels is \['neg', 'pos'\]",
     ):
         label_ids([0, 1, 5, 7], ["neg", "pos"], "train")
 
 
 def test_unknown_string_label_names_row():
-    with pytest.raises(DataError, match=r"row 1: label 'meh' is not valid"):
+    with pytest.raises(DataError, match=r"row 2: label 'meh' is not valid"):
         label_ids(["pos", "meh"], ["neg", "pos"], "validation")
 
 

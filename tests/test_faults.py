@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -158,26 +159,35 @@ def test_student_with_another_vocabulary_is_refused_before_the_teacher_trains(tm
     assert not (runs / "tiny" / "teacher").exists()  # refused before any training
 
 
-def test_damaged_artifact_of_a_finished_stage_is_named_before_use(tmp_path):
-    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe()))
+def test_damaged_artifact_of_a_finished_stage_is_named_and_redone(tmp_path):
+    """A finished stage whose files changed is not trusted: the run names the file and redoes
+    that stage (issue #19: a fully skipped run checks the artifacts too)."""
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe(teacher={"epochs": 1})))
     runs = tmp_path / "runs"
     manifests = run_pipeline(recipe, runs, target="export", echo=lambda _: None)
     files = manifests["export"]["files"]
     assert "student-onnx/model.onnx" in files and files["student-onnx/model.onnx"]["bytes"] > 0
     onnx_file = runs / "tiny" / "export" / "student-onnx" / "model.onnx"
-    good = onnx_file.read_bytes()
-    onnx_file.write_bytes(good[:2000])  # truncated after the stage finished
-    with pytest.raises(
-        DistilleryError,
-        match=r"student-onnx/model\.onnx: has 2000 bytes, the manifest recorded \d+; .* --stage export --force",
-    ):
-        run_pipeline(recipe, runs, target="quantize", echo=lambda _: None)
-    assert not (runs / "tiny" / "quantize" / "manifest.json").exists()
-    onnx_file.write_bytes(good)
+    onnx_file.write_bytes(onnx_file.read_bytes()[:2000])  # truncated after the stage finished
+    lines = []
+    done = run_pipeline(recipe, runs, target="quantize", echo=lines.append)
+    assert any(
+        re.search(
+            r"\[export\] its files changed since it finished \(.*student-onnx/model\.onnx: "
+            r"has 2000 bytes, the manifest recorded \d+\); rerunning the stage",
+            line,
+        )
+        for line in lines
+    )
+    assert lines[0].startswith("[teacher] skipped") and lines[1].startswith("[distill] skipped")
+    assert onnx_file.stat().st_size == files["student-onnx/model.onnx"]["bytes"]  # redone
+    assert done["quantize"]["metrics"]["accuracy"] > 0.5
 
     weights = runs / "tiny" / "teacher" / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-10:] = b"\xff" * 10  # same size, different bytes
     weights.write_bytes(bytes(data))
-    with pytest.raises(DistilleryError, match=r"teacher/model\.safetensors: has changed since"):
-        run_pipeline(recipe, runs, target="distill", force=True, echo=lambda _: None)
+    lines = []
+    run_pipeline(recipe, runs, target="teacher", echo=lines.append)
+    assert "teacher/model.safetensors: has changed since the stage finished" in lines[0]
+    assert lines[-1].startswith("[teacher] done")

@@ -104,7 +104,7 @@ def test_a_narrower_student_keeps_the_most_active_parts(tmp_path):
             "whole teacher heads of 8 dimensions, so hidden_size 16 needs 2 heads",
         ),
         ((2, 64, 8, 24), [0, 1], "hidden_size: 64 is larger than the teacher's 32"),
-        ((2, 16, 2, 24), [0], "1 teacher layers [0] for a student of 2 layers"),
+        ((2, 16, 2, 24), [0], "[0] lists 1 teacher layers for a 2-layer student"),
         ((2, 16, 2, 24), [0, 3], "[3] out of range; the teacher has 3 layers, valid indices 0..2"),
     ],
 )

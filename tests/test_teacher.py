@@ -74,10 +74,11 @@ def test_same_config_is_skipped_and_force_reruns(tmp_path):
     assert second["teacher"]["finished"] == first["teacher"]["finished"]
     assert lines[0].startswith("[teacher] skipped: already done with this config")
     _, lines = _run(tmp_path, force=True, teacher={"epochs": 0.2})
-    assert lines[0].startswith("[teacher] running")
+    assert lines[0].startswith("[teacher] the finished run is kept aside")
+    assert lines[1].startswith("[teacher] running")
     changed, lines = _run(tmp_path, teacher={"epochs": 0.3})
     assert (
-        lines[0].startswith("[teacher] running")
+        lines[1].startswith("[teacher] running")
         and changed["teacher"]["hash"] != first["teacher"]["hash"]
     )
 

@@ -372,7 +372,7 @@ class Recipe(Section):
     task: TaskConfig = f(help="columns and labels")
     data: DataConfig = f(help="where the data comes from")
     teacher: TeacherConfig = f(help="the teacher model")
-    seed: Int = f(42, min=0, help="seed for sampling, init and training")
+    seed: Int = f(42, min=0, max=2**32 - 1, help="seed for sampling, init and training")
     student: StudentConfig = f(StudentConfig, help="the student model")
     distill: DistillConfig = f(DistillConfig, help="the distillation loss and trainer")
     export: ExportConfig = f(ExportConfig, help="ONNX export, graph optimisation, parity")
@@ -447,6 +447,26 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], cwd: Path) -> dic
     return raw
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key that appears twice in one mapping (PyYAML keeps the
+    last silently, so `epochs: 3` ... `epochs: 1` would train one epoch without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} appears twice in one mapping (first on line {seen[key]}); "
+                    "keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read, override, resolve and validate a recipe file."""
     path = Path(path)
@@ -455,7 +475,15 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
             f"recipe {path}: no such file. Recipes live in recipes/, e.g. recipes/demo.yaml."
         )
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"recipe {path}: line {line} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); "
+            "save the recipe as UTF-8."
+        ) from None
+    try:
+        raw = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise ConfigError(f"recipe {path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

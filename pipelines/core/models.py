@@ -172,16 +172,33 @@ def teacher_sources(recipe: Recipe) -> list[tuple[Source, str]]:
     return found
 
 
-def load_stage_model(folder: Path):
-    """A model this pipeline saved itself (safetensors), with its tokenizer."""
+def load_stage_model(folder: Path, security: SecurityConfig):
+    """A model this pipeline saved itself (safetensors), with its tokenizer.
+
+    A teacher with its own code (trusted by `security.trust_remote_code`) saved that code beside
+    its weights; it is loaded with the same trust, never with a prompt.
+    """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    trust = security.trust_remote_code
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            folder, use_safetensors=True, trust_remote_code=trust
+        )
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
     except Exception as exc:
         raise DistilleryError(
             f"{folder}: cannot load the model saved there ({exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0][:200]}). The file may be truncated; rerun that stage with --force."
+            f"{str(exc).splitlines()[0][:200]}). Rerun the stage that wrote it with --force."
         ) from None
     return model, tokenizer
+
+
+def save_model(model, tokenizer, folder: Path) -> None:
+    """`save_pretrained` of a stage's model (safetensors) and tokenizer. A model with its own
+    code (`auto_map` in its config, trusted by the recipe) gets that code saved beside it, so
+    the next stage loads it from this folder alone."""
+    if getattr(model.config, "auto_map", None):
+        model.register_for_auto_class("AutoModelForSequenceClassification")
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)

@@ -57,13 +57,7 @@ class RunDir:
         return self.stage(stage) / MANIFEST
 
     def read_manifest(self, stage: str) -> dict[str, Any] | None:
-        path = self.manifest_path(stage)
-        if not path.is_file():
-            return None
-        try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None  # a damaged manifest counts as "not done"
+        return _read_json(self.manifest_path(stage))
 
     def require_manifest(self, stage: str) -> dict[str, Any]:
         found = self.read_manifest(stage)
@@ -74,11 +68,42 @@ class RunDir:
             )
         return found
 
-    def invalidate(self, stage: str) -> None:
-        """Forget that a stage is done (before rerunning it), keeping its files for resume."""
-        self.manifest_path(stage).unlink(missing_ok=True)
-        for stale in self.stage(stage).glob(f".{MANIFEST}.*.tmp"):  # from a write cut short
-            stale.unlink(missing_ok=True)
+    def previous(self, stage: str) -> Path:
+        """Where a finished stage waits while an attempt under another config runs."""
+        return self.path / f".{stage}.previous"
+
+    def read_previous_manifest(self, stage: str) -> dict[str, Any] | None:
+        return _read_json(self.previous(stage) / MANIFEST)
+
+    def set_aside(self, stage: str) -> bool:
+        """Before rerunning a finished stage, move its folder aside (True), so a failed or
+        interrupted attempt loses nothing: the finished run is restored when its config is asked
+        for again, and dropped only once the new attempt has written its manifest."""
+        folder = self.stage(stage)
+        if not self.manifest_path(stage).is_file():
+            for stale in folder.glob(f".{MANIFEST}.*.tmp"):  # from a write cut short
+                stale.unlink(missing_ok=True)
+            return False
+        shutil.rmtree(self.previous(stage), ignore_errors=True)
+        os.replace(folder, self.previous(stage))
+        return True
+
+    def restore_previous(self, stage: str) -> None:
+        """Put the set-aside finished run back. An unfinished attempt in its place is dropped; a
+        finished one (of yet another config) is set aside in turn, so no finished run is lost."""
+        folder, previous = self.stage(stage), self.previous(stage)
+        if self.manifest_path(stage).is_file():
+            swap = self.path / f".{stage}.swap"
+            shutil.rmtree(swap, ignore_errors=True)
+            os.replace(folder, swap)
+            os.replace(previous, folder)
+            os.replace(swap, previous)
+            return
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(previous, folder)
+
+    def drop_previous(self, stage: str) -> None:
+        shutil.rmtree(self.previous(stage), ignore_errors=True)
 
     def start_attempt(self, stage: str, digest: str) -> str | None:
         """Record that `stage` is being run for config hash `digest`; return why old checkpoints
@@ -128,22 +153,39 @@ def file_digests(folder: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-def verify_files(folder: Path, stage: str, manifest: dict[str, Any]) -> None:
-    """Every file the stage's manifest recorded is still there, same size and hash."""
+def damaged_files(folder: Path, manifest: dict[str, Any]) -> list[str]:
+    """'<path>: <problem>' for each file the manifest recorded that is missing or changed."""
+    problems = []
     for rel, want in (manifest.get("files") or {}).items():
         path = folder / rel
-        problem = None
         if not path.is_file():
-            problem = "is missing"
+            problems.append(f"{path}: is missing")
         elif path.stat().st_size != want["bytes"]:
-            problem = f"has {path.stat().st_size} bytes, the manifest recorded {want['bytes']}"
-        elif sha256_file(path) != want["sha256"]:
-            problem = "has changed since the stage finished (sha256 differs from the manifest)"
-        if problem:
-            raise DistilleryError(
-                f"{path}: {problem}; the file is truncated, corrupted or was edited after stage "
-                f"'{stage}' finished. Rerun that stage: distillery run RECIPE --stage {stage} --force."
+            problems.append(
+                f"{path}: has {path.stat().st_size} bytes, the manifest recorded {want['bytes']}"
             )
+        elif sha256_file(path) != want["sha256"]:
+            problems.append(f"{path}: has changed since the stage finished (sha256 differs)")
+    return problems
+
+
+def verify_files(folder: Path, stage: str, manifest: dict[str, Any]) -> None:
+    """Every file the stage's manifest recorded is still there, same size and hash."""
+    problems = damaged_files(folder, manifest)
+    if problems:
+        raise DistilleryError(
+            f"{problems[0]}; the file is truncated, corrupted or was edited after stage "
+            f"'{stage}' finished. Rerun that stage: distillery run RECIPE --stage {stage} --force."
+        )
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # a damaged manifest counts as "not done"
 
 
 def sha256_file(path: Path) -> str:

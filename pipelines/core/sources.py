@@ -6,6 +6,7 @@ offline machine gets one clear message in seconds instead of a retry loop at min
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,3 +113,29 @@ def preflight(sources: list[tuple[Source, Literal["model", "dataset"]]]) -> None
             "(a model folder in save_pretrained layout; a data folder with train.jsonl / "
             "validation.jsonl). recipes/sst2-minilm.yaml does this with ../shared."
         )
+
+
+def fingerprint(source: Source) -> str:
+    """What a stage reading `source` depends on: for a local folder, the sha256 and size of its
+    weight, config and tokenizer files (so new weights at the same path make the stage stale);
+    for the Hub, the id (its revision is whatever the cache holds)."""
+    if source.kind != "local":
+        return f"{source.kind}:{source.value}:{source.subset or ''}"
+    from modelkit.files import CONFIG_AND_TOKENIZER_FILES, WEIGHT_FILES
+    from pipelines.core.runs import sha256_file
+
+    folder = source.path
+    names = {*WEIGHT_FILES, *CONFIG_AND_TOKENIZER_FILES}
+    files = (
+        sorted(
+            p
+            for p in folder.iterdir()
+            if p.is_file() and (p.name in names or p.suffix == ".safetensors")
+        )
+        if folder.is_dir()
+        else [folder]
+    )
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}:{path.stat().st_size}:{sha256_file(path)}\n".encode())
+    return digest.hexdigest()

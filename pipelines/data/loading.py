@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,11 @@ def _split_file(folder: Path, split: str) -> Path:
 
 
 def _load_file(path: Path, split: str):
+    """One split from one file, cached by the file's content.
+
+    datasets keys its cache of a local file by path, size and modification time, so an edit that
+    keeps both would serve the old rows; the cache folder here is named by the content's sha256.
+    """
     import datasets
 
     ext = path.suffix.lstrip(".")
@@ -53,15 +59,34 @@ def _load_file(path: Path, split: str):
         raise DataError(
             f"split '{split}' ({path}) is empty: 0 rows. Fill it, or name another split in data.train_split / data.eval_split."
         )
+    if ext != "parquet":  # text formats: arrow's readers pass invalid UTF-8 through to the rows
+        try:
+            path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: {_first_non_utf8(path)}; save the file as UTF-8.") from None
+    cache = Path(datasets.config.HF_DATASETS_CACHE) / "distillery" / _file_hash([path])[:24]
     try:
-        return datasets.load_dataset(
-            FORMATS[ext], data_files={split: str(path)}, split=split, **kwargs
+        dataset = datasets.load_dataset(
+            FORMATS[ext], data_files={split: str(path)}, split=split, cache_dir=str(cache), **kwargs
         )
     except Exception as exc:
         raise DataError(
             f"{path}: cannot be read as {ext} ({exc.__class__.__name__}: {(str(exc) or '-').splitlines()[0][:200]}). "
             "Check the file is complete and in the format its extension says."
         ) from None
+    header = 1 if ext in ("csv", "tsv") else 0
+    lines = ext in ("csv", "tsv", "jsonl")
+    return dataset, (lambda row: f"{path.name} line {row + 1 + header}") if lines else None
+
+
+def _first_non_utf8(path: Path) -> str:
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return f"line {number} is not UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1})"
+    return "not UTF-8"
 
 
 def _file_hash(paths: list[Path]) -> str:
@@ -88,13 +113,18 @@ def _local_files(source: Source, recipe: Recipe) -> list[Path]:
 
 
 def _load_local(source: Source, recipe: Recipe):
+    """(train, eval, where): `where[split](row)` names a row's file and line for messages."""
     d = recipe.data
     files = _local_files(source, recipe)
     if len(files) == 2:
-        return _load_file(files[0], d.train_split), _load_file(files[1], d.eval_split)
-    whole = _load_file(files[0], "train")
+        (train, where_t), (evaluation, where_e) = (
+            _load_file(files[0], d.train_split),
+            _load_file(files[1], d.eval_split),
+        )
+        return train, evaluation, {d.train_split: where_t, d.eval_split: where_e}
+    whole, _ = _load_file(files[0], "train")
     parts = whole.train_test_split(test_size=d.eval_fraction, seed=recipe.seed)
-    return parts["train"], parts["test"]
+    return parts["train"], parts["test"], {}
 
 
 def source_fingerprint(recipe: Recipe) -> str:
@@ -126,7 +156,7 @@ def _load_hub(source: Source, recipe: Recipe):
                 f"data.source {source.value}: no split '{split}'; it has {sorted(loaded)}. "
                 "Set data.train_split / data.eval_split."
             )
-    return loaded[d.train_split], loaded[d.eval_split]
+    return loaded[d.train_split], loaded[d.eval_split], {}
 
 
 def _load_synthetic(source: Source, recipe: Recipe):
@@ -141,7 +171,7 @@ def _load_synthetic(source: Source, recipe: Recipe):
         )
     except ValueError as exc:
         raise DataError(f"data.source synthetic:{source.value}: {exc}") from None
-    return datasets.Dataset.from_list(train), datasets.Dataset.from_list(evaluation)
+    return datasets.Dataset.from_list(train), datasets.Dataset.from_list(evaluation), {}
 
 
 def check_columns(dataset, recipe: Recipe, split: str) -> None:
@@ -155,33 +185,59 @@ def check_columns(dataset, recipe: Recipe, split: str) -> None:
             )
 
 
-def label_ids(values: list[Any], labels: list[str], split: str) -> list[int]:
+Where = Callable[[int], str] | None  # row index → "train.csv line 7", for messages
+
+
+def _row_name(row: int, where: Where) -> str:
+    return where(row) if where else f"row {row + 1}"
+
+
+def label_ids(
+    values: list[Any], labels: list[str], split: str, where: Where = None, start: int = 0
+) -> list[int]:
     """Map raw label values (int indices or label names) to ints, naming the first bad row."""
     index = {name: i for i, name in enumerate(labels)}
     out = []
-    for row, value in enumerate(values):
+    for row, value in enumerate(values, start):
         if isinstance(value, bool) or value is None:
             ok = False
         elif isinstance(value, int):
             ok = 0 <= value < len(labels)
+        elif isinstance(value, float) and value.is_integer():  # a csv column with a blank reads
+            value, ok = int(value), 0 <= value < len(labels)  # as floats: 1.0 is label 1
         elif isinstance(value, str):
             ok = value in index
             value_id = index.get(value)
         else:
             ok = False
         if not ok:
+            shown = "(empty)" if value is None else repr(value)
             raise DataError(
-                f"split '{split}', row {row}: label {value!r} is not valid. task.labels is {labels}: "
-                f"labels must be an index 0..{len(labels) - 1} or one of those names."
+                f"split '{split}', {_row_name(row, where)}: label {shown} is not valid. task.labels "
+                f"is {labels}: labels must be an index 0..{len(labels) - 1} or one of those names."
             )
         out.append(value if isinstance(value, int) else value_id)
     return out
 
 
-def _finish(dataset, recipe: Recipe, split: str, limit: int | None):
+def check_texts(dataset, columns: list[str], split: str, where: Where = None) -> None:
+    """Every row holds a string in every text column (None or a number would reach the
+    tokenizer as a traceback), naming the first row that does not."""
+    for column in columns:
+        for row, value in enumerate(dataset[column]):
+            if not isinstance(value, str):
+                shown = "nothing (null)" if value is None else f"{value!r} ({type(value).__name__})"
+                raise DataError(
+                    f"split '{split}', {_row_name(row, where)}: text column '{column}' holds "
+                    f"{shown}; every row needs a string there. Fix or drop that row."
+                )
+
+
+def _finish(dataset, recipe: Recipe, split: str, limit: int | None, where: Where = None):
     check_columns(dataset, recipe, split)
+    check_texts(dataset, recipe.task.text_columns, split, where)
     label_column, labels = recipe.task.label_column, recipe.task.labels
-    label_ids(list(dataset[label_column]), labels, split)  # every row checked, first bad one named
+    label_ids(list(dataset[label_column]), labels, split, where)  # every row checked
 
     def to_ids(batch):  # a map (not add_column) so datasets caches it with the source files
         return {"labels": label_ids(batch[label_column], labels, split)}
@@ -201,10 +257,12 @@ def load_task_data(recipe: Recipe) -> TaskData:
     datasets.disable_progress_bars()
     source = dataset_source(recipe.data.source, recipe.data.subset)
     loader = {"local": _load_local, "hub": _load_hub, "synthetic": _load_synthetic}[source.kind]
-    train, evaluation = loader(source, recipe)
+    train, evaluation, where = loader(source, recipe)
     d = recipe.data
-    train = _finish(train, recipe, d.train_split, d.max_train_samples)
-    evaluation = _finish(evaluation, recipe, d.eval_split, d.max_eval_samples)
+    train = _finish(train, recipe, d.train_split, d.max_train_samples, where.get(d.train_split))
+    evaluation = _finish(
+        evaluation, recipe, d.eval_split, d.max_eval_samples, where.get(d.eval_split)
+    )
     datasets.enable_progress_bars()
     return TaskData(
         train=train, eval=evaluation, data_hash=source_fingerprint(recipe), source=source

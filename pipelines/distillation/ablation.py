@@ -61,7 +61,7 @@ def run_ablation(
             logits, _ = cached_teacher_logits(ctx, teacher, train_set, tokenizer, device)
         out = ctx.out / "ablation" / variant
         started = time.time()
-        trainer, _ = train_student(
+        trainer, _, _ = train_student(
             ctx,
             teacher,
             copy.deepcopy(initial),

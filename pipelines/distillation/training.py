@@ -11,13 +11,13 @@ from distill.api import distill
 from distill.combined import LossSpec
 from pipelines.core.context import StageContext
 from pipelines.train.callbacks import logging_callback, sampler_rng_sync
-from pipelines.train.checkpoints import last_checkpoint
+from pipelines.train.checkpoints import last_checkpoint, loss_sum_before
 from pipelines.train.settings import training_arguments
 
 log = logging.getLogger("distillery")
 
 
-def train_student(
+def train_student(  # -> (trainer, checkpoint resumed from, loss summed before it)
     ctx: StageContext,
     teacher,
     student,
@@ -44,6 +44,7 @@ def train_student(
     for key, value in overrides.items():
         setattr(args, key, value)
     resume = last_checkpoint(out_dir)
+    before = loss_sum_before(resume)  # read now: training rotates old checkpoints away
     if resume:
         log.info("resuming distillation from %s", resume)
     trainer = distill(
@@ -57,4 +58,4 @@ def train_student(
         resume_from_checkpoint=resume,
         callbacks=[logging_callback(), sampler_rng_sync(), *(callbacks or [])],
     )
-    return trainer, resume
+    return trainer, resume, before

@@ -40,7 +40,7 @@ def main(ctx: StageContext) -> StageResult:
         artifacts = [a for a in artifacts if a.name in b.artifacts]
     real = None
     if b.bucket:
-        _, tokenizer = load_stage_model(ctx.input_dir("distill"))
+        _, tokenizer = load_stage_model(ctx.input_dir("distill"), ctx.recipe.security)
         lengths = [
             len(ids) for ids in tokenize(ctx.data().eval, tokenizer, ctx.recipe)["input_ids"]
         ]

@@ -18,7 +18,7 @@ import time
 from pipelines.core.config import TORCH_DTYPES
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.distributed import is_main, main_first
-from pipelines.core.models import load_stage_model
+from pipelines.core.models import load_stage_model, save_model
 from pipelines.data.loading import require_rows, tokenize
 from pipelines.distillation.ablation import run_ablation
 from pipelines.distillation.logits import cached_teacher_logits
@@ -26,6 +26,7 @@ from pipelines.distillation.loss import loss_spec
 from pipelines.distillation.speedup import measure_cache_speedup
 from pipelines.distillation.student import build_student
 from pipelines.distillation.training import train_student
+from pipelines.train.checkpoints import train_loss_across_resume
 from pipelines.train.evaluation import evaluate_model
 from pipelines.train.settings import batch_info, resolve_device, resolve_teacher_dtype
 
@@ -39,7 +40,7 @@ def main(ctx: StageContext) -> StageResult:
     r, d = ctx.recipe, ctx.recipe.distill
     device = resolve_device(r)
     set_seed(r.seed)
-    teacher, tokenizer = load_stage_model(ctx.input_dir("teacher"))
+    teacher, tokenizer = load_stage_model(ctx.input_dir("teacher"), ctx.recipe.security)
     with main_first():  # under DDP rank 0 fills the dataset caches, then the others read them
         data = ctx.data()
         require_rows(
@@ -60,7 +61,7 @@ def main(ctx: StageContext) -> StageResult:
 
     checkpoints = ctx.out / "checkpoints"
     started = time.time()
-    trainer, resumed = train_student(
+    trainer, resumed, before = train_student(
         ctx, teacher, student, tokenizer, train_set, spec, checkpoints, logits
     )
     train_seconds = time.time() - started
@@ -73,8 +74,7 @@ def main(ctx: StageContext) -> StageResult:
     metrics["retained"] = metrics["accuracy"] / teacher_acc if teacher_acc else 0.0
 
     if is_main():  # under DDP every rank holds the same student; rank 0 saves it
-        student.save_pretrained(ctx.out, safe_serialization=True)
-        tokenizer.save_pretrained(ctx.out)
+        save_model(student, tokenizer, ctx.out)
 
     extra = {
         "student": {
@@ -97,6 +97,11 @@ def main(ctx: StageContext) -> StageResult:
         "training": {
             "resumed_from": resumed,
             "global_step": trainer.state.global_step,
+            "train_loss": train_loss_across_resume(
+                trainer.state.log_history[-1].get("train_loss", float("nan")),
+                trainer.state.global_step,
+                before,
+            ),
             "train_rows": len(train_set),
             "cached_teacher_logits": logits is not None,
             "cache": cache_info,

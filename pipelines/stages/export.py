@@ -25,7 +25,7 @@ log = logging.getLogger("distillery")
 def export_one(ctx: StageContext, name: str, model_dir, eval_set, labels) -> dict:
     """Export `model_dir` as `<name>-onnx` (+ `<name>-onnx-<level>`), each checked for parity."""
     e = ctx.recipe.export
-    model, tokenizer = load_stage_model(model_dir)
+    model, tokenizer = load_stage_model(model_dir, ctx.recipe.security)
     reference = torch_logits(model, eval_set, tokenizer, e.batch_size)
     plain = ctx.out / f"{name}-onnx"
     info = export_classifier(
@@ -34,6 +34,7 @@ def export_one(ctx: StageContext, name: str, model_dir, eval_set, labels) -> dic
         opset=e.opset,
         device=e.device,
         feature_extraction=e.feature_extraction and name == "student",
+        trust_remote_code=ctx.recipe.security.trust_remote_code,
     )
     tokenizer.save_pretrained(plain)
     records = {}
@@ -73,7 +74,7 @@ def main(ctx: StageContext) -> StageResult:
             raise DistilleryError(
                 "export.device is 'cuda' but no CUDA device is available; set export.device: cpu."
             )
-    _, tokenizer = load_stage_model(ctx.input_dir("distill"))
+    _, tokenizer = load_stage_model(ctx.input_dir("distill"), ctx.recipe.security)
     eval_set = tokenize(ctx.data().eval, tokenizer, r)
     labels = np.asarray(eval_set["labels"])
     artifacts = export_one(ctx, "student", ctx.input_dir("distill"), eval_set, labels)

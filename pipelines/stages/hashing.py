@@ -6,6 +6,11 @@ stale for nothing:
 - COSMETIC keys change how a run is displayed, logged or scheduled, not what it computes;
 - HASHED_WHEN_SET keys were added after runs existed: they enter the hash only when set away from
   the default, which is what runs made before the key did.
+
+A stage that reads model files named by the recipe (the teacher's checkpoint, a pretrained
+student) also hashes those files (`stage_sources`): new weights at the same path make it stale,
+and with it every stage downstream. Manifests written before sources were recorded carry no
+`sources` key; `is_done` accepts them on their config hash alone (`legacy_hash`).
 """
 
 from __future__ import annotations
@@ -24,7 +29,37 @@ HASHED_WHEN_SET = {
 }
 
 
-def stage_hash(recipe: Recipe, stage: Stage, inputs: dict[str, str], data_hash: str) -> str:
+def stage_sources(recipe: Recipe, stage: str) -> dict[str, str]:
+    """{recipe key: fingerprint} of the model files the stage reads (none for most stages)."""
+    from pipelines.core.sources import fingerprint, model_source
+
+    keys = []
+    if stage == "teacher":
+        if recipe.teacher.init == "pretrained" and recipe.teacher.model:
+            keys.append(("teacher.model", recipe.teacher.model))
+        if recipe.teacher.tokenizer:
+            keys.append(("teacher.tokenizer", recipe.teacher.tokenizer))
+    if stage == "distill" and recipe.student.init == "pretrained" and recipe.student.model:
+        keys.append(("student.model", recipe.student.model))
+    return {key: fingerprint(model_source(value, key)) for key, value in keys}
+
+
+def is_done(manifest: dict | None, digest: str, legacy_hash: str) -> bool:
+    """The manifest records this hash; or it predates recorded sources and matches on config."""
+    if not manifest:
+        return False
+    if manifest.get("hash") == digest:
+        return True
+    return "sources" not in manifest and manifest.get("hash") == legacy_hash
+
+
+def stage_hash(
+    recipe: Recipe,
+    stage: Stage,
+    inputs: dict[str, str],
+    data_hash: str,
+    sources: dict[str, str] | None = None,
+) -> str:
     config = recipe_to_dict(recipe)
     hashed = {}
     for section in stage.sections:
@@ -37,6 +72,7 @@ def stage_hash(recipe: Recipe, stage: Stage, inputs: dict[str, str], data_hash: 
                 if k not in COSMETIC.get(section, ()) and not (k in late and v == late[k])
             }
         hashed[section] = value
-    return canonical_hash(
-        {"stage": stage.name, "config": hashed, "inputs": inputs, "data": data_hash}
-    )
+    payload = {"stage": stage.name, "config": hashed, "inputs": inputs, "data": data_hash}
+    if sources:
+        payload["sources"] = sources
+    return canonical_hash(payload)

@@ -22,33 +22,62 @@ def preflight_sources(recipe: Recipe, names: list[str]) -> None:
             (resolve_model(recipe.student.model, recipe.security, "student.model"), "model")
         )
     preflight(sources)
+    if "distill" in names:
+        preflight_models(recipe)
     if "distill" in names and recipe.student.init == "pretrained":
         preflight_student_vocab(recipe)
-    if "distill" in names and recipe.student.init_weights == "prune":
-        preflight_prune(recipe)
 
 
-def preflight_prune(recipe: Recipe) -> None:
-    """A student that cannot be cut from the teacher (head width, sizes, layers) is refused before
-    the teacher trains, from the teacher's config alone."""
-    from distill.prune import check_prunable
-
+def teacher_config(recipe: Recipe):
+    """The teacher's config without its weights: from the recipe's shape, a local folder or the
+    Hub cache; None when only the Hub could say (offline, not cached)."""
     t = recipe.teacher
     if t.init == "config":
         from transformers import BertConfig
 
-        config = BertConfig(**t.config.model_dump())
-    else:
-        from transformers import AutoConfig
+        return BertConfig(**t.config.model_dump())
+    from transformers import AutoConfig
 
-        from pipelines.core.models import resolve_model
+    from pipelines.core.models import resolve_model
 
-        source = resolve_model(t.model, recipe.security, "teacher.model")
-        config = AutoConfig.from_pretrained(
-            source.value, trust_remote_code=recipe.security.trust_remote_code
-        )
+    source = resolve_model(t.model, recipe.security, "teacher.model")
     try:
-        check_prunable(config, recipe.student.config, recipe.student.layers)
+        return AutoConfig.from_pretrained(
+            source.value,
+            trust_remote_code=recipe.security.trust_remote_code,
+            local_files_only=source.kind == "local",
+        )
+    except Exception:
+        if source.kind == "local":
+            raise
+        return None  # a hub id not cached here: checked when the teacher stage loads it
+
+
+def preflight_models(recipe: Recipe) -> None:
+    """The student can be built from this teacher, checked from configs alone (no weights):
+    a supported encoder family, `student.layers` and an explicit `distill.layer_map` inside the
+    teacher's depth, and a pruned shape the teacher can give. `distillery validate` runs it too.
+    """
+    from distill.layer_map import resolve as resolve_layer_map
+    from distill.prune import check_prunable
+    from distill.student import check_teacher_layers
+    from modelkit.families import family_of
+
+    config = teacher_config(recipe)
+    if config is None:
+        return
+    s, d = recipe.student, recipe.distill
+    try:
+        family_of(config, "teacher.model")
+        n_teacher = config.num_hidden_layers
+        if s.init == "teacher_layers":
+            check_teacher_layers(s.layers, n_teacher)
+        if s.init_weights == "prune":
+            check_prunable(config, s.config, s.layers)
+        n_student = {"teacher_layers": len(s.layers), "config": s.config.num_hidden_layers}
+        if s.init in n_student and d.matches:
+            copied = s.layers if s.init == "teacher_layers" or s.init_weights == "prune" else None
+            resolve_layer_map(d.layer_map, n_student[s.init], n_teacher, copied)
     except InputError as exc:
         raise ConfigError(str(exc)) from None
 

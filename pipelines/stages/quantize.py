@@ -84,7 +84,7 @@ def main(ctx: StageContext) -> StageResult:
     r, q = ctx.recipe, ctx.recipe.quantize
     preset, reason = resolve_preset(q.preset)
     log.info("quantization preset %s: %s", preset.name, reason)
-    model, tokenizer = load_stage_model(ctx.input_dir("distill"))
+    model, tokenizer = load_stage_model(ctx.input_dir("distill"), ctx.recipe.security)
     eval_set = tokenize(ctx.data().eval, tokenizer, r)
     labels = np.asarray(eval_set["labels"])
     reference = torch_logits(model, eval_set, tokenizer)
@@ -138,7 +138,7 @@ def main(ctx: StageContext) -> StageResult:
     if q.teacher:
         out = ctx.out / "teacher-int8-dynamic" / "model.onnx"
         info = quantize_dynamic(_onnx_source(ctx, "teacher", q.dynamic_graph), out, preset, **knobs)
-        t_model, _ = load_stage_model(ctx.input_dir("teacher"))
+        t_model, _ = load_stage_model(ctx.input_dir("teacher"), ctx.recipe.security)
         t_logits = onnx_logits(out, eval_set, tokenizer)
         t_report = compare(
             torch_logits(t_model, eval_set, tokenizer),

@@ -15,17 +15,23 @@ import shutil
 
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.distributed import is_main, main_first
+from pipelines.core.errors import ConfigError
 from pipelines.core.models import (
     bert_from_shape,
     build_word_vocab,
     load_classifier,
     load_tokenizer,
     resolve_model,
+    save_model,
 )
 from pipelines.core.sources import model_source
 from pipelines.data.loading import require_rows, tokenize
 from pipelines.train.callbacks import logging_callback, sampler_rng_sync
-from pipelines.train.checkpoints import last_checkpoint
+from pipelines.train.checkpoints import (
+    last_checkpoint,
+    loss_sum_before,
+    train_loss_across_resume,
+)
 from pipelines.train.evaluation import evaluate_model
 from pipelines.train.settings import batch_info, resolve_device, training_arguments
 
@@ -51,11 +57,21 @@ def build_teacher(ctx: StageContext, data):
     tokenizer_source = model_source(t.tokenizer, "teacher.tokenizer") if t.tokenizer else source
     tokenizer = load_tokenizer(tokenizer_source, recipe.security)
     model = load_classifier(source, recipe.task.labels, recipe.security, finetuned=not t.finetune)
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        key = "teacher.tokenizer" if t.tokenizer else "teacher.model"
+        raise ConfigError(
+            f"{key}: the tokenizer has {len(tokenizer)} tokens but the model's embedding table has "
+            f"{rows} rows, so token ids {rows}..{len(tokenizer) - 1} would index past it. Use the "
+            "tokenizer the model was trained with (leave teacher.tokenizer unset)."
+        )
     return tokenizer, model
 
 
 def main(ctx: StageContext) -> StageResult:
-    from transformers import DataCollatorWithPadding, Trainer, set_seed
+    from transformers import DataCollatorWithPadding, set_seed
+
+    from pipelines.train.trainer import CheckedTrainer
 
     recipe, t = ctx.recipe, ctx.recipe.teacher
     device = resolve_device(recipe)
@@ -87,7 +103,7 @@ def main(ctx: StageContext) -> StageResult:
             weight_decay=t.weight_decay,
             train_rows=len(train_set),
         )
-        trainer = Trainer(
+        trainer = CheckedTrainer(
             model=model,
             args=args,
             train_dataset=train_set,
@@ -96,6 +112,7 @@ def main(ctx: StageContext) -> StageResult:
             callbacks=[logging_callback(), sampler_rng_sync()],
         )
         resume = last_checkpoint(checkpoints)
+        before = loss_sum_before(resume)  # read now: training rotates old checkpoints away
         if resume:
             log.info("resuming teacher training from %s", resume)
         output = trainer.train(resume_from_checkpoint=resume)
@@ -103,7 +120,9 @@ def main(ctx: StageContext) -> StageResult:
         train_info = {
             "resumed_from": resume,
             "global_step": trainer.state.global_step,
-            "train_loss": output.training_loss,
+            "train_loss": train_loss_across_resume(
+                output.training_loss, trainer.state.global_step, before
+            ),
             "train_rows": len(train_set),
             "train_seconds": output.metrics.get("train_runtime"),
             **batch_info(args),
@@ -112,8 +131,7 @@ def main(ctx: StageContext) -> StageResult:
         model, eval_set, tokenizer, t.eval_batch_size, device, "evaluate teacher"
     )
     if is_main():
-        model.save_pretrained(ctx.out, safe_serialization=True)
-        tokenizer.save_pretrained(ctx.out)
+        save_model(model, tokenizer, ctx.out)
         shutil.rmtree(ctx.out / "checkpoints", ignore_errors=True)
         shutil.rmtree(ctx.out / "vocab", ignore_errors=True)
     return StageResult(

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from modelkit.batching import longest_first, padded_batches
+from pipelines.core.errors import DistilleryError
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -54,6 +55,13 @@ def evaluate_model(
     model, dataset, tokenizer, batch_size: int = 128, device: str = "cpu", desc: str = "evaluate"
 ) -> tuple[dict[str, Any], np.ndarray]:
     logits = predict_logits(model, dataset, tokenizer, batch_size, device, desc)
+    bad = int((~np.isfinite(logits)).any(-1).sum())
+    if bad:
+        raise DistilleryError(
+            f"{desc}: the model's logits are NaN or infinite on {bad} of {len(logits)} eval rows, "
+            "so its weights are broken (training diverged). Lower the learning rate and rerun; "
+            "nothing was saved."
+        )
     labels = np.asarray(dataset["labels"])
     metrics = classification_metrics(logits, labels)
     metrics["eval_rows"] = len(labels)

@@ -9,8 +9,15 @@ Input, one row per line (blank lines are skipped): plain text, or a JSON object 
 column(s) named in config.json (`text_columns`; two of them for sentence pairs), or a JSON string.
 Output, one JSON line per row and in input order:
     {"line": 3, "label": "positive", "probabilities": {"negative": 0.02, "positive": 0.98}}
+A line that cannot be read (not UTF-8, not the JSON the model needs) gets an error line instead,
+    {"line": 4, "error": "not valid UTF-8 (byte 0xe9 at column 5)"}
+also reported on standard error, and the other lines are still predicted (exit status 1 at the
+end); `--on-error stop` stops at that line instead, after writing every prediction before it.
 
-Needs only onnxruntime, tokenizers and numpy (requirements.txt). Copied into each bundle from
+Needs only onnxruntime, tokenizers and numpy (requirements.txt).
+
+Why one module: it is shipped to devices as one file beside the model, with nothing else of
+distillery. Copied into each bundle from
 distillery's pipelines/bundle/files/predict.py, where it is linted and tested.
 """
 
@@ -117,37 +124,58 @@ class Predictor:
         ]
 
 
-def read_rows(lines: Iterable[str], columns: list[str], fmt: str) -> Iterator[tuple[int, tuple]]:
-    """(line number, texts) per non-blank line; texts has one entry per text column."""
+def read_rows(
+    lines: Iterable[str | bytes], columns: list[str], fmt: str
+) -> Iterator[tuple[int, tuple | InputError]]:
+    """(line number, texts) per non-blank line, or (line number, InputError) for one that
+    cannot be read; texts has one entry per text column."""
     for number, line in enumerate(lines, 1):
-        line = line.rstrip("\n")
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                byte = line[exc.start]
+                yield (
+                    number,
+                    InputError(
+                        f"line {number}: not valid UTF-8 (byte 0x{byte:02x} at column {exc.start + 1})"
+                    ),
+                )
+                continue
+        line = line.rstrip("\r\n")
         if not line.strip():
             continue
-        value = line
-        if fmt != "text":
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError:
-                if fmt == "jsonl":
-                    raise InputError(f"line {number}: not valid JSON; use --format text") from None
-                value = line  # auto: plain text
-        if isinstance(value, dict):
-            missing = [c for c in columns if not isinstance(value.get(c), str)]
-            if missing:
-                raise InputError(
-                    f"line {number}: the JSON object has no text under {missing}; "
-                    f"expected keys {columns} (config.json text_columns)"
-                )
-            yield number, tuple(value[c] for c in columns)
-        elif isinstance(value, str) and len(columns) == 1:
-            yield number, (value,)
-        elif fmt == "auto" and len(columns) == 1:  # a number or list that parsed as JSON
-            yield number, (line,)
-        else:
+        try:
+            yield number, parse_row(line, number, columns, fmt)
+        except InputError as exc:
+            yield number, exc
+
+
+def parse_row(line: str, number: int, columns: list[str], fmt: str) -> tuple:
+    value = line
+    if fmt != "text":
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            if fmt == "jsonl":
+                raise InputError(f"line {number}: not valid JSON; use --format text") from None
+            value = line  # auto: plain text
+    if isinstance(value, dict):
+        missing = [c for c in columns if not isinstance(value.get(c), str)]
+        if missing:
             raise InputError(
-                f"line {number}: expected a JSON object with keys {columns} "
-                + ("(this model reads sentence pairs)" if len(columns) > 1 else "or plain text")
+                f"line {number}: the JSON object has no text under {missing}; "
+                f"expected keys {columns} (config.json text_columns)"
             )
+        return tuple(value[c] for c in columns)
+    if isinstance(value, str) and len(columns) == 1:
+        return (value,)
+    if fmt == "auto" and len(columns) == 1:  # a number or list that parsed as JSON
+        return (line,)
+    raise InputError(
+        f"line {number}: expected a JSON object with keys {columns} "
+        + ("(this model reads sentence pairs)" if len(columns) > 1 else "or plain text")
+    )
 
 
 def chunks(rows: Iterable, size: int) -> Iterator[list]:
@@ -208,6 +236,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--benchmark", type=int, metavar="REPEATS", help="print latency of REPEATS passes instead"
     )
     parser.add_argument("--timings", action="store_true", help="JSON timings on standard error")
+    parser.add_argument(
+        "--on-error",
+        choices=("skip", "stop"),
+        default="skip",
+        help="a line that cannot be read: write an error line for it and go on (exit 1 at the "
+        "end), or stop there (exit 2) after writing every prediction before it",
+    )
     args = parser.parse_args(argv)
     for name in ("threads", "batch_size", "window", "benchmark"):
         value = getattr(args, name)
@@ -228,31 +263,48 @@ def main(argv: list[str] | None = None) -> int:
     batch_size = args.batch_size or int(predictor.config.get("batch_size", 32))
     # Whole batches per window, so --order input batches exactly as one pass over all rows would.
     window = args.window if args.window < batch_size else args.window // batch_size * batch_size
-    source = open(args.input, encoding="utf-8") if args.input else sys.stdin  # noqa: SIM115
+    source = open(args.input, "rb") if args.input else sys.stdin.buffer  # noqa: SIM115
     first_s = None
+    failed = 0
     try:
         rows = read_rows(source, predictor.text_columns, args.format)
         if args.benchmark:
-            found = [texts for _, texts in rows]
+            found = [texts for _, texts in rows if not isinstance(texts, InputError)]
             print(json.dumps(benchmark(predictor, found, batch_size, args.benchmark)))
             return 0
         for chunk in chunks(rows, window):
-            results = predictor.predict([texts for _, texts in chunk], batch_size, args.order)
-            for (number, _), result in zip(chunk, results, strict=True):
-                print(json.dumps({"line": number, **result}, ensure_ascii=False))
+            bad = next((i for i, (_, t) in enumerate(chunk) if isinstance(t, InputError)), None)
+            if bad is not None and args.on_error == "stop":
+                chunk = chunk[:bad] + [chunk[bad]]  # predict what came before, then stop
+            good = [(n, t) for n, t in chunk if not isinstance(t, InputError)]
+            results = iter(
+                predictor.predict([t for _, t in good], batch_size, args.order) if good else []
+            )
+            for number, texts in chunk:
+                if isinstance(texts, InputError):
+                    failed += 1
+                    print(f"error: {texts}", file=sys.stderr)
+                    if args.on_error == "stop":
+                        sys.stdout.flush()
+                        return 2
+                    print(json.dumps({"line": number, "error": str(texts).split(": ", 1)[1]}))
+                else:
+                    print(json.dumps({"line": number, **next(results)}, ensure_ascii=False))
             sys.stdout.flush()
             if first_s is None:
                 first_s = time.time() - started - session_s
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     finally:
         if args.input:
             source.close()
     if args.timings:
         timing = {"main_started": started, "session_s": session_s, "first_prediction_s": first_s}
         print(json.dumps(timing), file=sys.stderr)
-    return 0
+    if failed:
+        print(
+            f"error: {failed} line(s) could not be read; their output lines say why",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
