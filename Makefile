@@ -78,10 +78,13 @@ ARTIFACT ?=
 bundle: $(INSTALLED) ## stage: runs/<name>/bundle/ ONNX + tokenizer + predict.py for a device [ARTIFACT=name]
 	$(DISTILLERY) bundle $(RECIPE) $(if $(ARTIFACT),--artifact $(ARTIFACT)) $(SET_ARGS) $(RUN_FLAGS)
 
-distill-ablation: $(INSTALLED) ## distill RECIPE three ways (labels only, KD, KD + matches) and tabulate
+search: $(INSTALLED) ## search students of RECIPE (its search section), then train and ship the pick
+	$(DISTILLERY) search $(RECIPE) $(SET_ARGS) $(RUN_FLAGS)
+
+distill-ablation: $(INSTALLED) ## distill RECIPE several ways (distill.ablation_variants) and tabulate
 	$(DISTILLERY) run $(RECIPE) --stage distill --set distill.ablation=true $(SET) $(RUN_FLAGS)
 
 clean: ## remove runs/, caches and the .venv
 	rm -rf runs $(VENV) .pytest_cache .ruff_cache *.egg-info
 
-.PHONY: help install test test-gpu lint format validate demo pipeline teacher distill export quantize bench report bundle distill-ablation clean
+.PHONY: help install test test-gpu lint format validate demo pipeline teacher distill export quantize bench report bundle search distill-ablation clean

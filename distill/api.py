@@ -81,5 +81,8 @@ def distill(
         teacher=teacher,
         callbacks=callbacks,
     )
-    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    try:
+        trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    finally:
+        trainer.remove_hooks()
     return trainer

@@ -68,15 +68,20 @@ class LogitCache:
 
     def save(self, key: str, logits: np.ndarray) -> np.ndarray:
         """Write `logits` under `key` atomically; returns them."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".teacher-logits-", suffix=".npy", dir=self.folder)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.save(handle, np.asarray(logits, dtype=np.float32), allow_pickle=False)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path(key))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_array(self.path(key), logits)
         return logits
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    """np.save to a temporary file beside `path`, fsync, then rename onto it (float32)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npy", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, np.asarray(array, dtype=np.float32), allow_pickle=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from distill.losses import KD_LOSSES, MATCH_LOSSES, PROJECTIONS, task_ce
+from distill.losses import KD_LOSSES, MATCH_LOSSES, PROJECTIONS, RELATION_FEATURES, task_ce
+from distill.relations import relation_heads
 from distill.weights import full_weights
 from modelkit.errors import InputError, lookup
 
@@ -66,6 +67,11 @@ class LossSpec:
         return any(MATCH_LOSSES[m].feature == "attention" for m in self.matches)
 
     @property
+    def relation_features(self) -> set[str]:
+        """Projections (query/key/value) whose self-relations a match compares (MiniLM)."""
+        return {MATCH_LOSSES[m].feature for m in self.matches} & set(RELATION_FEATURES)
+
+    @property
     def needs_teacher_features(self) -> bool:
         return bool(self.matches)
 
@@ -77,6 +83,7 @@ class CombinedLoss(torch.nn.Module):
         super().__init__()
         self.spec = spec
         self.kd = KD_LOSSES[spec.kd_loss]
+        self.relation_heads = relation_heads(width_s, width_t)
         self.projections = torch.nn.ModuleDict()
         if width_s != width_t:  # created only when widths differ
             for name in spec.matches:
@@ -86,8 +93,18 @@ class CombinedLoss(torch.nn.Module):
     def _project(self, name: str, feat_s: torch.Tensor) -> torch.Tensor:
         return self.projections[name](feat_s) if name in self.projections else feat_s
 
-    def match_term(self, name: str, out_s: Any, out_t: Any, mask: torch.Tensor) -> torch.Tensor:
+    def match_term(
+        self, name: str, out_s: Any, out_t: Any, mask: torch.Tensor, relations_s: dict
+    ) -> torch.Tensor:
         match = MATCH_LOSSES[name]
+        if match.feature in RELATION_FEATURES:
+            feats_s, feats_t = relations_s[match.feature], out_t.relations[match.feature]
+            return torch.stack(
+                [
+                    match.fn(feats_s[ls], feats_t[lt], mask, heads=self.relation_heads)
+                    for ls, lt in self.spec.layer_map
+                ]
+            ).mean()
         if match.feature == "embedding":
             return match.fn(
                 self._project(name, out_s.hidden_states[0]), out_t.hidden_states[0], mask
@@ -109,6 +126,7 @@ class CombinedLoss(torch.nn.Module):
         mask: torch.Tensor,
         out_t: Any = None,
         progress: float = 0.0,
+        relations_s: dict | None = None,
     ):
         spec = self.spec
         temperature = spec.temperature.at(progress)
@@ -118,7 +136,7 @@ class CombinedLoss(torch.nn.Module):
             "kd": self.kd(out_s.logits, logits_t, temperature),
         }
         for name in spec.matches:
-            terms[name] = self.match_term(name, out_s, out_t, mask)
+            terms[name] = self.match_term(name, out_s, out_t, mask, relations_s or {})
         total = (
             w["task"] * terms["task"]
             + w["kd"] * terms["kd"]

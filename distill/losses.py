@@ -107,7 +107,33 @@ def attention_mse(
     return _token_mean(((att_s - att_t) ** 2).mean(-1).mean(1), mask)
 
 
-Feature = Literal["hidden", "attention", "embedding"]
+def relation_kl(
+    feat_s: torch.Tensor, feat_t: torch.Tensor, mask: torch.Tensor | None = None, heads: int = 1
+) -> torch.Tensor:
+    """KL(teacher ‖ student) of self-relations of one projection (MiniLM's value relation, MiniLMv2's
+    query/key/value relations). Each of `feat_s` [batch, seq, width_s] and `feat_t` [batch, seq,
+    width_t] is split into `heads` relation heads; relation = softmax(x·xᵀ / √d) over real key
+    tokens; the KL is averaged over heads and real query tokens. Widths may differ."""
+    import math
+
+    import torch.nn.functional as F
+
+    def log_relation(x: torch.Tensor) -> torch.Tensor:
+        batch, seq, width = x.shape
+        d = width // heads
+        x = x.view(batch, seq, heads, d).transpose(1, 2)  # [batch, heads, seq, d]
+        scores = x @ x.transpose(-1, -2) / math.sqrt(d)
+        if mask is not None:  # a large finite fill: -inf would make 0·(−inf) NaNs in the KL
+            scores = scores.masked_fill(mask[:, None, None, :] == 0, -1e9)
+        return F.log_softmax(scores, dim=-1)
+
+    log_t, log_s = log_relation(feat_t), log_relation(feat_s)
+    kl = (log_t.exp() * (log_t - log_s)).sum(-1)  # [batch, heads, seq]
+    return _token_mean(kl.mean(1), mask)
+
+
+Feature = Literal["hidden", "attention", "embedding", "query", "key", "value"]
+RELATION_FEATURES = ("query", "key", "value")
 
 
 @dataclass(frozen=True)
@@ -123,6 +149,9 @@ MATCH_LOSSES: dict[str, MatchLoss] = {
     "attention_kl": MatchLoss("attention", attention_kl, projected=False),
     "attention_mse": MatchLoss("attention", attention_mse, projected=False),
     "embedding_mse": MatchLoss("embedding", hidden_mse, projected=True),
+    "query_relation": MatchLoss("query", relation_kl, projected=False),
+    "key_relation": MatchLoss("key", relation_kl, projected=False),
+    "value_relation": MatchLoss("value", relation_kl, projected=False),
 }
 
 # ---------------------------------------------------------------- projections
@@ -143,7 +172,13 @@ PROJECTIONS: dict[str, Callable[[int, int], torch.nn.Module]] = {"linear": linea
 def task_ce(
     logits_s: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
 ) -> torch.Tensor:
-    """Cross-entropy against the gold labels [batch]."""
+    """Cross-entropy against the gold labels [batch], over labelled rows only.
+
+    Rows labelled -100 (augmented rows, which only the teacher labels) are left out; a batch with
+    no labelled row gives 0 (cross_entropy alone would give NaN: a mean over no rows)."""
     import torch.nn.functional as F
 
-    return F.cross_entropy(logits_s, labels, label_smoothing=label_smoothing)
+    labelled = labels != -100
+    if not bool(labelled.any()):
+        return logits_s.sum() * 0.0  # zero that keeps the graph (and the device, dtype)
+    return F.cross_entropy(logits_s[labelled], labels[labelled], label_smoothing=label_smoothing)

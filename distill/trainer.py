@@ -26,6 +26,7 @@ import torch
 from transformers import Trainer
 
 from distill.combined import CombinedLoss
+from distill.relations import RelationCapture
 from modelkit.errors import InputError
 
 
@@ -39,6 +40,7 @@ class TeacherOutputs(NamedTuple):
     logits: torch.Tensor
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+    relations: dict[str, tuple[torch.Tensor, ...]] | None = None  # query/key/value per layer
 
 
 class DistillOutput(NamedTuple):
@@ -57,6 +59,8 @@ class DistillationModule(torch.nn.Module):
         super().__init__()
         self.student = student
         self.loss = loss
+        features = loss.spec.relation_features
+        self._relations = RelationCapture(student, features) if features else None
 
     def forward(
         self, labels: torch.Tensor, teacher: TeacherOutputs, progress: float = 0.0, **inputs
@@ -77,8 +81,15 @@ class DistillationModule(torch.nn.Module):
                 inputs.get("attention_mask"),
                 out_t=teacher if spec.needs_teacher_features else None,
                 progress=progress,
+                relations_s=self._relations.take() if self._relations else None,
             )
         return DistillOutput(total, out_s.logits, terms, weights)
+
+    def remove_hooks(self) -> None:
+        """Stop capturing projections (after training: the student is used on its own)."""
+        if self._relations is not None:
+            self._relations.remove()
+            self._relations = None
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Strict whatever the caller asks: the Trainer resumes with strict=False, and a checkpoint
@@ -90,9 +101,13 @@ class DistillationTrainer(Trainer):
     def __init__(self, *args, teacher=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.teacher = teacher
+        self._teacher_relations = None
         if teacher is not None:
             self.teacher = teacher.to(self.args.device).eval()
             self.teacher.requires_grad_(False)
+            features = self.accelerator.unwrap_model(self.model).loss.spec.relation_features
+            if features:
+                self._teacher_relations = RelationCapture(self.teacher, features)
         self._term_sums: dict[str, float] = defaultdict(float)
         self._term_steps = 0
         self._last_weights: dict[str, float] = {}
@@ -119,7 +134,8 @@ class DistillationTrainer(Trainer):
                         output_attentions=spec.needs_attention,
                     )
                 )
-            teacher = TeacherOutputs(out_t.logits, out_t.hidden_states, out_t.attentions)
+            relations = self._teacher_relations.take() if self._teacher_relations else None
+            teacher = TeacherOutputs(out_t.logits, out_t.hidden_states, out_t.attentions, relations)
         state = self.state
         progress = state.global_step / state.max_steps if state.max_steps else 0.0
         out = model(labels=labels, teacher=teacher, progress=progress, **inputs)
@@ -149,6 +165,13 @@ class DistillationTrainer(Trainer):
             self._term_sums.clear()
             self._term_steps = 0
         return super().log(logs, *args, **kwargs)
+
+    def remove_hooks(self) -> None:
+        """Stop capturing the teacher's and the student's projections once training is over."""
+        if self._teacher_relations is not None:
+            self._teacher_relations.remove()
+            self._teacher_relations = None
+        self.accelerator.unwrap_model(self.model).remove_hooks()
 
 
 def as_float32(output: Any):

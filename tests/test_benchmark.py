@@ -13,7 +13,8 @@ from pipelines.bench.artifacts import Artifact, discover_artifacts
 from pipelines.bench.gpu import ORT_INT8_CUDA, cuda_status, gpu_rows
 from pipelines.bench.grid import run_grid
 from pipelines.bench.roofline import bert_flops, flops_per_cycle, roofline
-from pipelines.bench.worker import percentiles, serving_batches
+from pipelines.bench.stats import percentiles
+from pipelines.bench.worker import serving_batches
 from tests.conftest import tiny_bert
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.tensor results are registered as constants")
@@ -290,7 +291,9 @@ def test_report_from_measured_rows(rows, run_dir, tmp_path):
         for s in ("teacher", "distill", "export", "quantize")
     }
     gpu = gpu_rows(discover_artifacts(run_dir), BATCHES, SEQS) if cuda_status() else []
-    out = write_report(tmp_path / "report", rows + gpu, manifests, {"cpu": "test", "isa": []})
+    out = write_report(  # measured while other tests load the cores: pick from them anyway
+        tmp_path / "report", rows + gpu, manifests, {"cpu": "test", "isa": []}, withhold_noisy=False
+    )
     validate_results(json.loads(Path(out["results"]).read_text()))
     # teacher accuracy 0.9 → floor 0.891: the int8 model (0.89) is out, whatever its speed
     assert out["recommended"] in {"teacher", "student", "teacher-onnx", "student-onnx"}

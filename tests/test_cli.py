@@ -102,13 +102,15 @@ def test_stages_lists_every_stage_and_what_it_needs(tmp_path):
     lines = result.stdout.splitlines()
     assert [line.split()[:3] for line in lines] == [
         ["teacher", "needs", "-"],
-        ["distill", "needs", "teacher"],
+        ["search", "needs", "teacher"],
+        ["distill", "needs", "teacher,"],
         ["export", "needs", "teacher,"],
         ["quantize", "needs", "distill,"],
         ["bench", "needs", "teacher,"],
         ["report", "needs", "bench"],
         ["bundle", "needs", "teacher,"],
     ]
+    assert lines[1].endswith("(optional)") and "teacher, search (if enabled)" in lines[2]
 
 
 def test_unwritable_runs_dir_names_the_path(tmp_path):

@@ -203,7 +203,7 @@ def test_ablation_writes_a_table_of_three_variants(tmp_path, teacher_run):
         tmp_path, teacher_run, distill={"epochs": 0.5, "batch_size": 16, "ablation": True}
     )
     rows = json.loads((folder / "ablation.json").read_text())
-    assert [r["variant"] for r in rows] == ["labels_only", "logits_kd", "logits_kd_matches"]
+    assert [r["variant"] for r in rows] == ["labels_only", "logits_kd", "kd_matches"]
     assert rows[0]["weights"] == {"task": 1.0, "kd": 0.0} and rows[2]["matches"] == [
         "hidden_mse",
         "attention_kl",

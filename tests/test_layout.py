@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-PACKAGES = ("modelkit", "distill", "export", "quantize", "pipelines")
+PACKAGES = ("modelkit", "distill", "export", "quantize", "pipelines", "distillery")
 LIBRARIES = ("modelkit", "distill", "export", "quantize")
 LONG = 300  # lines; a longer module says in its docstring why it reads better whole
 

@@ -8,7 +8,16 @@ from distill.losses import KD_LOSSES, MATCH_LOSSES, PROJECTIONS, task_ce
 from modelkit.errors import lookup
 
 KD_NAMES = ["kl", "mse", "soft_ce"]
-MATCH_NAMES = ["hidden_mse", "hidden_cosine", "attention_kl", "attention_mse", "embedding_mse"]
+MATCH_NAMES = [
+    "hidden_mse",
+    "hidden_cosine",
+    "attention_kl",
+    "attention_mse",
+    "embedding_mse",
+    "query_relation",
+    "key_relation",
+    "value_relation",
+]
 
 
 def test_every_registry_entry_is_covered_here():
@@ -85,6 +94,40 @@ def test_attention_with_different_head_counts_averages_heads(name):
         1, 6, 1, 1
     )  # 6 heads, all equal to the student's mean
     assert MATCH_LOSSES[name].fn(att_s, att_t).abs() < 1e-5
+
+
+def test_relation_compares_relations_not_values_and_allows_other_widths():
+    fn = MATCH_LOSSES["value_relation"].fn
+    torch.manual_seed(2)
+    feat_t = torch.randn(2, 5, 8)
+    # an orthogonal change of basis keeps every x·xᵀ, so the relation (and the loss) is unchanged
+    rotation, _ = torch.linalg.qr(torch.randn(4, 4))
+    rotated = torch.cat([feat_t[..., :4] @ rotation, feat_t[..., 4:] @ rotation], -1)
+    assert fn(rotated, feat_t, heads=2) < 1e-5
+    assert fn(2 * feat_t, feat_t, heads=2) > 1e-4  # scaling is not: it sharpens the softmax
+    # a 12-wide student against the 8-wide teacher: same relation shape [batch, heads, seq, seq]
+    wide = torch.randn(2, 5, 12, requires_grad=True)
+    value = fn(wide, feat_t, heads=4)
+    value.backward()
+    assert value > 0 and wide.grad.abs().sum() > 0
+
+
+def test_relation_heads_divide_both_widths():
+    from distill.relations import relation_heads
+
+    assert relation_heads(384, 384) == 12
+    assert relation_heads(256, 384) == 8  # gcd 128: 12 does not divide it, 8 does
+    assert relation_heads(32, 64) == 8
+
+
+def test_task_ce_leaves_out_rows_without_a_label():
+    logits = torch.tensor([[2.0, -1.0], [0.0, 3.0], [5.0, 5.0]], requires_grad=True)
+    labels = torch.tensor([0, -100, 1])
+    expected = torch.nn.functional.cross_entropy(logits[[0, 2]], torch.tensor([0, 1]))
+    assert task_ce(logits, labels).item() == pytest.approx(expected.item())
+    none = task_ce(logits, torch.tensor([-100, -100, -100]))  # an all-augmented batch
+    none.backward()
+    assert none.item() == 0.0 and logits.grad.abs().sum() == 0  # not NaN, no gradient
 
 
 def test_task_ce_label_smoothing():

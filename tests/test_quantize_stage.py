@@ -7,6 +7,7 @@ from pipelines.bench.gpu import cuda_status
 from pipelines.core.config import load_recipe
 from pipelines.core.errors import StageFailedError
 from pipelines.stages.runner import run_pipeline
+from quantize.openvino import available as openvino_missing
 from tests.conftest import tiny_recipe, write_recipe
 
 BENCH = {
@@ -37,15 +38,17 @@ def test_every_method_is_evaluated_against_the_fp32_student(quantized):
     tmp, manifests = quantized
     manifest = json.loads((tmp / "runs" / "tiny" / "quantize" / "manifest.json").read_text())
     q = manifest["quantized"]
-    assert set(q) == {
-        "student-int8-dynamic",
-        "student-int8-static",
-        "student-int8-inc",
-        "teacher-int8-dynamic",
+    methods = {"student-int8-dynamic", "student-int8-static", "student-int8-inc"}
+    methods |= {"student-int8-openvino"} if openvino_missing() is None else set()
+    assert set(q) == methods | {"teacher-int8-dynamic", "student-int8-peer", "teacher-int8-peer"}
+    assert {k for k, v in q.items() if v.get("role") == "baseline"} == {
+        "student-int8-peer",
+        "teacher-int8-peer",
     }
+    assert set(manifest["gate"]["accepted"]) | set(manifest["gate"]["rejected"]) == methods
     reference = manifests["distill"]["metrics"]["accuracy"]
     assert manifest["gate"]["reference_accuracy"] == pytest.approx(reference)
-    for name in ("student-int8-dynamic", "student-int8-static", "student-int8-inc"):
+    for name in methods:
         assert q[name]["parity"]["rows"] == 160
         assert q[name]["drop_points"] == pytest.approx(
             100 * (reference - q[name]["accuracy"]), abs=1e-6
@@ -58,7 +61,9 @@ def test_every_method_is_evaluated_against_the_fp32_student(quantized):
         manifest["preset"]["name"] in ("avx512_vnni", "avx512", "avx2", "arm64")
         and manifest["preset"]["reason"]
     )
-    assert (tmp / "runs" / "tiny" / "quantize" / "student-int8-inc" / "tokenizer.json").is_file()
+    distill_tokenizer = tmp / "runs" / "tiny" / "distill" / "tokenizer.json"
+    inc_tokenizer = tmp / "runs" / "tiny" / "quantize" / "student-int8-inc" / "tokenizer.json"
+    assert inc_tokenizer.read_bytes() == distill_tokenizer.read_bytes()
 
 
 def test_gate_failure_lists_each_drop_and_keeps_the_candidates(quantized, tmp_path, monkeypatch):
@@ -109,7 +114,9 @@ def test_bench_and_report_cover_every_artifact(quantized):
         "student-int8-static",
         "student-int8-inc",
         "teacher-int8-dynamic",
-    }
+        "student-int8-peer",
+        "teacher-int8-peer",
+    } | ({"student-int8-openvino"} if openvino_missing() is None else set())
     grid = [
         r
         for r in rows

@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -44,12 +45,24 @@ def test_hash_is_order_independent_and_content_sensitive():
 
 
 def test_plan_runs_upstream_stages_first():
-    assert plan("distill") == ["teacher", "distill"]
+    # search is in the static plan; the runner drops it unless the recipe enables it
+    assert plan("distill") == ["teacher", "search", "distill"]
     assert plan(None) == list(STAGES)
     with pytest.raises(
-        Exception, match=r"--stage 'distil': unknown stage\. Allowed values: teacher, distill"
+        Exception,
+        match=r"--stage 'distil': unknown stage\. Allowed values: teacher, search, distill",
     ):
         plan("distil")
+
+
+def test_search_stage_runs_only_when_the_recipe_enables_it():
+    from pipelines.core.config import load_recipe
+
+    demo = Path(__file__).resolve().parents[1] / "recipes" / "demo.yaml"
+    recipe = load_recipe(demo)
+    assert not STAGES["search"].runs_for(recipe)
+    assert STAGES["distill"].runs_for(recipe)
+    assert STAGES["search"].runs_for(load_recipe(demo, ["search.enabled=true"]))
 
 
 def test_machine_records_cpu_and_isa(monkeypatch):

@@ -10,10 +10,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from modelkit.files import size_mb
+from modelkit.files import WEIGHT_FILES, size_mb
 from pipelines.core.runs import MANIFEST
 
-BACKENDS = ("torch", "onnxruntime", "inc")
+BACKENDS = ("torch", "onnxruntime", "inc", "openvino")
+ROLES = ("model", "baseline")  # baseline: the peer path (optimum-cli), what the report compares to
+OV_FILES = ("model.xml", "model.bin")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 DEVICES = ("cpu", "cuda")
 INC_FILES = ("inc_tensors.safetensors", "fp32/model.safetensors")
@@ -25,17 +27,19 @@ class Artifact:
     """One benchmarkable model: how to load it (backend, path) and what it scored."""
 
     name: str
-    backend: str  # torch | onnxruntime | inc
-    path: str  # folder (HF save_pretrained, ONNX folder with model.onnx, or INC out_dir)
+    backend: str  # torch | onnxruntime | inc | openvino
+    path: str  # folder (HF save_pretrained, ONNX folder with model.onnx, OpenVINO IR, INC out_dir)
     precision: str = "fp32"  # fp32 | bf16 | int8
     device: str = "cpu"  # cpu | cuda
     accuracy: float | None = None  # eval accuracy from the stage's manifest
     size_mb: float | None = None  # model file(s) on disk, MiB
     stage: str = ""  # the stage whose manifest listed it
+    role: str = "model"  # model | baseline
 
     def __post_init__(self) -> None:
         for field, value, known in (
             ("backend", self.backend, BACKENDS),
+            ("role", self.role, ROLES),
             ("precision", self.precision, PRECISIONS),
             ("device", self.device, DEVICES),
         ):
@@ -88,34 +92,34 @@ def discover_artifacts(run_dir: Path | str) -> list[Artifact]:
     quant = _read(run_dir / "quantize" / MANIFEST) or {}
     for name, entry in quant.get("quantized", {}).items():
         folder = run_dir / "quantize" / entry.get("path", name)
-        accuracy = entry.get("accuracy")
-        if (folder / "model.onnx").is_file():
-            found.append(
-                Artifact(
-                    name,
-                    "onnxruntime",
-                    str(folder),
-                    "int8",
-                    "cpu",
-                    accuracy,
-                    size_mb(folder),
-                    "quantize",
-                )
-            )
+        if (folder / "model.xml").is_file():
+            backend, files = "openvino", OV_FILES
+        elif (folder / "model.onnx").is_file():
+            backend, files = "onnxruntime", WEIGHT_FILES
         elif (folder / "inc_recipe.json").is_file():
-            found.append(
-                Artifact(
-                    name,
-                    "inc",
-                    str(folder),
-                    "int8",
-                    "cpu",
-                    accuracy,
-                    size_mb(folder, INC_FILES),
-                    "quantize",
-                )
+            backend, files = "inc", INC_FILES
+        else:
+            continue
+        found.append(
+            Artifact(
+                name,
+                backend,
+                str(folder),
+                "int8",
+                "cpu",
+                entry.get("accuracy"),
+                size_mb(folder, files),
+                "quantize",
+                entry.get("role", "model"),
             )
+        )
     return found
+
+
+def absent_artifacts(run_dir: Path | str) -> dict[str, str]:
+    """{artifact: why it was not made} for methods the quantize stage skipped (a missing extra)."""
+    quant = _read(Path(run_dir) / "quantize" / MANIFEST) or {}
+    return dict(quant.get("skipped") or {})
 
 
 def vocab_size(artifact: Artifact) -> int:

@@ -26,9 +26,13 @@ def run_grid(
     real_lengths: dict[str, Any] | None = None,
     timeout_s: float = 1800.0,
     inc_compile: bool = True,
+    rounds: int = 3,
 ) -> list[dict[str, Any]]:
     """One row per artifact × batch × seq × threads on the artifact's device (CPU here).
 
+    The artifacts of one thread count are timed in `rounds` interleaved rounds, each worker
+    spending a `1/rounds` share of `min_runs` / `min_seconds` per cell per round; every row keeps
+    its rounds' p50s (`round_p50_ms`) and is flagged `noisy` when they disagree.
     real_lengths: {"lengths": [...], "max_length": n, "batch_size": b} adds one row per
     (artifact, threads) with mode "real_length": sentences/s length-bucketed vs padded.
     """
@@ -46,4 +50,4 @@ def run_grid(
         for a in artifacts
         for t in threads_list
     ]
-    return run_jobs(plan, timeout_s)
+    return run_jobs(plan, timeout_s, rounds)

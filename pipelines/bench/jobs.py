@@ -10,15 +10,22 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import queue
 import subprocess
 import sys
+import threading
+import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 from pipelines.bench.artifacts import Artifact, vocab_size
+from pipelines.bench.stats import cell_row, round_drift
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout: workers import the same code
+ROOT = Path(__file__).resolve().parents[2]
+PAUSE_S = 0.2  # between workers: the idle thread pools of the one before go back to sleep  # the checkout: workers import the same code
 
 log = logging.getLogger("distillery")
 
@@ -35,6 +42,7 @@ def base_row(
         "accuracy": artifact.accuracy,
         "size_mb": artifact.size_mb,
         "path": artifact.path,
+        "role": artifact.role,
         "mode": "grid",
     }
 
@@ -50,76 +58,72 @@ def empty_cell(row: dict[str, Any], batch: int | None, seq: int | None) -> dict[
     }
 
 
-def run_worker(job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """Run one `pipelines.bench.worker` job in a fresh interpreter; RuntimeError on failure."""
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env[var] = str(job["threads"])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        done = subprocess.run(
+class Worker:
+    """One `python -m pipelines.bench.worker` process holding one loaded artifact.
+
+    `request(command)` sends a JSON line and returns the reply; a worker that dies, or does not
+    answer within `timeout_s`, raises RuntimeError with the last line it wrote to stderr.
+    """
+
+    def __init__(self, job: dict[str, Any], timeout_s: float) -> None:
+        env = dict(os.environ)
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[var] = str(job["threads"])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        self.timeout_s = timeout_s
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipelines.bench.worker"],
-            input=json.dumps(job),
-            capture_output=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout_s,
             cwd=ROOT,
             env=env,
         )
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"worker timed out after {timeout_s:g} s") from None
-    if done.returncode != 0:
-        tail = done.stderr.strip().splitlines()[-1:] or ["(no stderr)"]
-        raise RuntimeError(f"worker exited {done.returncode}: {tail[0]}")
-    lines = done.stdout.strip().splitlines()
-    try:
-        return json.loads(lines[-1])
-    except (IndexError, json.JSONDecodeError):
-        raise RuntimeError(f"worker printed no JSON result: {done.stdout[-200:]!r}") from None
+        self.replies: queue.Queue = queue.Queue()
+        self.stderr: deque[str] = deque(maxlen=20)
+        threading.Thread(target=self._read, args=(self.proc.stdout, True), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.proc.stderr, False), daemon=True).start()
+        self.header = self.request(job)
 
+    def _read(self, stream, replies: bool) -> None:
+        for line in stream:
+            if replies:
+                self.replies.put(line)
+            elif line.strip():
+                self.stderr.append(line.rstrip())
+        if replies:
+            self.replies.put(None)  # end of output: the worker is gone
 
-def rows_from_result(
-    artifact: Artifact, job: dict[str, Any], result: dict[str, Any]
-) -> list[dict[str, Any]]:
-    base = base_row(artifact, job["device"], job["precision"], job["threads"])
-    shared = {
-        "peak_rss_mb": result["peak_rss_mb"],
-        "load_s": result["load_s"],
-        "import_s": result["import_s"],
-        **{
-            k: result[k]
-            for k in ("providers", "io_binding", "compiled", "compile_s")
-            if k in result
-        },
-        **({"accuracy_from": job["accuracy_from"]} if job.get("accuracy_from") else {}),
-    }
-    rows = []
-    for cell in result["cells"]:
-        row = {**empty_cell(base, cell["batch"], cell["seq"]), **shared}
-        row.update({k: v for k, v in cell.items() if k not in ("batch", "seq")})
-        rows.append(row)
-    real = result.get("real_length")
-    if real:
-        row = {
-            **empty_cell(base, real["batch_size"], real["max_length"]),
-            **shared,
-            "mode": "real_length",
-        }
-        row.update(
-            {
-                "rows": real["rows"],
-                "rows_seen": {m: real[m]["rows_seen"] for m in ("bucket", "padded")},
-                "rows_unique": {m: real[m]["rows_unique"] for m in ("bucket", "padded")},
-                "bucket_sentences_per_s": real["bucket"]["sentences_per_s"],
-                "padded_sentences_per_s": real["padded"]["sentences_per_s"],
-                "bucket_speedup": real["bucket_speedup"],
-                "padding_fraction": real["padded"]["padding_fraction"],
-                "bucket_padding_fraction": real["bucket"]["padding_fraction"],
-            }
-        )
-        rows.append(row)
-    return rows
+    def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        try:
+            self.proc.stdin.write(json.dumps(message) + "\n")
+            self.proc.stdin.flush()
+        except OSError:
+            pass  # it died; the read below says why
+        try:
+            line = self.replies.get(timeout=self.timeout_s)
+        except queue.Empty:
+            self.close()
+            raise RuntimeError(f"worker timed out after {self.timeout_s:g} s") from None
+        if line is None:
+            self.proc.wait()
+            tail = list(self.stderr)[-1:] or ["(no stderr)"]
+            raise RuntimeError(f"worker exited {self.proc.returncode}: {tail[0]}")
+        return json.loads(line)
+
+    def close(self) -> dict[str, Any] | None:
+        bye = None
+        if self.proc.poll() is None:
+            try:
+                bye = self.request({"cmd": "exit"}) if self.replies.empty() else None
+            except RuntimeError:
+                bye = None
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        return bye
 
 
 def make_job(
@@ -137,19 +141,117 @@ def make_job(
     }
 
 
-def run_jobs(plan: list[tuple[Artifact, dict[str, Any]]], timeout_s: float) -> list[dict[str, Any]]:
+def _settings(job: dict[str, Any], rounds: int) -> dict[str, Any]:
+    """One round's share of a cell's timing budget."""
+    return {
+        "min_runs": max(1, math.ceil(int(job["min_runs"]) / rounds)),
+        "min_seconds": float(job["min_seconds"]) / rounds,
+        "warmup_runs": int(job["warmup_runs"]),
+    }
+
+
+def real_length_row(base: dict[str, Any], shared: dict[str, Any], real: dict[str, Any]) -> dict:
+    row = {**empty_cell(base, real["batch_size"], real["max_length"]), **shared}
+    row.update(
+        {
+            "mode": "real_length",
+            "rows": real["rows"],
+            "rows_seen": {m: real[m]["rows_seen"] for m in ("bucket", "padded")},
+            "rows_unique": {m: real[m]["rows_unique"] for m in ("bucket", "padded")},
+            "bucket_sentences_per_s": real["bucket"]["sentences_per_s"],
+            "padded_sentences_per_s": real["padded"]["sentences_per_s"],
+            "bucket_speedup": real["bucket_speedup"],
+            "padding_fraction": real["padded"]["padding_fraction"],
+            "bucket_padding_fraction": real["bucket"]["padding_fraction"],
+        }
+    )
+    return row
+
+
+def run_jobs(
+    plan: list[tuple[Artifact, dict[str, Any]]], timeout_s: float, rounds: int = 1
+) -> list[dict[str, Any]]:
+    """Rows for every job: the workers of one thread count are all loaded, then asked for a round
+    each in turn (A B C … A B C …, the order rotated every round), `rounds` times."""
     rows: list[dict[str, Any]] = []
-    for index, (artifact, job) in enumerate(plan, 1):
-        log.info("bench %d/%d: %s, %s threads", index, len(plan), artifact.name, job["threads"])
+    groups: dict[int, list[tuple[Artifact, dict[str, Any]]]] = {}
+    for artifact, job in plan:
+        groups.setdefault(int(job["threads"]), []).append((artifact, job))
+    for threads, group in groups.items():
+        rows += _run_group(group, timeout_s, rounds, threads)
+    return rows
+
+
+def _run_group(group, timeout_s: float, rounds: int, threads: int) -> list[dict[str, Any]]:
+    workers: dict[int, Worker] = {}
+    failed: dict[int, str] = {}
+    for index, (artifact, job) in enumerate(group):
+        log.info("bench: loading %s (%d threads)", artifact.name, threads)
         try:
-            result = run_worker(job, timeout_s)
+            workers[index] = Worker(job, timeout_s)
         except RuntimeError as exc:
-            base = base_row(artifact, job["device"], job["precision"], job["threads"])
-            rows += [
-                {**empty_cell(base, b, s), "error": str(exc)}
-                for b in job["batch_sizes"]
-                for s in job["seq_lens"]
-            ]
+            failed[index] = str(exc)
+    for index, worker in workers.items():  # an untimed round first: shapes planned, caches warm
+        try:
+            job = group[index][1]
+            warm = {"min_runs": max(1, int(job["warmup_runs"])), "min_seconds": 0.0}
+            worker.request({"cmd": "round", "round": -1, **warm, "warmup_runs": 1})
+        except RuntimeError as exc:
+            failed[index] = str(exc)
+    times: dict[int, dict[tuple, list[list[float]]]] = {i: {} for i in range(len(group))}
+    errors: dict[int, dict[tuple, str]] = {i: {} for i in range(len(group))}
+    real: dict[int, dict] = {}
+    for number in range(rounds):
+        order = sorted(workers)
+        shift = number % len(order) if order else 0
+        log.info("bench: round %d/%d, %d threads", number + 1, rounds, threads)
+        for index in order[shift:] + order[:shift]:
+            if index in failed:
+                continue
+            job = group[index][1]
+            try:
+                command = {"cmd": "round", "round": number, **_settings(job, rounds)}
+                reply = workers[index].request(command)
+                if number == rounds - 1 and job.get("real_length"):
+                    real[index] = workers[index].request({"cmd": "real_length"})
+            except RuntimeError as exc:
+                failed[index] = str(exc)
+                continue
+            for cell in reply["cells"]:
+                key = (int(cell["batch"]), int(cell["seq"]))
+                if "error" in cell:
+                    errors[index][key] = cell["error"]
+                else:
+                    times[index].setdefault(key, []).append(cell["times_ms"])
+            time.sleep(PAUSE_S)
+    byes = {i: (w.close() or {}) for i, w in workers.items()}
+    rows: list[dict[str, Any]] = []
+    for index, (artifact, job) in enumerate(group):
+        base = base_row(artifact, job["device"], job["precision"], job["threads"])
+        cells = [(int(b), int(s)) for b in job["batch_sizes"] for s in job["seq_lens"]]
+        if index not in workers:
+            rows += [{**empty_cell(base, b, s), "error": failed[index]} for b, s in cells]
             continue
-        rows += rows_from_result(artifact, job, result)
+        header = workers[index].header
+        shared = {
+            "peak_rss_mb": byes[index].get("peak_rss_mb", header.get("load_rss_mb")),
+            "load_s": header["load_s"],
+            "import_s": header["import_s"],
+            "rounds": rounds,
+            **{
+                k: header[k]
+                for k in ("providers", "io_binding", "compiled", "compile_s", "precision_hint")
+                if k in header
+            },
+            **({"accuracy_from": job["accuracy_from"]} if job.get("accuracy_from") else {}),
+        }
+        for b, s in cells:
+            if times[index].get((b, s)):
+                drift = round_drift(times, (b, s), rounds)
+                rows.append({**cell_row(base, b, s, times[index][(b, s)], drift), **shared})
+            else:
+                why = errors[index].get((b, s)) or failed.get(index, "not measured")
+                rows.append({**empty_cell(base, b, s), **shared, "error": why})
+        if index in real:
+            rows.append(real_length_row(base, shared, real[index]))
     return rows

@@ -166,12 +166,31 @@ def _load_ort(job: dict[str, Any]) -> Runner:
     return Runner(session.run_with_iobinding, feed_device, names, info=info)
 
 
+def _load_openvino(job: dict[str, Any]) -> Runner:
+    """OpenVINO's CPU plugin at `INFERENCE_PRECISION_HINT: f32` (the precision its accuracy was
+    measured in), compiled for each cell's exact shape on the cell's first (warm-up) run."""
+    from quantize.openvino import OVClassifier
+
+    if job["device"] != "cpu":
+        raise ValueError("the OpenVINO backend runs on the CPU here")
+    model = OVClassifier(job["path"], threads=int(job["threads"]))
+    # what the plugin reports it runs at (not just what was asked): f32, as the gate measured
+    info = {"precision_hint": model.precision(), "static_shapes": True}
+    return Runner(model.logits, lambda arrays: arrays, model.input_names, info=info)
+
+
 LOADERS: dict[str, Callable[[dict[str, Any]], Runner]] = {
     "torch": _load_torch,
     "onnxruntime": _load_ort,
     "inc": _load_inc,
+    "openvino": _load_openvino,
 }
-BACKEND_MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "inc": "torch"}
+BACKEND_MODULES = {
+    "torch": "torch",
+    "onnxruntime": "onnxruntime",
+    "inc": "torch",
+    "openvino": "openvino",
+}
 
 
 def random_inputs(batch: int, seq: int, vocab_size: int, seed: int = SEED) -> dict[str, Any]:

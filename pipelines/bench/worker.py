@@ -1,9 +1,20 @@
-"""Measure ONE artifact at ONE thread count: a JSON job on stdin, a JSON result on stdout.
+"""Measure ONE artifact at ONE thread count, in rounds the parent interleaves with other workers.
 
-    echo '{"artifact": "student-onnx", "backend": "onnxruntime", "path": "runs/demo/export/student-onnx",
-           "precision": "fp32", "device": "cpu", "threads": 1, "batch_sizes": [1, 32],
-           "seq_lens": [128], "min_runs": 20, "min_seconds": 1.0, "warmup_runs": 5,
-           "vocab_size": 30522}' | python -m pipelines.bench.worker
+The protocol, one JSON object per line:
+
+    parent → worker   {"artifact": "student-onnx", "backend": "onnxruntime", "path": "...",
+                       "precision": "fp32", "device": "cpu", "threads": 1, "batch_sizes": [1, 32],
+                       "seq_lens": [128], "vocab_size": 30522, ...}            (the job, once)
+    worker → parent   {"event": "ready", "import_s": ..., "load_s": ..., ...}  (model loaded)
+    parent → worker   {"cmd": "round", "round": 0, "min_runs": 10, "min_seconds": 0.5,
+                       "warmup_runs": 3}
+    worker → parent   {"event": "round", "round": 0, "cells": [{"batch": 1, "seq": 128,
+                       "times_ms": [...]}, ...]}
+    parent → worker   {"cmd": "real_length"} / {"cmd": "exit"}
+
+The parent (`pipelines.bench.jobs`) starts one worker per artifact, then asks each in turn for a
+round (A B C … A B C …), so a change of load on the machine lands on every artifact alike and each
+speed-up can be taken within a round. `run_job(job)` measures one round in this process (tests).
 
 One process per (artifact, threads) so that PyTorch's and ONNX Runtime's thread pools never share
 a process (they oversubscribe the cores when they do; onnxruntime #13808). The thread count is put
@@ -37,6 +48,7 @@ import time
 from typing import Any
 
 from pipelines.bench.loaders import BACKEND_MODULES, LOADERS, Runner, random_inputs
+from pipelines.bench.stats import summarize
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 MAX_RUNS = 100_000  # a cap on timed runs per cell, whatever min_seconds asks
@@ -46,20 +58,6 @@ JOB_KEYS = ("artifact", "backend", "path", "precision", "device", "threads")
 def peak_rss_mb() -> float:
     """ru_maxrss of this process in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def percentiles(times_s: list[float]) -> dict[str, float]:
-    """Per-run seconds → p50/p90/p99/mean in ms (linear interpolation, so p50 ≤ p90 ≤ p99)."""
-    import numpy as np
-
-    ms = np.asarray(times_s, dtype=np.float64) * 1000.0
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return {
-        "p50_ms": float(p50),
-        "p90_ms": float(p90),
-        "p99_ms": float(p99),
-        "mean_ms": float(ms.mean()),
-    }
 
 
 def time_runs(
@@ -82,21 +80,25 @@ def time_runs(
     return times
 
 
-def measure_cell(runner: Runner, job: dict[str, Any], batch: int, seq: int) -> dict[str, Any]:
-    arrays = random_inputs(batch, seq, job["vocab_size"])
-    inputs = runner.feed(arrays)
-    times = time_runs(
-        runner, inputs, int(job["min_runs"]), float(job["min_seconds"]), int(job["warmup_runs"])
-    )
-    stats = percentiles(times)
-    return {
-        "batch": batch,
-        "seq": seq,
-        **stats,
-        "runs": len(times),
-        "seconds": float(sum(times)),
-        "throughput": batch * 1000.0 / stats["mean_ms"],  # sequences/s
-    }
+def measure_round(runner: Runner, job: dict[str, Any], settings: dict[str, Any]) -> list[dict]:
+    """Every (batch, seq) cell once: `warmup_runs` untimed, then timed runs until `min_runs` and
+    `min_seconds` are both reached. A cell that fails reports `error`; the others go on."""
+    cells = []
+    for batch in job.get("batch_sizes", []):
+        for seq in job.get("seq_lens", []):
+            try:
+                inputs = runner.feed(random_inputs(int(batch), int(seq), job["vocab_size"]))
+                times = time_runs(
+                    runner,
+                    inputs,
+                    int(settings["min_runs"]),
+                    float(settings["min_seconds"]),
+                    int(settings["warmup_runs"]),
+                )
+                cells.append({"batch": batch, "seq": seq, "times_ms": [t * 1e3 for t in times]})
+            except Exception as exc:  # one bad shape must not lose the others
+                cells.append({"batch": batch, "seq": seq, "error": f"{type(exc).__name__}: {exc}"})
+    return cells
 
 
 def serving_batches(
@@ -164,8 +166,8 @@ def measure_real_length(runner: Runner, job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Load the artifact, measure every (batch, seq) cell and the real-length mode if asked."""
+def prepare(job: dict[str, Any]) -> tuple[Runner, dict[str, Any]]:
+    """Import the backend and load the artifact; (runner, what the `ready` event reports)."""
     import importlib
 
     missing = [k for k in JOB_KEYS if k not in job]
@@ -178,7 +180,6 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     job.setdefault("min_runs", 10)
     job.setdefault("min_seconds", 1.0)
     job.setdefault("warmup_runs", 3)
-
     t0 = time.perf_counter()
     module = importlib.import_module(BACKEND_MODULES[backend])
     import_s = time.perf_counter() - t0
@@ -188,17 +189,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     runner = LOADERS[backend](job)
     load_s = time.perf_counter() - t0
-    load_rss = peak_rss_mb()
-
-    cells = []
-    for batch in job.get("batch_sizes", []):
-        for seq in job.get("seq_lens", []):
-            try:
-                cells.append(measure_cell(runner, job, int(batch), int(seq)))
-            except Exception as exc:  # one bad shape must not lose the others
-                cells.append({"batch": batch, "seq": seq, "error": f"{type(exc).__name__}: {exc}"})
-    real = measure_real_length(runner, job) if job.get("real_length") else None
-    return {
+    header = {
         "artifact": job["artifact"],
         "backend": backend,
         "device": job["device"],
@@ -207,28 +198,61 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "torch_threads": module.get_num_threads() if module.__name__ == "torch" else None,
         "import_s": import_s,
         "load_s": load_s,
-        "load_rss_mb": load_rss,
-        "peak_rss_mb": peak_rss_mb(),
+        "load_rss_mb": peak_rss_mb(),
         "input_names": runner.input_names,
         "backend_version": getattr(module, "__version__", None),
         **runner.info,
-        "cells": cells,
-        "real_length": real,
     }
+    return runner, header
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Load the artifact and measure every cell once, in this process: the one-round result."""
+    runner, header = prepare(job)
+    cells = [
+        cell
+        if "error" in cell
+        else summarize(cell["batch"], cell["seq"], [t / 1e3 for t in cell["times_ms"]])
+        for cell in measure_round(runner, job, job)
+    ]
+    real = measure_real_length(runner, job) if job.get("real_length") else None
+    return {**header, "peak_rss_mb": peak_rss_mb(), "cells": cells, "real_length": real}
+
+
+def serve(job: dict[str, Any], commands, reply) -> None:
+    """Load, say `ready`, then answer commands until `exit` (or the end of the input)."""
+    runner, header = prepare(job)
+    reply({"event": "ready", **header})
+    for command in commands:
+        kind = command.get("cmd")
+        if kind == "round":
+            cells = measure_round(runner, job, command)
+            reply({"event": "round", "round": command.get("round"), "cells": cells})
+        elif kind == "real_length":
+            reply({"event": "real_length", **measure_real_length(runner, job)})
+        elif kind == "exit":
+            reply({"event": "bye", "peak_rss_mb": peak_rss_mb()})
+            return
+        else:
+            raise ValueError(f"unknown command {command!r}")
 
 
 def main() -> int:
-    job = json.loads(sys.stdin.read())
+    job = json.loads(sys.stdin.readline())
     threads = str(int(job.get("threads", 1)))
     for var in THREAD_ENV:
         os.environ[var] = threads
-    # Backends may print to fd 1; keep it for the result and send everything else to stderr.
-    result_fd = os.dup(1)
+    # Backends may print to fd 1; keep it for the replies and send everything else to stderr.
+    out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    result = run_job(job)
-    with os.fdopen(result_fd, "w") as out:
-        out.write(json.dumps(result) + "\n")
+
+    def reply(message: dict[str, Any]) -> None:
+        out.write(json.dumps(message) + "\n")
+        out.flush()
+
+    commands = (json.loads(line) for line in sys.stdin if line.strip())
+    serve(job, commands, reply)
     return 0
 
 

@@ -42,7 +42,9 @@ def bundle_card(
     r = ctx.recipe
     teacher_acc = (ctx.inputs["teacher"].get("metrics") or {}).get("accuracy")
     cold, steady = measured["cold_start"], measured["steady_state"]
-    threads = measured["threads"] or "ONNX Runtime's default"
+    engine = config.get("engine", "onnxruntime")
+    runtime = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}[engine]
+    threads = measured["threads"] or f"{runtime}'s default"
     texts = " + ".join(f"`{c}`" for c in config["text_columns"])
     sample = json.dumps({c: "..." for c in config["text_columns"]})
     model = (
@@ -61,18 +63,21 @@ def bundle_card(
         "",
         f"A {len(config['labels'])}-way text classifier ({', '.join(config['labels'])}) over "
         f"{texts}, truncated to {config['max_length']} tokens: {model}, trained by distillery "
-        f"and exported to ONNX ({artifact.precision}). Chosen by {chosen_by}. Everything here "
-        "runs with onnxruntime, tokenizers and numpy only.",
+        f"and exported to ONNX ({artifact.precision}, run by {runtime}"
+        + (f" at precision hint {config['precision_hint']}" if config.get("precision_hint") else "")
+        + f"). Chosen by {chosen_by}. Everything here runs with {engine}, tokenizers and numpy only.",
         "",
         "## Files",
         "",
         "| file | what |",
         "|---|---|",
-        f"| `model.onnx` | the `{artifact.name}` graph ({artifact.size_mb or 0:.2f} MB) |",
+        f"| `{config['model']}` | the `{artifact.name}` graph ({artifact.size_mb or 0:.2f} MB)"
+        + (" with its weights in `model.bin`" if engine == "openvino" else "")
+        + " |",
         "| `tokenizer.json` | the tokenizer it was trained and evaluated with |",
         "| `config.json` | labels, text columns, max length, graph input names, pad id |",
         "| `predict.py` | batch prediction: text or JSON lines in, JSON lines out |",
-        "| `requirements.txt` | onnxruntime, tokenizers, numpy, pinned to the versions measured |",
+        f"| `requirements.txt` | {engine}, tokenizers, numpy, pinned to the versions measured |",
         "| `reference.json` | recorded accuracy, fingerprint of its eval rows, predictions hash |",
     ]
     if (ctx.out / "eval.jsonl").is_file():

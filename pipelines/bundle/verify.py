@@ -271,7 +271,7 @@ def verify_bundle(
             f"{name} recorded {reference['accuracy']:.6f} on the same rows (predictions sha256 "
             f"{summary['predictions_sha256'][:12]}, recorded "
             f"{str(reference.get('predictions_sha256'))[:12]}). Same model, tokenizer and "
-            "batching must give the same predictions: check the onnxruntime and tokenizers "
+            "batching must give the same predictions: check the runtime and tokenizers "
             "versions against requirements.txt."
         )
     echo(

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from modelkit.files import ONNX_FILES
-from pipelines.bench.artifacts import Artifact, discover_artifacts
+from pipelines.bench.artifacts import OV_FILES, Artifact, discover_artifacts
 from pipelines.bundle.verify import (
     BundleError,
     predicted_label_ids,
@@ -33,7 +33,12 @@ from pipelines.report.schema import load_results
 
 log = logging.getLogger("distillery")
 
-REQUIREMENTS = ("onnxruntime", "tokenizers", "numpy")  # all predict.py imports
+# What predict.py imports, by the engine that runs the bundle's model.
+REQUIREMENTS = {
+    "onnxruntime": ("onnxruntime", "tokenizers", "numpy"),
+    "openvino": ("openvino", "tokenizers", "numpy"),
+}
+SHIPPABLE = ("onnxruntime", "openvino")  # backends a bundle can carry
 # The batch size with which each stage recorded an artifact's accuracy: the export stage runs
 # onnx_logits at export.batch_size, the quantize stage at onnx_logits' default of 32. The
 # reference must batch the same way: dynamic int8 scales each batch by its own range.
@@ -44,13 +49,18 @@ def predict_source() -> str:
     return (resources.files("pipelines.bundle") / "files" / "predict.py").read_text()
 
 
-def onnx_artifacts(run_path: Path) -> dict[str, Artifact]:
-    return {a.name: a for a in discover_artifacts(run_path) if a.backend == "onnxruntime"}
+def shippable_artifacts(run_path: Path) -> dict[str, Artifact]:
+    """ONNX Runtime and OpenVINO artifacts, baselines left out: what a bundle can ship."""
+    return {
+        a.name: a
+        for a in discover_artifacts(run_path)
+        if a.backend in SHIPPABLE and a.role != "baseline"
+    }
 
 
 def choose_artifact(ctx: StageContext) -> tuple[Artifact, str]:
-    """(artifact, why it was chosen); DistilleryError listing the ONNX artifacts otherwise."""
-    available = onnx_artifacts(ctx.run.path)
+    """(artifact, why it was chosen); DistilleryError listing the shippable artifacts otherwise."""
+    available = shippable_artifacts(ctx.run.path)
     names = ", ".join(available) or "none (run the export stage)"
     wanted = ctx.recipe.bundle.artifact
     if wanted:
@@ -58,7 +68,7 @@ def choose_artifact(ctx: StageContext) -> tuple[Artifact, str]:
             return available[wanted], "bundle.artifact"
         others = {a.name: a.backend for a in discover_artifacts(ctx.run.path)}
         why = (
-            f"is a {others[wanted]} artifact, and a bundle ships ONNX"
+            f"is a {others[wanted]} artifact, and a bundle ships ONNX Runtime or OpenVINO models"
             if wanted in others
             else "unknown"
         )
@@ -67,25 +77,31 @@ def choose_artifact(ctx: StageContext) -> tuple[Artifact, str]:
             "`distillery bundle RECIPE --artifact NAME` or --set bundle.artifact=NAME."
         )
     recommended = ctx.inputs["report"].get("recommended")
+    withheld = ctx.inputs["report"].get("withheld")
     if recommended in available:
         return available[recommended], "the report's recommendation"
-    # The rule may pick a PyTorch or Neural Compressor model; the same rule among ONNX ones.
+    # The rule may pick a PyTorch or Neural Compressor model; the same rule among shippable ones.
     rows = load_results(ctx.input_dir("report") / "results.json")
     rule = RecommendRule(min_retained=ctx.recipe.bench.min_retained)
     best = recommend([r for r in rows if r["artifact"] in available], ctx.inputs, rule)
     if best is not None:
-        return available[best["artifact"]], (
-            f"the report's rule among ONNX artifacts (its pick, {recommended!r}, is not ONNX)"
+        why = (
+            f"the report withheld its recommendation ({withheld})"
+            if withheld
+            else f"its pick, {recommended!r}, is not shippable"
         )
+        return available[best["artifact"]], f"the report's rule among shippable artifacts: {why}"
     if not available:
-        raise DistilleryError(f"bundle: no ONNX artifact in {ctx.run.path}; run the export stage.")
+        raise DistilleryError(
+            f"bundle: no shippable artifact in {ctx.run.path}; run the export stage."
+        )
     # Nothing keeps the teacher's accuracy: ship the most accurate rather than fail the last
     # stage of a finished pipeline; the model card and the log say so.
     top = max(available.values(), key=lambda a: a.accuracy if a.accuracy is not None else -1)
-    log.warning("bundle: no ONNX artifact meets the report's rule; shipping %s", top.name)
+    log.warning("bundle: no shippable artifact meets the report's rule; shipping %s", top.name)
     return top, (
-        f"highest accuracy among ONNX artifacts: none meets the report's rule ({rule.describe()}); "
-        "pick another with --artifact NAME"
+        f"highest accuracy among shippable artifacts: none meets the report's rule "
+        f"({rule.describe()}); pick another with --artifact NAME"
     )
 
 
@@ -109,9 +125,9 @@ def artifact_tokenizer(ctx: StageContext, artifact: Artifact):
     return tokenizer, folder
 
 
-def requirements() -> str:
+def requirements(engine: str = "onnxruntime") -> str:
     lines = []
-    for name in REQUIREMENTS:
+    for name in REQUIREMENTS[engine]:
         try:
             version = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -138,30 +154,38 @@ def write_files(ctx: StageContext, artifact: Artifact, tokenizer, tok_folder: Pa
     """Copy the model and tokenizer and write config.json, predict.py, requirements.txt."""
     out, r = ctx.out, ctx.recipe
     source = Path(artifact.path)
-    for name in ONNX_FILES:
+    for name in model_files(artifact):
         if (source / name).is_file():
             shutil.copy2(source / name, out / name)
     if (tok_folder / "tokenizer.json").is_file():
         shutil.copy2(tok_folder / "tokenizer.json", out / "tokenizer.json")
     else:
         tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
-    import onnxruntime as ort
+    if artifact.backend == "openvino":
+        from quantize.openvino import PRECISION_HINT, OVClassifier
 
-    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+        model = OVClassifier(out)
+        inputs, output = model.input_names, model.model.outputs[0].get_any_name() or "logits"
+        engine = {"engine": "openvino", "model": "model.xml", "precision_hint": PRECISION_HINT}
+    else:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+        inputs = [i.name for i in session.get_inputs()]
+        names = [o.name for o in session.get_outputs()]
+        output = "logits" if "logits" in names else names[0]
+        engine = {"engine": "onnxruntime", "model": "model.onnx"}
     config = {
         "name": r.name,
         "artifact": artifact.name,
         "precision": artifact.precision,
-        "model": "model.onnx",
+        **engine,
         "labels": list(r.task.labels),
         "text_columns": list(r.task.text_columns),
         "label_column": r.task.label_column,
         "max_length": r.data.max_length,
-        "input_names": [i.name for i in session.get_inputs()],
-        "output_name": next(
-            (o.name for o in session.get_outputs() if o.name == "logits"),
-            session.get_outputs()[0].name,
-        ),
+        "input_names": inputs,
+        "output_name": output,
         "pad_token_id": tokenizer.pad_token_id,
         "padding_side": "right",
         "truncation": "longest_first",
@@ -169,8 +193,12 @@ def write_files(ctx: StageContext, artifact: Artifact, tokenizer, tok_folder: Pa
     }
     atomic_write_json(out / "config.json", config)
     atomic_write_text(out / "predict.py", predict_source())
-    atomic_write_text(out / "requirements.txt", requirements())
+    atomic_write_text(out / "requirements.txt", requirements(config["engine"]))
     return config
+
+
+def model_files(artifact: Artifact) -> tuple[str, ...]:
+    return OV_FILES if artifact.backend == "openvino" else ONNX_FILES
 
 
 def reference_predictions(ctx: StageContext, artifact: Artifact, tokenizer) -> dict[str, Any]:
@@ -180,7 +208,14 @@ def reference_predictions(ctx: StageContext, artifact: Artifact, tokenizer) -> d
 
     eval_set = tokenize(ctx.data().eval, tokenizer, ctx.recipe)
     batch = recorded_batch_size(artifact, ctx.recipe)
-    logits = onnx_logits(Path(artifact.path) / "model.onnx", eval_set, tokenizer, batch)
+    if artifact.backend == "openvino":
+        from modelkit.batching import padded_batches
+        from quantize.openvino import OVClassifier, openvino_logits
+
+        batches = (b for _, b in padded_batches(eval_set, tokenizer.pad_token_id, batch))
+        logits = openvino_logits(OVClassifier(artifact.path), batches)
+    else:
+        logits = onnx_logits(Path(artifact.path) / "model.onnx", eval_set, tokenizer, batch)
     predicted = logits.argmax(-1)
     accuracy = float((predicted == np.asarray(eval_set["labels"])).mean())
     if artifact.accuracy is not None and accuracy != artifact.accuracy:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
+from distill.augment import METHODS as AUGMENT_METHODS
 from distill.layer_map import LAYER_MAPS
 from distill.losses import KD_LOSSES, MATCH_LOSSES
 from distill.student import EMBEDDING_INITS, check_layer_count
@@ -42,9 +43,17 @@ from pipelines.core.schema import (
     to_dict,
 )
 from quantize.inc_configs import INC_CONFIGS
+from quantize.openvino import PRESETS as OV_PRESETS
 from quantize.presets import AUTO, CALIBRATION_METHODS, PRESETS
 
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # recipe name → torch
+
+
+# The distill ablation's variants (built in pipelines/distillation/ablation.py, which imports this
+# module; the names live here so the schema can validate them without it).
+ABLATION_VARIANTS = ("labels_only", "logits_kd", "kd_augment", "kd_matches", "two_step", "minilm")
+DEFAULT_ABLATION_VARIANTS = ("labels_only", "logits_kd", "kd_augment", "kd_matches")
+LAYER_CHOICES = ("uniform", "bottom")  # student search: pipelines/search/space.py
 
 
 class ModelShape(Section):
@@ -188,6 +197,39 @@ class ScheduleConfig(Section):
             raise ConfigError("schedule: kind 'linear' needs an 'end' value.")
 
 
+class AugmentConfig(Section):
+    """Augmented transfer set (distill/augment.py): new rows the teacher labels."""
+
+    factor: Float = f(0.0, min=0.0, max=100.0, help="new rows per training row; 0 = off")
+    methods: list[names(*AUGMENT_METHODS)] = f(
+        ["mask", "ngram", "dropout", "shuffle"], help="picked at random, one per new row"
+    )
+    p_mask: Float = f(0.1, min=0.0, max=1.0, help="mask: chance a word becomes [MASK]")
+    max_ngram: Int = f(5, min=1, max=64, help="ngram: longest sampled n-gram, in words")
+    p_drop: Float = f(0.1, min=0.0, max=1.0, help="dropout: chance a word is dropped")
+    window: Int = f(3, min=2, max=64, help="shuffle: words shuffled within windows this long")
+    p_mlm: Float = f(0.3, min=0.0, max=1.0, help="mlm: chance a word is replaced")
+    top_k: Int = f(15, min=1, max=100, help="mlm: replacement drawn from the top k guesses")
+    mlm_model: Str | None = f(
+        None, help="mlm: masked LM (hub id or folder); null = the teacher's if it has an MLM head"
+    )
+    max_rows: Int | None = f(None, min=1, help="cap on new rows; null = factor × train rows")
+    chunk_rows: Int = f(20000, min=100, help="rows made and labelled per resumable chunk")
+
+    @checks
+    def check(self) -> None:
+        if not self.methods:
+            raise ConfigError("distill.augment.methods: give at least one method.")
+
+
+class QATConfig(Section):
+    """Quantization-aware distillation: int8 fake-quant (NNCF) after the distillation."""
+
+    epochs: Float = f(0.0, min=0.0, max=100.0, help="epochs of QAT after distilling; 0 = off")
+    learning_rate: Float = f(2e-5, min=1e-8, max=1.0, help="QAT learning rate (small)")
+    calibration_samples: Int = f(256, min=1, max=100_000, help="rows for the initial ranges")
+
+
 class DistillConfig(Section):
     epochs: Float = f(3.0, min=0.01, max=100, help="training epochs")
     learning_rate: Float = f(5e-5, min=1e-7, max=1.0, help="peak learning rate")
@@ -214,10 +256,22 @@ class DistillConfig(Section):
     cache_teacher_logits: Bool = f(
         True, help="precompute teacher logits when no match needs the teacher"
     )
-    ablation: Bool = f(False, help="also train labels-only / KD / KD+matches and write a table")
+    ablation: Bool = f(False, help="also train the same student other ways and write a table")
+    ablation_variants: list[names(*ABLATION_VARIANTS)] = f(
+        list(DEFAULT_ABLATION_VARIANTS),
+        help="ablation rows (pipelines/distillation/ablation.py); +qat is added with distill.qat",
+    )
     cache_speedup_steps: Int = f(
         0, min=0, help="time N steps cached vs recomputed teacher; 0 = off"
     )
+    augment: AugmentConfig = f(AugmentConfig, help="augmented transfer set")
+    two_step: Float = f(
+        0.0,
+        min=0.0,
+        max=100.0,
+        help="TinyBERT: epochs of intermediate matches alone before the logits; 0 = one step",
+    )
+    qat: QATConfig = f(QATConfig, help="quantization-aware distillation (student-int8-qat)")
     teacher_dtype: names("auto", *TORCH_DTYPES) = f(
         "fp32", help="frozen teacher's dtype; auto = train precision; bf16/fp16 need CUDA"
     )
@@ -277,22 +331,35 @@ class IncConfig(Section):
     calibration_samples: Int = f(128, min=1, max=100_000, help="training rows for INC calibration")
 
 
+class OpenVINOConfig(Section):
+    preset: names(*OV_PRESETS) = f(
+        "performance", help="NNCF preset: performance (symmetric activations, fastest) or mixed"
+    )
+
+
 class QuantizeConfig(Section):
-    methods: list[Literal["dynamic", "static", "inc"]] = f(
-        ["dynamic", "static", "inc"],
-        help="ORT dynamic, ORT static (QDQ), Neural Compressor (PyTorch)",
+    methods: list[Literal["dynamic", "static", "inc", "openvino"]] = f(
+        ["dynamic", "static", "inc", "openvino"],
+        help="ORT dynamic, ORT static (QDQ), Neural Compressor (PyTorch), OpenVINO + NNCF "
+        "(needs the [openvino] extra; without it the method is skipped with the reason)",
+    )
+    peer: Bool = f(
+        True,
+        help="also quantize student and teacher as optimum-cli would (the report's baseline)",
     )
     preset: names(AUTO, *PRESETS) = f(
         "auto", help="int8 settings for the target; auto reads this CPU's flags"
     )
     dynamic_graph: Literal["plain", "fused"] = f(
-        "fused", help="quantize the plain export or the ORT-fused one (keeps QAttention)"
+        "plain",
+        help="quantize the plain export, or the ORT-fused one (QAttention; slower on Zen 5)",
     )
     per_channel: Bool | None = f(None, help="per-channel weights; null = the preset's choice")
     nodes_to_exclude: list[Str] = f([], help="ONNX node names kept in fp32")
     operators_to_quantize: list[str] | None = f(None, help="ONNX op types; null = ORT's default")
     calibration: CalibrationConfig = f(CalibrationConfig, help="static calibration")
     inc: IncConfig = f(IncConfig, help="Neural Compressor autotune")
+    openvino: OpenVINOConfig = f(OpenVINOConfig, help="OpenVINO int8 (NNCF post-training)")
     max_drop: Float = f(
         1.0, min=0.0, max=100.0, help="accuracy drop (points) over which an artifact is rejected"
     )
@@ -307,7 +374,14 @@ class BenchConfig(Section):
     )
     min_runs: Int = f(20, min=1, help="timed runs per cell, at least")
     min_seconds: Float = f(1.0, min=0.0, help="timed seconds per cell, at least")
-    warmup_runs: Int = f(5, min=0, help="untimed runs before timing")
+    warmup_runs: Int = f(5, min=0, help="untimed runs before timing (in every round)")
+    rounds: Int = f(
+        3, min=1, max=100, help="interleaved rounds: every artifact timed once per round"
+    )
+    withhold_noisy: Bool = f(
+        True,
+        help="no recommendation from noisy cells or a busy machine (false: recommend, and warn)",
+    )
     bucket: Bool = f(True, help="also time the eval split at real lengths, bucketed vs padded")
     real_length_batch: Int = f(32, min=1, help="batch size of the real-length measurement")
     artifacts: list[str] | None = f(None, help="artifact names to measure; null = all found")
@@ -322,6 +396,56 @@ class BenchConfig(Section):
         help="recommended: fastest keeping this share of the teacher's accuracy",
     )
     timeout_s: Float = f(1800.0, min=1.0, help="per-worker timeout")
+
+
+class SearchSpaceConfig(Section):
+    """Candidate students (pipelines/search/space.py): every combination of these."""
+
+    depths: list[Int] = f([2, 3, 4], min=1, max=48, help="student layers")
+    widths: list[Int] | None = f(
+        None, min=8, help="hidden sizes; null = the teacher's only (then layers can be copied)"
+    )
+    head_size: Int | None = f(None, min=8, help="width per head; null = the teacher's")
+    ffn_ratios: list[Float] = f([4.0], min=0.25, max=16.0, help="intermediate size ÷ width")
+    layer_choices: list[names(*LAYER_CHOICES)] = f(
+        ["uniform", "bottom"],
+        help="teacher layers each student takes: uniform (evenly spaced from 0) or bottom",
+    )
+    init: Literal["auto", "teacher_layers", "prune"] = f(
+        "auto",
+        help="auto: copy teacher layers when the shape is the teacher's, else cut (prune) them",
+    )
+
+
+class SearchConfig(Section):
+    """Student search (`distillery search`): the fastest student over an accuracy floor, or the
+    most accurate one under a latency budget. Off unless enabled."""
+
+    enabled: Bool = f(False, help="run the search stage; its pick becomes the run's student")
+    floor: Float = f(0.99, min=0.0, max=1.0, help="accuracy floor, as a share of the teacher's")
+    budget_ms: Float | None = f(
+        None, min=0.0, help="latency budget (p50 ms); set = most accurate under it, not floor"
+    )
+    batch_size: Int = f(1, min=1, max=4096, help="latency measured at this batch size")
+    seq_len: Int = f(128, min=1, max=4096, help="... and this sequence length")
+    threads: Int = f(2, min=1, max=1024, help="... with this many threads")
+    backend: Literal["onnxruntime", "openvino"] = f(
+        "onnxruntime", help="deployment backend timed: ORT dynamic int8 or OpenVINO int8"
+    )
+    space: SearchSpaceConfig = f(SearchSpaceConfig, help="the candidates")
+    max_trained: Int = f(4, min=1, max=100, help="candidates given the short distillation, at most")
+    short_rows: Int = f(20000, min=16, help="training rows of the short distillation")
+    short_epochs: Float = f(1.0, min=0.01, max=100.0, help="epochs of the short distillation")
+    slack_points: Float = f(
+        0.5,
+        min=0.0,
+        max=100.0,
+        help="a short run within this many points of the floor counts as meeting it (the full "
+        "run trains longer)",
+    )
+    rounds: Int = f(3, min=1, max=20, help="interleaved latency rounds")
+    min_runs: Int = f(30, min=1, help="timed runs per candidate, at least")
+    min_seconds: Float = f(1.0, min=0.0, help="timed seconds per candidate, at least")
 
 
 class BundleConfig(Section):
@@ -379,6 +503,7 @@ class Recipe(Section):
     quantize: QuantizeConfig = f(QuantizeConfig, help="int8 quantization and its accuracy gate")
     bench: BenchConfig = f(BenchConfig, help="latency/accuracy benchmark")
     bundle: BundleConfig = f(BundleConfig, help="edge bundle: ONNX + tokenizer + predict.py")
+    search: SearchConfig = f(SearchConfig, help="student search (off unless enabled)")
     train: TrainConfig = f(TrainConfig, help="settings shared by the training stages")
     security: SecurityConfig = f(SecurityConfig, help="what untrusted code may run")
 

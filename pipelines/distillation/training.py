@@ -59,3 +59,68 @@ def train_student(  # -> (trainer, checkpoint resumed from, loss summed before i
         callbacks=[logging_callback(), sampler_rng_sync(), *(callbacks or [])],
     )
     return trainer, resume, before
+
+
+def two_step(spec: LossSpec) -> tuple[LossSpec, LossSpec]:
+    """TinyBERT's task distillation in two steps: the intermediate matches alone (no task, no
+    KD), then the logits alone (task and KD, no matches)."""
+    from dataclasses import replace
+
+    from distill.combined import Schedule
+
+    matches_only = replace(
+        spec,
+        weights={
+            **{k: v for k, v in spec.weights.items() if k in spec.matches},
+            "task": Schedule(0.0),
+            "kd": Schedule(0.0),
+        },
+    )
+    logits_only = replace(
+        spec,
+        matches=[],
+        layer_map=[],
+        weights={k: v for k, v in spec.weights.items() if k in ("task", "kd")},
+    )
+    return matches_only, logits_only
+
+
+def train_in_two_steps(
+    ctx: StageContext,
+    teacher,
+    student,
+    tokenizer,
+    train_set,
+    spec,
+    checkpoints: Path,
+    logits,
+    first_epochs: float | None = None,
+):
+    """Step 1 (`first_epochs`, default `distill.two_step`, of matches alone, the teacher run
+    live), then step 2 (the
+    recipe's epochs of logits, from cached logits when there are). A finished step 1 leaves the
+    student in `checkpoints/step1-done`, so a resumed run starts at step 2."""
+    from transformers import AutoModelForSequenceClassification
+
+    first, second = two_step(spec)
+    done = checkpoints / "step1-done"
+    if (done / "config.json").is_file():
+        student = AutoModelForSequenceClassification.from_pretrained(done, use_safetensors=True)
+        log.info("two-step distillation: step 1 already done (%s)", done)
+    else:
+        trainer, _, _ = train_student(
+            ctx,
+            teacher,
+            student,
+            tokenizer,
+            train_set,
+            first,
+            checkpoints / "step1",
+            None,
+            num_train_epochs=first_epochs or ctx.recipe.distill.two_step,
+        )
+        student = trainer.model.student
+        student.save_pretrained(done, safe_serialization=True)
+    return train_student(
+        ctx, teacher, student, tokenizer, train_set, second, checkpoints / "step2", logits
+    )

@@ -14,10 +14,18 @@ from typing import Any
 from pipelines.core.runs import atomic_write_json, atomic_write_text
 from pipelines.report.card import recommended_card
 from pipelines.report.plots import latency_series, pareto_points, plot_latency, plot_pareto
-from pipelines.report.recommend import RecommendRule, as_rule, recommend
+from pipelines.report.recommend import (
+    RecommendRule,
+    as_rule,
+    compared_rows,
+    decisive_noisy,
+    recommend,
+    teacher_accuracy,
+)
 from pipelines.report.rows import devices, measured_rows, pick_batch
 from pipelines.report.schema import validate_results
-from pipelines.report.tables import markdown_table, real_length_table, summary_table
+from pipelines.report.speed import busy, show, speedup
+from pipelines.report.tables import PEER, fmt, markdown_table, real_length_table, summary_table
 
 
 def write_report(
@@ -27,11 +35,15 @@ def write_report(
     machine: dict[str, Any],
     recommended_rule: RecommendRule | dict | None = None,
     roofline: list[dict[str, Any]] | None = None,
+    conditions: dict[str, Any] | None = None,
+    withhold_noisy: bool = True,
+    sections: list[str] | None = None,
 ) -> dict[str, Any]:
     """Write results.json, README.md, pareto.png and latency.png under out_dir.
 
+    `sections`: markdown lines from upstream stages (search, ablation), placed after the plots.
     Returns {"recommended": name or None, "recommended_path", "results", "readme", "pareto",
-    "latency" (paths), "pareto_points", "latency_series", "reason"}.
+    "latency" (paths), "pareto_points", "latency_series", "reason", "withheld"}.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -50,12 +62,27 @@ def write_report(
         series, paths["latency.png"], f"p50 vs sequence length, batch {batch}, {rule.device}"
     )
 
+    warnings = busy(rows, conditions, int(machine.get("affinity") or machine.get("cores") or 1))
     best = recommend(rows, manifests, rule)
+    withheld = None
+    noisy_compared = decisive_noisy(rows, manifests, best, rule)
+    trouble = noisy_compared or any("just before" in w or "stolen" in w for w in warnings)
+    if best and trouble and withhold_noisy:
+        withheld = (
+            "the measurements it would rest on are not trustworthy ("
+            + (f"noisy: {', '.join(noisy_compared)}" if noisy_compared else "; ".join(warnings))
+            + "); rerun the bench stage on an idle machine (distillery run RECIPE --stage bench "
+            "--force)"
+        )
     text = ["# Benchmark report", ""]
+    text += summary_lines(best, withheld, rows, manifests, rule, out_dir) + [""]
+    if warnings:
+        text += ["**Measurement warnings:** " + "; ".join(warnings) + ".", ""]
     text += [
         f"Machine: {machine.get('cpu', '?')} ({machine.get('arch', '?')}), {machine.get('cores')} cores, "
         f"ISA {', '.join(machine.get('isa', [])) or '?'}"
-        + (f", GPU {', '.join(machine['gpu'])}" if machine.get("gpu") else ""),
+        + (f", GPU {', '.join(machine['gpu'])}" if machine.get("gpu") else "")
+        + (conditions_text(conditions) if conditions else ""),
         "",
     ]
     for device in devices(rows):
@@ -70,35 +97,25 @@ def write_report(
             "",
         ]
     if roofline:
-        text += ["## Roofline", ""]
-        for r in roofline:
-            frac = r.get("fraction_of_peak")
-            text += [
-                f"- {r.get('artifact', '')} batch {r['batch']}, seq {r['seq']}, {r['precision']}: "
-                f"{r['flops'] / 1e9:.3g} GFLOP ({r['formula']}); peak {r['peak_ops_per_s'] / 1e9:.1f} "
-                f"GOP/s assuming {r['assumption']}"
-                + (
-                    f"; achieved {r['achieved_ops_per_s'] / 1e9:.2f} GOP/s = {frac:.1%} of peak"
-                    if frac
-                    else ""
-                )
-            ]
-        text.append("")
+        text += roofline_lines(roofline) + [""]
     text += [
         "![accuracy vs latency](pareto.png)",
         "",
         "![latency vs sequence length](latency.png)",
         "",
     ]
-    if best:
+    text += sections or []
+    if best and not withheld:
         text += [recommended_card(best, manifests, rule), ""]
-    else:
+    elif not best:
         text += [f"No artifact meets the rule: {rule.describe()}.", ""]
     atomic_write_text(paths["README.md"], "\n".join(text))
+    chosen = None if withheld else best
     return {
-        "recommended": best["artifact"] if best else None,
-        "recommended_path": best.get("path") if best else None,
-        "reason": best["reason"] if best else None,
+        "recommended": chosen["artifact"] if chosen else None,
+        "recommended_path": chosen.get("path") if chosen else None,
+        "reason": chosen["reason"] if chosen else None,
+        "withheld": withheld,
         "results": str(paths["results.json"]),
         "readme": str(paths["README.md"]),
         "pareto": str(paths["pareto.png"]),
@@ -106,3 +123,83 @@ def write_report(
         "pareto_points": points,
         "latency_series": series,
     }
+
+
+def summary_lines(best, withheld, rows, manifests, rule, out_dir: Path) -> list[str]:
+    """The five lines a reader needs first: what to ship, how accurate, how fast, how big, where."""
+    teacher = teacher_accuracy(rows, manifests)
+    if not best:
+        return [f"**Summary:** no artifact meets the rule ({rule.describe()})."]
+    compared = {r["artifact"]: r for r in compared_rows(rows, rule)}
+    shape = f"batch {best['batch']}, seq {best['seq']}, {best['threads']} threads"
+    vs_teacher = show(speedup(compared.get("teacher"), best))
+    peer = compared.get(PEER)
+    head = f"**Recommended: `{best['artifact']}`** ({best['backend']}, {best['precision']})"
+    if withheld:
+        head = f"**No recommendation:** {withheld}. The rule's pick would be `{best['artifact']}`"
+    acc = best.get("accuracy")
+    lines = [
+        f"- {head}.",
+        "- Accuracy "
+        + ("unknown" if acc is None else f"{acc:.4f}")
+        + (f", {acc / teacher:.1%} of the teacher's {teacher:.4f}" if acc and teacher else "")
+        + ".",
+        f"- Speed at {shape}: **{vs_teacher}** the teacher's fp32 PyTorch"
+        + (
+            f"; **{show(speedup(peer, best))}** the peer path (`{PEER}`: optimum-cli's int8 of "
+            f"the same student, accuracy {fmt(peer.get('accuracy'), 4)})"
+            if peer
+            else "; no peer row (quantize.peer is off)"
+        )
+        + f". p50 {fmt(best['p50_ms'])} ms, p99 {fmt(best['p99_ms'])} ms.",
+        f"- Size {fmt(best.get('size_mb'), 2)} MB"
+        + (
+            f" (teacher fp32: {fmt(compared['teacher'].get('size_mb'), 2)} MB)"
+            if compared.get("teacher")
+            else ""
+        )
+        + ".",
+        f"- Bundle: `{out_dir.parent / 'bundle'}/` (the bundle stage ships the recommendation).",
+    ]
+    return lines
+
+
+def conditions_text(conditions: dict[str, Any]) -> str:
+    before, after = conditions.get("before") or {}, conditions.get("after") or {}
+    return (
+        f". Before the bench: CPUs {before.get('busy_pct', '?')}% busy with other work, load "
+        f"average {before.get('loadavg_1m')}; after: load average {after.get('loadavg_1m')} (the "
+        f"bench's own); CPU steal during it {conditions.get('steal_pct')}%"
+    )
+
+
+def roofline_lines(roofline: list[dict[str, Any]]) -> list[str]:
+    """The formula and the assumed peaks once, then one line per artifact."""
+    first = roofline[0]
+    lines = [
+        "## Roofline",
+        "",
+        f"FLOPs of one encoder forward: {first['formula'].split(' = ')[0]} (embeddings and "
+        f"classifier left out), at batch {first['batch']}, seq {first['seq']}. Assumed peaks: "
+        + "; ".join(
+            sorted(
+                {
+                    f"{r['precision']} {r['peak_ops_per_s'] / 1e9:.0f} GOP/s ({r['assumption']})"
+                    for r in roofline
+                }
+            )
+        )
+        + ".",
+        "",
+    ]
+    for r in sorted(roofline, key=lambda r: -(r.get("fraction_of_peak") or 0)):
+        frac = r.get("fraction_of_peak")
+        lines.append(
+            f"- `{r.get('artifact', '')}` ({r['precision']}): {r['flops'] / 1e9:.3g} GFLOP, "
+            + (
+                f"{r['achieved_ops_per_s'] / 1e9:.1f} GOP/s = **{frac:.1%}** of peak"
+                if frac
+                else "not measured"
+            )
+        )
+    return lines

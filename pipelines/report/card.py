@@ -67,7 +67,7 @@ def lineage(artifact: str, manifests: dict[str, dict]) -> list[str]:
         )
     if quant:
         q = manifests["quantize"]
-        preset = (quant.get("preset") or {}).get("name") or (q.get("preset") or {}).get("name")
+        preset = _preset_name(quant.get("preset")) or _preset_name(q.get("preset"))
         steps.append(
             f"quantize `{artifact}` ({quant.get('method', 'inc')}, preset {preset}): hash "
             f"`{q.get('hash', '?')}`, parity vs fp32: {_parity(quant.get('parity'))}"
@@ -102,3 +102,8 @@ def recommended_card(best: dict[str, Any], manifests: dict[str, dict], rule: Rec
         "Pad on the right (fused Attention in O2+ graphs reads the mask as per-row lengths).",
     ]
     return "\n".join(out)
+
+
+def _preset_name(preset) -> str | None:
+    """A preset recorded as a dict with a name (ORT presets) or as a plain name (NNCF's)."""
+    return preset.get("name") if isinstance(preset, dict) else preset

@@ -48,15 +48,28 @@ def teacher_accuracy(rows: list[dict[str, Any]], manifests: dict[str, dict]) -> 
     return None if acc is None else float(acc)
 
 
-def recommend(
-    rows: list[dict[str, Any]], manifests: dict[str, dict], rule: RecommendRule | dict | None = None
-) -> dict[str, Any] | None:
-    """The row the rule picks (with `reason`), or None when nothing measured qualifies."""
+def compared_rows(
+    rows: list[dict[str, Any]], rule: RecommendRule | dict | None = None
+) -> list[dict[str, Any]]:
+    """The measured rows the rule compares: its batch and seq (or the nearest measured), the
+    most threads, on its device."""
     rule = as_rule(rule)
     measured = measured_rows(rows, rule.device)
     seq, threads = comparison_shape(measured, rule.seq)
     batch = pick_batch(measured, rule.batch)
-    at = [r for r in measured if (r["batch"], r["seq"], r["threads"]) == (batch, seq, threads)]
+    return [r for r in measured if (r["batch"], r["seq"], r["threads"]) == (batch, seq, threads)]
+
+
+def recommend(
+    rows: list[dict[str, Any]], manifests: dict[str, dict], rule: RecommendRule | dict | None = None
+) -> dict[str, Any] | None:
+    """The row the rule picks (with `reason`), or None when nothing measured qualifies.
+    Baselines (the peer path) are compared against, never recommended."""
+    rule = as_rule(rule)
+    at = [r for r in compared_rows(rows, rule) if r.get("role", "model") != "baseline"]
+    if not at:
+        return None
+    batch, seq, threads = at[0]["batch"], at[0]["seq"], at[0]["threads"]
     teacher = teacher_accuracy(rows, manifests)
     if teacher is None:
         keep, floor = [r for r in at if r.get("accuracy") is not None] or at, None
@@ -75,3 +88,31 @@ def recommend(
         ),
         "rule": asdict(rule),
     }
+
+
+def decisive_noisy(
+    rows: list[dict[str, Any]],
+    manifests: dict[str, dict],
+    best: dict[str, Any] | None,
+    rule: RecommendRule | dict | None = None,
+) -> list[str]:
+    """The noisy cells the recommendation rests on: the pick itself, the teacher's fp32 PyTorch
+    and the peer baseline (its speed-ups are ratios to them), and any artifact over the accuracy
+    floor whose fastest round was as fast as the pick (noise may have hidden a better pick). A
+    noisy cell that could not have changed the pick or its ratios is reported, not decisive."""
+    rule = as_rule(rule)
+    compared = compared_rows(rows, rule)
+    if not best:
+        return [r["artifact"] for r in compared if r.get("noisy")]
+    teacher = teacher_accuracy(rows, manifests)
+    floor = None if teacher is None else teacher * rule.min_retained
+    out = []
+    for r in compared:
+        if not r.get("noisy"):
+            continue
+        anchor = r["artifact"] in (best["artifact"], "teacher") or r.get("role") == "baseline"
+        fastest = min(r.get("round_p50_ms") or [r["p50_ms"]])
+        eligible = floor is None or (r.get("accuracy") is not None and r["accuracy"] >= floor)
+        if anchor or (eligible and fastest <= best["p50_ms"]):
+            out.append(r["artifact"])
+    return out

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipelines.bench.artifacts import BACKENDS, DEVICES, PRECISIONS
+from pipelines.bench.artifacts import BACKENDS, DEVICES, PRECISIONS, ROLES
 
 NULLABLE_NUMBER = ["number", "null"]
 RESULTS_SCHEMA: dict[str, Any] = {
@@ -56,6 +56,13 @@ RESULTS_SCHEMA: dict[str, Any] = {
             "load_s": {"type": NULLABLE_NUMBER, "minimum": 0},
             "error": {"type": "string"},
             "skipped": {"type": "string"},
+            "role": {"type": "string", "enum": list(ROLES)},
+            "noisy": {"type": "string"},
+            "rounds": {"type": ["integer", "null"], "minimum": 1},
+            "round_p50_ms": {"type": "array"},
+            "round_drift": {"type": "array"},
+            "round_spread": {"type": NULLABLE_NUMBER, "minimum": 1},
+            "precision_hint": {"type": "string"},
         },
     },
 }

@@ -5,24 +5,39 @@ from __future__ import annotations
 from typing import Any
 
 from pipelines.report.rows import comparison_shape, devices, measured_rows, pick_batch
+from pipelines.report.speed import show, speedup
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}g}" if value < 1 else f"{value:.{digits}f}"
 
 
+PEER = "student-int8-peer"  # the baseline each speed-up is also shown against
+
+
 def summary_table(
     rows: list[dict[str, Any]], device: str
 ) -> tuple[str, list[str], list[list[str]]]:
-    """(title, header, lines) for one device: one line per (artifact, precision)."""
+    """(title, header, lines) for one device: one line per (artifact, precision). A device where
+    nothing could run gets one line per reason, naming its artifacts."""
     on_device = [r for r in rows if r["device"] == device and r.get("mode", "grid") == "grid"]
     measured = measured_rows(on_device)
+    if not measured and all(r.get("skipped") for r in on_device):
+        reasons: dict[str, list[str]] = {}
+        for r in on_device:
+            label = f"{r['artifact']} {r['precision']}"
+            reasons.setdefault(r["skipped"], [])
+            if label not in reasons[r["skipped"]]:
+                reasons[r["skipped"]].append(label)
+        lines = [[why, ", ".join(names)] for why, names in reasons.items()]
+        return f"{device}: nothing could run here", ["skipped because", "artifacts"], lines
     seq, threads = comparison_shape(measured)
     small, large = pick_batch(measured, 1), pick_batch(measured, 32, largest=True)
     batches = [b for b in dict.fromkeys([small, large]) if b is not None]
     header = ["artifact", "backend", "precision", "accuracy", "size MB"]
+    has_peer = any(r["artifact"] == PEER for r in measured)
     for b in batches:
-        header += [f"b{b} p50/p99 ms", f"b{b} speed-up"]
+        header += [f"b{b} p50/p99 ms", f"b{b} speed-up"] + ([f"b{b} vs peer"] if has_peer else [])
     if not batches:  # nothing measured on this device: one column for the skip reasons
         header.append("status")
 
@@ -44,7 +59,7 @@ def summary_table(
         group = [r for r in on_device if (r["artifact"], r["precision"]) == (artifact, precision)]
         first = group[0]
         line = [
-            artifact,
+            artifact + (" (baseline)" if first.get("role") == "baseline" else ""),
             first["backend"],
             precision,
             fmt(first.get("accuracy"), 4),
@@ -58,18 +73,25 @@ def summary_table(
         if not batches:
             lines.append(line + [f"error: {failed[:60]}" if failed else "–"])
             continue
+        empty = ["–"] if has_peer else []
         for b in batches:
             r, base = cell(artifact, precision, b), cell("teacher", "fp32", b)
             if r is None:
-                line += [f"error: {failed[:60]}" if failed else "–", "–"]
+                line += [f"error: {failed[:60]}" if failed else "–", "–", *empty]
             elif r.get("error"):
-                line += [f"error: {r['error'][:60]}", "–"]
+                line += [f"error: {r['error'][:60]}", "–", *empty]
             else:
-                ok = base is not None and base.get("p50_ms") and r.get("p50_ms")
-                speed = f"{base['p50_ms'] / r['p50_ms']:.2f}×" if ok else "–"
-                line += [f"{fmt(r['p50_ms'])} / {fmt(r['p99_ms'])}", speed]
+                noisy = " ⚠" if r.get("noisy") else ""
+                line += [f"{fmt(r['p50_ms'])} / {fmt(r['p99_ms'])}{noisy}", show(speedup(base, r))]
+                if has_peer:
+                    line.append(show(speedup(cell(PEER, "int8", b), r)))
         lines.append(line)
-    title = f"{device}: seq {seq}, {threads} threads; speed-up = teacher fp32 PyTorch p50 ÷ p50"
+    title = (
+        f"{device}: seq {seq}, {threads} threads; speed-up = teacher fp32 PyTorch p50 ÷ p50, "
+        "the median over interleaved rounds (their range in brackets)"
+        + ("; vs peer = the same against optimum-cli's int8 of the student" if has_peer else "")
+        + ("; ⚠ = a noisy cell" if any(r.get("noisy") for r in measured) else "")
+    )
     if not batches:
         title = f"{device}: nothing measured"
     return title, header, lines

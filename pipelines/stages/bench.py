@@ -8,12 +8,14 @@ roofline at b1/s128 → rows.json, which the report stage reads.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from modelkit.cpu import usable_cores
-from pipelines.bench.artifacts import discover_artifacts
+from pipelines.bench.artifacts import Artifact, absent_artifacts, discover_artifacts
 from pipelines.bench.gpu import GPU_ROWS_FILE, TRT_CACHE, WORKER_TIMEOUT_S, gpu_rows
 from pipelines.bench.grid import run_grid
+from pipelines.bench.jobs import base_row, empty_cell
 from pipelines.bench.roofline import roofline
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.errors import DistilleryError
@@ -26,6 +28,40 @@ ROWS_FILE = "rows.json"
 
 def _threads(requested: list[int] | None) -> list[int]:
     return requested or sorted({1, usable_cores()})
+
+
+def machine_load(sample_s: float = 0.0) -> dict[str, float]:
+    """Load averages and cumulative CPU steal, to compare before and after the grid; with
+    `sample_s`, also how busy the CPUs were over that many seconds while this process waited
+    (the load average would count the pipeline's own previous stage)."""
+    import psutil
+
+    one, five, _ = os.getloadavg()
+    busy = psutil.cpu_percent(interval=sample_s) if sample_s else None
+    times = psutil.cpu_times()
+    return {
+        "loadavg_1m": round(one, 2),
+        "loadavg_5m": round(five, 2),
+        **({"busy_pct": busy} if busy is not None else {}),
+        "steal_s": float(getattr(times, "steal", 0.0)),
+        "total_s": float(sum(times)),
+    }
+
+
+def steal_since(before: dict[str, float]) -> float:
+    """Percent of CPU time stolen by the hypervisor since `before` (other guests on the host)."""
+    now = machine_load()
+    total = now["total_s"] - before["total_s"]
+    return round(100.0 * (now["steal_s"] - before["steal_s"]) / total, 2) if total > 0 else 0.0
+
+
+def absent_row(name: str, why: str) -> dict:
+    """A CPU row for an artifact that could not be made here (its extra is not installed)."""
+    backend = "openvino" if "openvino" in name else "onnxruntime"
+    base = base_row(
+        Artifact(name, backend, "", "int8", "cpu", None, None, "quantize"), "cpu", "int8", None
+    )
+    return {**empty_cell(base, None, None), "skipped": why}
 
 
 def main(ctx: StageContext) -> StageResult:
@@ -49,6 +85,7 @@ def main(ctx: StageContext) -> StageResult:
             "max_length": ctx.recipe.data.max_length,
             "batch_size": b.real_length_batch,
         }
+    before = machine_load(sample_s=2.0)
     rows = run_grid(
         artifacts,
         b.batch_sizes,
@@ -60,7 +97,11 @@ def main(ctx: StageContext) -> StageResult:
         real_lengths=real,
         timeout_s=b.timeout_s,
         inc_compile=b.inc_compile,
+        rounds=b.rounds,
     )
+    conditions = {"before": before, "after": machine_load(), "steal_pct": steal_since(before)}
+    for name, why in absent_artifacts(ctx.run.path).items():  # a method whose extra is missing
+        rows.append(absent_row(name, why))
     if b.gpu:
         rows += gpu_rows(
             artifacts,
@@ -100,13 +141,16 @@ def main(ctx: StageContext) -> StageResult:
                     ),
                 }
             )
-    atomic_write_json(ctx.out / ROWS_FILE, {"rows": rows, "roofline": roof})
+    atomic_write_json(
+        ctx.out / ROWS_FILE, {"rows": rows, "roofline": roof, "conditions": conditions}
+    )
     errors = [r for r in rows if r.get("error")]
     return StageResult(
         metrics={"rows": len(rows), "errors": len(errors), "artifacts": len(artifacts)},
         artifacts={"rows": ROWS_FILE},
         extra={
             "measured": [a.to_dict() for a in artifacts],
+            "conditions": conditions,
             "roofline": roof,
             "errors": [
                 {k: r.get(k) for k in ("artifact", "batch", "seq", "error")} for r in errors

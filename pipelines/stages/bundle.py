@@ -14,7 +14,6 @@ import logging
 import tempfile
 from pathlib import Path
 
-from modelkit.files import ONNX_FILES
 from pipelines.bundle.card import bundle_card
 from pipelines.bundle.verify import (
     RUN_RECORDS,
@@ -31,6 +30,7 @@ from pipelines.bundle.writer import (
     clear,
     measure_cold_start,
     measure_steady_state,
+    model_files,
     reference_predictions,
     requirements,
     write_files,
@@ -94,7 +94,7 @@ def main(ctx: StageContext) -> StageResult:
     sums = write_sha256sums(out)  # last: it covers every file written above
     (out / SUMS).chmod(0o644)
     sizes = {name: (out / name).stat().st_size for name in [*sums, SUMS]}
-    model_bytes = sum(sizes.get(n, 0) for n in ONNX_FILES)
+    model_bytes = sum(sizes.get(n, 0) for n in model_files(artifact))
     cold, steady = measured["cold_start"], measured["steady_state"]
     metrics = {
         "artifact": artifact.name,
@@ -123,7 +123,7 @@ def main(ctx: StageContext) -> StageResult:
                 "measured": measured,
                 "sha256": sums,
                 "size_bytes": sizes,
-                "requirements": requirements().split(),
+                "requirements": requirements(config["engine"]).split(),
                 "not_in_sums": list(RUN_RECORDS),
             }
         },

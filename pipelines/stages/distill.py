@@ -15,17 +15,21 @@ import logging
 import shutil
 import time
 
-from pipelines.core.config import TORCH_DTYPES
+import numpy as np
+
+from pipelines.core.config import TORCH_DTYPES, StudentConfig
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.distributed import is_main, main_first
 from pipelines.core.models import load_stage_model, save_model
 from pipelines.data.loading import require_rows, tokenize
-from pipelines.distillation.ablation import run_ablation
+from pipelines.distillation.ablation import int8_accuracy, run_ablation
+from pipelines.distillation.augment import augmented_set, train_texts
 from pipelines.distillation.logits import cached_teacher_logits
 from pipelines.distillation.loss import loss_spec
+from pipelines.distillation.qat import quantization_aware
 from pipelines.distillation.speedup import measure_cache_speedup
 from pipelines.distillation.student import build_student
-from pipelines.distillation.training import train_student
+from pipelines.distillation.training import train_in_two_steps, train_student, two_step
 from pipelines.train.checkpoints import train_loss_across_resume
 from pipelines.train.evaluation import evaluate_model
 from pipelines.train.settings import batch_info, resolve_device, resolve_teacher_dtype
@@ -35,9 +39,14 @@ log = logging.getLogger("distillery")
 
 def main(ctx: StageContext) -> StageResult:
     import torch
+    from datasets import concatenate_datasets
     from transformers import set_seed
 
     r, d = ctx.recipe, ctx.recipe.distill
+    picked = (ctx.inputs.get("search") or {}).get("chosen")
+    if picked:  # the search stage's pick replaces the recipe's `student` section
+        r = r.model_copy(update={"student": StudentConfig(**picked["student"])})
+        log.info("distill: the student is the search's pick %s (%s)", picked["id"], picked["why"])
     device = resolve_device(r)
     set_seed(r.seed)
     teacher, tokenizer = load_stage_model(ctx.input_dir("teacher"), ctx.recipe.security)
@@ -56,14 +65,27 @@ def main(ctx: StageContext) -> StageResult:
 
     cache_info: dict = {}
     logits = None
-    if d.cache_teacher_logits and not spec.needs_teacher_features:
+    live_teacher = spec.needs_teacher_features and not d.two_step  # step 2 of two is logits only
+    if d.cache_teacher_logits and not live_teacher:
         logits, cache_info = cached_teacher_logits(ctx, teacher, train_set, tokenizer, device)
+    transfer, transfer_logits, augment_info = train_set, logits, None
+    if d.augment.factor > 0:  # the augmented transfer set: new rows the teacher labelled
+        texts = train_texts(data.train, r.task.text_columns)
+        rows, rows_logits, augment_info = augmented_set(ctx, teacher, tokenizer, texts, device)
+        transfer = concatenate_datasets([train_set, rows.cast(train_set.features)])
+        if logits is not None:
+            transfer_logits = np.concatenate([logits, rows_logits])
 
     checkpoints = ctx.out / "checkpoints"
     started = time.time()
-    trainer, resumed, before = train_student(
-        ctx, teacher, student, tokenizer, train_set, spec, checkpoints, logits
-    )
+    if d.two_step and spec.matches:
+        trainer, resumed, before = train_in_two_steps(
+            ctx, teacher, student, tokenizer, transfer, spec, checkpoints, transfer_logits
+        )
+    else:
+        trainer, resumed, before = train_student(
+            ctx, teacher, student, tokenizer, transfer, spec, checkpoints, transfer_logits
+        )
     train_seconds = time.time() - started
     student = trainer.model.student  # the projections stay behind (trainer.model.loss)
     metrics, _ = evaluate_model(
@@ -78,6 +100,7 @@ def main(ctx: StageContext) -> StageResult:
 
     extra = {
         "student": {
+            "search_pick": picked["id"] if picked else None,
             "init": r.student.init,
             "init_weights": r.student.init_weights if r.student.init == "config" else None,
             "layers": copied,
@@ -102,8 +125,10 @@ def main(ctx: StageContext) -> StageResult:
                 trainer.state.global_step,
                 before,
             ),
-            "train_rows": len(train_set),
-            "cached_teacher_logits": logits is not None,
+            "train_rows": len(transfer),
+            "augmented_rows": len(transfer) - len(train_set),
+            "two_step": d.two_step if spec.matches else 0.0,
+            "cached_teacher_logits": transfer_logits is not None,
             "cache": cache_info,
             "train_seconds": round(train_seconds, 1),
             "log_history": trainer.state.log_history[-1:],
@@ -111,6 +136,22 @@ def main(ctx: StageContext) -> StageResult:
             **batch_info(trainer.args),
         },
     }
+    if augment_info:
+        extra["augment"] = augment_info
+    if d.qat.epochs > 0:
+        final_spec = two_step(spec)[1] if d.two_step and spec.matches else spec
+        extra["qat"] = quantization_aware(
+            ctx,
+            teacher,
+            student,
+            tokenizer,
+            transfer,
+            eval_set,
+            final_spec,
+            transfer_logits,
+            device,
+        )
+        metrics["qat_fake_quant_accuracy"] = extra["qat"]["fake_quant_accuracy"]
     if d.cache_speedup_steps:
         extra["cache_speedup"] = measure_cache_speedup(
             ctx, teacher, initial, tokenizer, train_set, device, copied
@@ -119,12 +160,24 @@ def main(ctx: StageContext) -> StageResult:
     if d.ablation:
         main_row = {
             "accuracy": metrics["accuracy"],
+            "int8_accuracy": int8_accuracy(student, tokenizer, eval_set),
+            "train_rows": len(transfer),
             "seconds": round(train_seconds, 1),
             "weights": {k: v.start for k, v in spec.weights.items()},
             "matches": list(spec.matches),
+            "two_step": d.two_step if spec.matches else 0.0,
         }
         extra["ablation"] = run_ablation(
-            ctx, teacher, initial, tokenizer, train_set, eval_set, device, copied, main_row
+            ctx,
+            teacher,
+            initial,
+            tokenizer,
+            (train_set, logits),
+            (transfer, transfer_logits) if augment_info else None,
+            eval_set,
+            device,
+            copied,
+            {**main_row, "augment": augment_info is not None, "qat": extra.get("qat")},
         )
     # Checkpoints go last: if the measurements above fail, a rerun resumes from the final one.
     if is_main():

@@ -15,7 +15,13 @@ and with it every stage downstream. Manifests written before sources were record
 
 from __future__ import annotations
 
-from pipelines.core.config import Recipe, recipe_to_dict
+from pipelines.core.config import (
+    DEFAULT_ABLATION_VARIANTS,
+    AugmentConfig,
+    QATConfig,
+    Recipe,
+    recipe_to_dict,
+)
 from pipelines.core.runs import canonical_hash
 from pipelines.stages.registry import Stage
 
@@ -23,8 +29,15 @@ COSMETIC = {
     "train": ("logging_steps", "report_to", "dataloader_num_workers", "ddp_find_unused_parameters")
 }
 HASHED_WHEN_SET = {
-    "distill": {"teacher_dtype": "fp32"},
+    "distill": {
+        "teacher_dtype": "fp32",
+        "augment": AugmentConfig().model_dump(),
+        "two_step": 0.0,
+        "qat": QATConfig().model_dump(),
+        "ablation_variants": list(DEFAULT_ABLATION_VARIANTS),
+    },
     "train": {"optim": "adamw_torch"},
+    "bench": {"withhold_noisy": True},
     "student": {"init_weights": "random", "prune_rows": 512},
 }
 

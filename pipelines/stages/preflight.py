@@ -22,7 +22,7 @@ def preflight_sources(recipe: Recipe, names: list[str]) -> None:
             (resolve_model(recipe.student.model, recipe.security, "student.model"), "model")
         )
     preflight(sources)
-    if "distill" in names:
+    if "distill" in names or "search" in names:
         preflight_models(recipe)
     if "distill" in names and recipe.student.init == "pretrained":
         preflight_student_vocab(recipe)
@@ -35,7 +35,9 @@ def teacher_config(recipe: Recipe):
     if t.init == "config":
         from transformers import BertConfig
 
-        return BertConfig(**t.config.model_dump())
+        # as pipelines.core.models.bert_from_shape builds it
+        positions = max(recipe.data.max_length, 64)
+        return BertConfig(**t.config.model_dump(), max_position_embeddings=positions)
     from transformers import AutoConfig
 
     from pipelines.core.models import resolve_model
@@ -80,6 +82,43 @@ def preflight_models(recipe: Recipe) -> None:
             resolve_layer_map(d.layer_map, n_student[s.init], n_teacher, copied)
     except InputError as exc:
         raise ConfigError(str(exc)) from None
+    preflight_distill_extras(recipe, config)
+    if recipe.search.enabled:  # every candidate can be cut from this teacher
+        from pipelines.search.space import candidates
+
+        candidates(recipe.search.space, config)
+        longest = getattr(config, "max_position_embeddings", None)
+        if longest and recipe.search.seq_len > longest:
+            raise ConfigError(
+                f"search.seq_len: {recipe.search.seq_len} tokens, but the teacher takes at most "
+                f"{longest} (max_position_embeddings); time at {longest} or fewer."
+            )
+        if recipe.search.backend == "openvino":
+            from quantize.openvino import available
+
+            missing = available()
+            if missing:
+                raise ConfigError(f"search.backend: openvino: {missing}")
+
+
+def preflight_distill_extras(recipe: Recipe, teacher_config) -> None:
+    """What augmentation and QAT need: a masked LM for `mlm`, NNCF for `distill.qat`."""
+    d = recipe.distill
+    if d.augment.factor > 0 and "mlm" in d.augment.methods and not d.augment.mlm_model:
+        archs = getattr(teacher_config, "architectures", None) or []
+        if not any(a.endswith(("ForMaskedLM", "ForPreTraining")) for a in archs):
+            raise ConfigError(
+                "distill.augment.methods: 'mlm' needs a masked language model with the teacher's "
+                f"vocabulary, and the teacher ({', '.join(archs) or 'built from a config'}) has "
+                "no MLM head; set distill.augment.mlm_model (a hub id or a local folder, e.g. "
+                "bert-base-uncased for a BERT-base teacher) or drop 'mlm' from the methods."
+            )
+    if d.qat.epochs > 0:
+        from quantize.qat import available
+
+        missing = available()
+        if missing:
+            raise ConfigError(f"distill.qat.epochs is {d.qat.epochs}: {missing}")
 
 
 def preflight_student_vocab(recipe: Recipe) -> None:

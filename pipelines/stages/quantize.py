@@ -1,27 +1,35 @@
 """Quantize stage: the fp32 student → int8 artifacts, each evaluated and gated on accuracy.
 
 setup (export manifest, eval and calibration rows) → ORT dynamic (preset chosen for this CPU),
-ORT static QDQ (bounded-memory calibration), Neural Compressor PT2E with autotune → parity of each
-against the fp32 student on the eval split → the gate: artifacts over `quantize.max_drop` are
-kept but flagged; the stage fails only when none passes.
+ORT static QDQ (bounded-memory calibration), Neural Compressor PT2E with autotune, OpenVINO +
+NNCF (the [openvino] extra; skipped with the reason without it) → parity of each against the fp32
+student on the eval split → the gate: artifacts over `quantize.max_drop` are kept but flagged;
+the stage fails only when none passes. Beside them, the peer baseline: student and teacher
+quantized exactly as `optimum-cli onnxruntime quantize` would (`quantize.peer`), evaluated the
+same way, outside the gate: the report measures what the project adds against it.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 
 import numpy as np
 
 from export.parity import compare, onnx_logits, torch_logits
 from modelkit.batching import padded_batches
+from modelkit.onnx_graph import op_counts
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.errors import StageFailedError
 from pipelines.core.models import load_stage_model
 from pipelines.core.runs import atomic_write_json
 from pipelines.data.loading import tokenize
 from quantize.gate import QuantizationGateError, gate
-from quantize.ort_dynamic import quantize_dynamic
+from quantize.openvino import OVClassifier, openvino_logits, quantize_openvino
+from quantize.openvino import available as openvino_available
+from quantize.ort_dynamic import quantize_dynamic, quantized_op_count
 from quantize.ort_static import quantize_static
+from quantize.peer import quantize_like_optimum
 from quantize.presets import resolve_preset
 
 log = logging.getLogger("distillery")
@@ -133,20 +141,52 @@ def main(ctx: StageContext) -> StageResult:
     if "inc" in q.methods:
         info, logits = run_inc(ctx, model, tokenizer, eval_set, labels)
         record("student-int8-inc", logits, {"path": "student-int8-inc", **info})
+    qat = ctx.inputs["distill"].get("qat")
+    if qat:  # trained with fake-quant in the distill stage: its QDQ graph is one more candidate
+        out = ctx.out / "student-int8-qat"
+        shutil.copytree(ctx.input_dir("distill") / qat["path"], out, dirs_exist_ok=True)
+        counts = op_counts(out / "model.onnx")
+        info = {
+            "method": "qat",
+            "library": qat.get("library"),
+            "qat": qat,
+            "op_counts": counts,
+            "quantized_ops": quantized_op_count(counts),
+            "size_bytes": (out / "model.onnx").stat().st_size,
+        }
+        record(
+            "student-int8-qat", onnx_logits(out, eval_set, tokenizer), {"path": out.name, **info}
+        )
+    skipped: dict[str, str] = {}
+    if "openvino" in q.methods:
+        missing = openvino_available()
+        if missing:
+            skipped["student-int8-openvino"] = missing
+            log.warning("quantize: openvino skipped: %s", missing)
+        else:
+            out = ctx.out / "student-int8-openvino"
+            rows = _calibration_rows(ctx, tokenizer, q.calibration.samples)
+            info = quantize_openvino(
+                _onnx_source(ctx, "student", "plain"),
+                out,
+                rows.select_columns([c for c in rows.column_names if c != "labels"]),
+                preset=q.openvino.preset,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            batches = (b for _, b in padded_batches(eval_set, tokenizer.pad_token_id, 32))
+            logits = openvino_logits(OVClassifier(out), batches)
+            record("student-int8-openvino", logits, {"path": out.name, **info})
 
     teacher_record = {}
+    t_reference = None
+    if q.teacher:
+        t_model, _ = load_stage_model(ctx.input_dir("teacher"), ctx.recipe.security)
+        t_reference = torch_logits(t_model, eval_set, tokenizer)
     if q.teacher:
         out = ctx.out / "teacher-int8-dynamic" / "model.onnx"
         info = quantize_dynamic(_onnx_source(ctx, "teacher", q.dynamic_graph), out, preset, **knobs)
-        t_model, _ = load_stage_model(ctx.input_dir("teacher"), ctx.recipe.security)
         t_logits = onnx_logits(out, eval_set, tokenizer)
-        t_report = compare(
-            torch_logits(t_model, eval_set, tokenizer),
-            t_logits,
-            labels,
-            atol=None,
-            min_agreement=0.0,
-        )
+        t_report = compare(t_reference, t_logits, labels, atol=None, min_agreement=0.0)
         teacher_record = {
             "teacher-int8-dynamic": {
                 "path": "teacher-int8-dynamic",
@@ -155,6 +195,24 @@ def main(ctx: StageContext) -> StageResult:
                 **info,
             }
         }
+
+    baselines = {}
+    if q.peer:  # what optimum-cli gives at its own settings, on the same plain exports
+        for who, ref in (("student", reference), ("teacher", t_reference)):
+            if who == "teacher" and not q.teacher:
+                continue
+            out = ctx.out / f"{who}-int8-peer" / "model.onnx"
+            info = quantize_like_optimum(_onnx_source(ctx, who, "plain"), out, preset.name)
+            report = compare(
+                ref, onnx_logits(out, eval_set, tokenizer), labels, atol=None, min_agreement=0.0
+            )
+            baselines[f"{who}-int8-peer"] = {
+                "path": f"{who}-int8-peer",
+                "parity": report.to_dict(),
+                "accuracy": report.accuracy_candidate,
+                "role": "baseline",
+                **info,
+            }
 
     reference_accuracy = float((reference.argmax(-1) == labels).mean())
     try:
@@ -169,7 +227,8 @@ def main(ctx: StageContext) -> StageResult:
         rec["rejected"] = name in verdict.rejected
     extra = {
         "preset": {**preset.to_dict(), "reason": reason},
-        "quantized": {**records, **teacher_record},
+        "quantized": {**records, **teacher_record, **baselines},
+        "skipped": skipped,
         "gate": {
             "reference_accuracy": reference_accuracy,
             "max_drop_points": q.max_drop,
@@ -191,5 +250,5 @@ def main(ctx: StageContext) -> StageResult:
         **{f"{k}_accuracy": v["accuracy"] for k, v in records.items()},
         **{f"{k}_drop_points": v["drop_points"] for k, v in records.items()},
     }
-    artifacts = {k: v["path"] for k, v in {**records, **teacher_record}.items()}
+    artifacts = {k: v["path"] for k, v in {**records, **teacher_record, **baselines}.items()}
     return StageResult(metrics=metrics, artifacts=artifacts, extra=extra)

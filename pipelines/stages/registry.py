@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.errors import DistilleryError
@@ -23,6 +24,12 @@ class Stage:
     module: str  # the module holding `main(ctx) -> StageResult`
     describe: str  # one line for --dry-run and `distillery stages`
     every_rank: bool = False  # runs on every process of a torchrun job (DDP); else on rank 0 only
+    enabled: Callable[[Any], bool] | None = None  # recipe -> in the plan? (None: always)
+
+    def runs_for(self, recipe) -> bool:
+        """Whether the recipe asks for this stage (an optional stage is left out otherwise, and
+        the stages that need it run without it)."""
+        return self.enabled is None or bool(self.enabled(recipe))
 
     @property
     def main(self) -> Callable[[StageContext], StageResult]:
@@ -41,9 +48,18 @@ STAGES: dict[str, Stage] = {
             every_rank=True,
         ),
         Stage(
+            "search",
+            ("seed", "task", "data", "search", "distill", "train", "security"),
+            ("teacher",),
+            "pipelines.stages.search",
+            "student search: candidates timed in int8, the survivors distilled briefly, one picked",
+            every_rank=True,
+            enabled=lambda recipe: recipe.search.enabled,
+        ),
+        Stage(
             "distill",
             ("seed", "task", "data", "student", "distill", "train", "security"),
-            ("teacher",),
+            ("teacher", "search"),  # search: only when enabled (its pick is the student)
             "pipelines.stages.distill",
             "build the student and train it on the combined loss",
             every_rank=True,

@@ -13,6 +13,7 @@ from pipelines.core.context import StageContext, StageResult
 from pipelines.core.machine import machine
 from pipelines.report.assemble import write_report
 from pipelines.report.recommend import RecommendRule
+from pipelines.report.sections import ablation_section, search_section
 from pipelines.report.tables import terminal_table
 from pipelines.stages.bench import ROWS_FILE
 
@@ -21,16 +22,27 @@ def main(ctx: StageContext) -> StageResult:
     data = json.loads((ctx.input_dir("bench") / ROWS_FILE).read_text())
     manifests = {
         name: ctx.run.read_manifest(name)
-        for name in ("teacher", "distill", "export", "quantize", "bench")
+        for name in ("teacher", "search", "distill", "export", "quantize", "bench")
     }
     manifests = {k: v for k, v in manifests.items() if v}
     rule = RecommendRule(min_retained=ctx.recipe.bench.min_retained)
     result = write_report(
-        ctx.out, data["rows"], manifests, machine(), rule, roofline=data["roofline"]
+        ctx.out,
+        data["rows"],
+        manifests,
+        machine(),
+        rule,
+        roofline=data["roofline"],
+        conditions=data.get("conditions"),
+        withhold_noisy=ctx.recipe.bench.withhold_noisy,
+        sections=search_section(ctx.run.path, manifests.get("search"), ctx.out)
+        + ablation_section(ctx.run.path, manifests.get("distill")),
     )
     print(terminal_table(data["rows"]))
     if result.get("recommended"):
         print(f"recommended: {result['recommended']} ({result.get('reason', '')})")
+    if result.get("withheld"):
+        print(f"no recommendation: {result['withheld']}")
     best = next((r for r in data["rows"] if r.get("artifact") == result.get("recommended")), {})
     return StageResult(
         metrics={"accuracy": best.get("accuracy"), "recommended": result.get("recommended")},
@@ -41,5 +53,6 @@ def main(ctx: StageContext) -> StageResult:
             "recommended": result.get("recommended"),
             "reason": result.get("reason"),
             "recommended_path": str(result.get("recommended_path")),
+            "withheld": result.get("withheld"),
         },
     )

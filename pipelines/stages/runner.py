@@ -97,22 +97,29 @@ def _run_pipeline(recipe, run: RunDir, target, force, dry_run, echo) -> dict[str
     data_hash = source_fingerprint(recipe)
     cache: dict[str, Any] = {}
     done: dict[str, dict] = {}
+    reran: set[str] = set()  # stages run in this invocation: what needs them runs again too
+    names = [n for n in names if STAGES[n].runs_for(recipe)]
+    if target and target not in names:
+        raise DistilleryError(
+            f"--stage {target}: the recipe does not enable it (set {target}.enabled: true)"
+        )
     for index, name in enumerate(names):
         stage = STAGES[name]
         if not world.is_main and not any(STAGES[n].every_rank for n in names[index:]):
             break  # nothing left that needs this process: rank 0 runs the rest alone
-        inputs = {n: done[n]["hash"] for n in stage.needs}
+        inputs = {n: done[n]["hash"] for n in stage.needs if n in done}
         sources = stage_sources(recipe, name) if world.is_main else {}
         digest = stage_hash(recipe, stage, inputs, data_hash, sources)
         legacy = stage_hash(recipe, stage, inputs, data_hash) if sources else digest
-        forced = force and (target is None or name == target)
+        forced = (force and (target is None or name == target)) or bool(reran & set(stage.needs))
         existing = None
         if world.is_main and not forced:
             existing = _finished(run, name, digest, legacy, echo)
         existing = distributed.share(existing)
         if existing:
             echo(
-                f"[{name}] skipped: already done with this config (hash {digest[:12]}); --force reruns it"
+                f"[{name}] skipped: already done with this config (hash {existing['hash'][:12]}); "
+                "--force reruns it"
             )
             done[name] = existing
             continue
@@ -121,6 +128,7 @@ def _run_pipeline(recipe, run: RunDir, target, force, dry_run, echo) -> dict[str
             echo(f"[{name}] would run: {stage.describe}; {state}; output {run.stage(name)}")
             done[name] = {"hash": f"(pending {digest[:12]})"}
             continue
+        reran.add(name)
         manifest = None
         if world.is_main or stage.every_rank:
             manifest = _run_stage(
@@ -175,10 +183,11 @@ def _run_stage(
             echo(f"[{stage.name}] {dropped}")
     if stage.every_rank:
         distributed.barrier()  # the folder is ready before any rank starts
-    for upstream in stage.needs:  # a damaged input is named now, not as a decoder's traceback
+    needs = [n for n in stage.needs if n in done]  # an optional stage left out is not an input
+    for upstream in needs:  # a damaged input is named now, not as a decoder's traceback
         verify_files(run.stage(upstream), upstream, done[upstream])
     echo(f"[{stage.name}] running: {stage.describe} → {out}")
-    ctx = StageContext(recipe, run, stage.name, {n: done[n] for n in stage.needs}, cache)
+    ctx = StageContext(recipe, run, stage.name, {n: done[n] for n in needs}, cache)
     started = time.time()
     if not main:
         stage.main(ctx)  # writes nothing: pipelines.core.distributed
