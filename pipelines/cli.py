@@ -158,6 +158,15 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    """Upload a built bundle (checked against its SHA256SUMS) to a Hub model repo."""
+    from pipelines.bundle.push import push_to_hub
+
+    url = push_to_hub(args.folder, args.repo_id, private=args.private, revision=args.revision)
+    print(f"push: {args.folder} -> {url}")
+    return 0
+
+
 def cmd_stages(args: argparse.Namespace) -> int:
     from pipelines.stages.registry import STAGES
 
@@ -270,6 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", metavar="FILE", help="with --verify: labelled rows as JSON lines")
     p.set_defaults(func=cmd_bundle)
+
+    p = sub.add_parser(
+        "push",
+        help="upload a built bundle and its model card to the Hugging Face Hub",
+        description="Check a bundle's SHA256SUMS, then upload it to a Hub model repo (token from "
+        "`huggingface-cli login` or HF_TOKEN).",
+    )
+    p.add_argument("folder", help="a bundle folder, e.g. runs/demo/bundle")
+    p.add_argument("--repo-id", required=True, help="owner/name of the model repo")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--revision", help="branch to push to (default: main)")
+    p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("stages", help="list the pipeline's stages and what each needs")
     p.set_defaults(func=cmd_stages)

@@ -130,6 +130,7 @@ def test_bundle_is_the_last_stage_and_holds_every_file(built):
         assert check.returncode == 0, check.stdout
     # Model card: lineage hash of every upstream stage, accuracy and both latencies.
     readme = (out / "README.md").read_text()
+    assert readme.startswith("---\nlibrary_name: onnxruntime\npipeline_tag: text-classification\n")
     for stage in ("teacher", "distill", "export", "bench", "report"):
         assert manifests[stage]["hash"] in readme, stage
     assert f"{manifest['metrics']['accuracy']:.4f}" in readme

@@ -164,6 +164,26 @@ def test_synthetic_source_unknown_name(tmp_path):
         write_recipe(tmp_path / "r.yaml", tiny_recipe(data={"source": "synthetic:nope"}))
     )
     with pytest.raises(
-        DataError, match=r"unknown synthetic task 'nope'; known: \['pairs', 'sentiment'\]"
+        DataError, match=r"unknown synthetic task 'nope'; known: \['pairs', 'sentiment', 'sentiment_hard'\]"
     ):
         load_task_data(recipe)
+
+
+def test_hard_synthetic_task_labels_follow_the_deciding_clause_with_some_noise():
+    from pipelines.data.synthetic import CONTRAST, LABEL_NOISE, NEGATIVE, POSITIVE, generate
+
+    rows = generate("sentiment_hard", 4000, seed=3)
+    assert rows == generate("sentiment_hard", 4000, seed=3)  # deterministic in the seed
+    contrast = [r for r in rows if " but " in r["text"] or "although" in r["text"]]
+    assert abs(len(contrast) / len(rows) - CONTRAST) < 0.03
+    # "X , but Y": Y decides. Where Y is not negated, its word gives the label, except the noise.
+    checked = agree = 0
+    for row in rows:
+        head, sep, tail = row["text"].partition(" , but ")
+        if not sep or " not " in f" {tail} ":
+            continue
+        word = next(w for w in tail.split() if w in POSITIVE or w in NEGATIVE)
+        checked += 1
+        agree += int((word in POSITIVE) == bool(row["label"]))
+    assert checked > 300
+    assert abs((1 - agree / checked) - LABEL_NOISE) < 0.03  # flipped labels: the noise, no more

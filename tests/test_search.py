@@ -159,6 +159,11 @@ def test_tiny_search_picks_the_best_trained_resumes_and_hands_the_pick_to_distil
     assert (folder / "candidates" / redo / "built.json").stat().st_mtime_ns == built
     assert (folder / "latency.json").stat().st_mtime_ns == latency
     assert again["chosen"]["id"] == chosen["id"]  # the same seeded short run, the same pick
+    # a new slack (a selection setting) reuses every timing and short run
+    run_pipeline(_recipe(tmp_path, slack_points=3.0), runs, "search", echo=lambda _: None)
+    assert (folder / "latency.json").stat().st_mtime_ns == latency
+    for cid, mtime in kept.items():
+        assert (folder / "candidates" / cid / "short.json").stat().st_mtime_ns == mtime
 
 
 def test_budget_no_candidate_can_meet_fails_with_every_reason(tmp_path):

@@ -31,6 +31,18 @@ def bench_rows(ctx: StageContext, name: str) -> list[dict[str, Any]]:
     ]
 
 
+def hub_metadata(engine: str, precision: str) -> list[str]:
+    """The Hub's model-card metadata block, so `distillery push` ships a card the Hub indexes."""
+    return [
+        "---",
+        f"library_name: {engine}",
+        "pipeline_tag: text-classification",
+        f"tags: [distillery, knowledge-distillation, {engine}, {precision}]",
+        "---",
+        "",
+    ]
+
+
 def bundle_card(
     ctx: StageContext,
     artifact: Artifact,
@@ -59,6 +71,7 @@ def bundle_card(
         else " (float rounding differs with the padded width)"
     )
     out = [
+        *hub_metadata(engine, artifact.precision),
         f"# {r.name}: `{artifact.name}` edge bundle",
         "",
         f"A {len(config['labels'])}-way text classifier ({', '.join(config['labels'])}) over "

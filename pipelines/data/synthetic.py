@@ -3,6 +3,12 @@
 Each generator is deterministic in its seed and returns plain rows `{"text": ..., "label": int}`
 (pairs: `text_a`, `text_b`). The tasks are learnable by a 2-layer BERT but not by a bag of words
 alone: negation flips the sentiment, so word order matters.
+
+`sentiment_hard` (the demo's task) is made so that a teacher, a smaller student and an int8 copy
+score differently, which is the trade-off the demo exists to show: most rows hold two clauses of
+opposite sentiment joined by "but" / "although", and only one of them decides the label (the one
+after "but", the one not after "although"), each clause may be negated, and a fixed fraction of
+labels is flipped (`LABEL_NOISE`), so no model reaches 100%.
 """
 
 from __future__ import annotations
@@ -51,6 +57,37 @@ def _sentiment_row(rng: random.Random) -> dict:
     return {"text": text, "label": label}
 
 
+LABEL_NOISE = 0.06  # sentiment_hard: fraction of rows whose label is flipped
+CONTRAST = 0.65  # sentiment_hard: fraction of rows with two clauses
+
+
+def _clause(rng: random.Random, positive: bool) -> tuple[str, bool]:
+    """A clause and the sentiment it expresses (negation flips the word's polarity)."""
+    negated = rng.random() < 0.35
+    word = rng.choice(POSITIVE if positive else NEGATIVE)
+    neg = " not" if negated else ""
+    text = f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)}{neg} {rng.choice(ADVERBS)}{word}"
+    return text, positive != negated
+
+
+def _sentiment_hard_row(rng: random.Random) -> dict:
+    if rng.random() < CONTRAST:
+        first, first_label = _clause(rng, rng.random() < 0.5)
+        second, second_label = _clause(rng, rng.random() < 0.5)
+        if rng.random() < 0.5:
+            text, label = f"{first} , but {second}{rng.choice(FILLERS)}", second_label
+        else:
+            text, label = f"although {first} , {second}{rng.choice(FILLERS)}", second_label
+            if rng.random() < 0.5:  # the deciding clause first: "X , although Y"
+                text, label = f"{second} , although {first}{rng.choice(FILLERS)}", second_label
+    else:
+        text, label = _clause(rng, rng.random() < 0.5)
+        text += rng.choice(FILLERS)
+    if rng.random() < LABEL_NOISE:
+        label = not label
+    return {"text": text, "label": int(label)}
+
+
 def _pairs_row(rng: random.Random) -> dict:
     same = rng.random() < 0.5
     topic_a = rng.choice(TOPICS)
@@ -62,6 +99,7 @@ def _pairs_row(rng: random.Random) -> dict:
 
 GENERATORS: dict[str, Callable[[random.Random], dict]] = {
     "sentiment": _sentiment_row,
+    "sentiment_hard": _sentiment_hard_row,
     "pairs": _pairs_row,
 }
 

@@ -28,6 +28,37 @@ from pipelines.train.settings import resolve_device
 log = logging.getLogger("distillery")
 
 
+# What the latency of a built candidate depends on: changing the floor, the slack or the
+# short schedule reuses the timings.
+TIMED_BY = {"batch_size", "seq_len", "threads", "backend", "rounds", "min_runs", "min_seconds"}
+
+
+def adopt_keyed_work(previous, out) -> None:
+    """Bring the candidates and timings of a finished search set aside for this new config.
+
+    The runner moves a finished stage aside before a rerun under another config, so a new floor
+    or slack would otherwise rebuild, retime and retrain everything. Each candidate's build and
+    short run, and the timings, carry the key of what decided them and are reused only when it
+    matches, so copying them in is safe. Hard links: no extra disk for the model files.
+    """
+    import os
+    import shutil
+
+    if not (previous / "candidates").is_dir():
+        return
+    for src in sorted((previous / "candidates").iterdir()):
+        dst = out / "candidates" / src.name
+        if src.is_dir() and not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                shutil.copytree(src, dst, copy_function=os.link)
+            except OSError:  # another filesystem: copy
+                shutil.rmtree(dst, ignore_errors=True)
+                shutil.copytree(src, dst)
+    if (previous / "latency.json").is_file() and not (out / "latency.json").exists():
+        shutil.copy2(previous / "latency.json", out / "latency.json")
+
+
 def main(ctx: StageContext) -> StageResult:
     import json
 
@@ -43,6 +74,8 @@ def main(ctx: StageContext) -> StageResult:
         train_set, eval_set = tokenize(data.train, tokenizer, r), tokenize(data.eval, tokenizer, r)
     cands = candidates(s.space, teacher.config)
     folders = {c.id: ctx.out / "candidates" / c.id for c in cands}
+    if is_main():
+        adopt_keyed_work(ctx.run.previous(ctx.name), ctx.out)
     log.info("search: %d candidates: %s", len(cands), ", ".join(folders))
 
     # Stage 1 (rank 0): build, export, quantize, time. Keys say what decides each result, so
@@ -66,7 +99,7 @@ def main(ctx: StageContext) -> StageResult:
                 c, folders[c.id], build_keys[c.id], r, teacher, tokenizer, train_set
             )
         saved = ctx.out / "latency.json"
-        timing_key = canonical_hash({"builds": build_keys, "at": s.model_dump(exclude={"space"})})
+        timing_key = canonical_hash({"builds": build_keys, "at": s.model_dump(include=TIMED_BY)})
         found = json.loads(saved.read_text()) if saved.is_file() else {}
         timing = found.get("rows") if found.get("key") == timing_key else None
         if not timing:
