@@ -164,7 +164,8 @@ def test_synthetic_source_unknown_name(tmp_path):
         write_recipe(tmp_path / "r.yaml", tiny_recipe(data={"source": "synthetic:nope"}))
     )
     with pytest.raises(
-        DataError, match=r"unknown synthetic task 'nope'; known: \['pairs', 'sentiment', 'sentiment_hard'\]"
+        DataError,
+        match=r"unknown synthetic task 'nope'; known: \['pairs', 'sentiment', 'sentiment_hard'\]",
     ):
         load_task_data(recipe)
 

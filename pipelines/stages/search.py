@@ -161,8 +161,14 @@ def main(ctx: StageContext) -> StageResult:
 
     rows = []
     short = {t["id"]: t for t in trained}
+    untrained = (
+        f"not trained (search.max_trained = {s.max_trained} reached)"
+        if s.budget_ms is not None
+        or not any(meets_floor(t["accuracy"], floor_accuracy, s.slack_points) for t in trained)
+        else "not trained (a faster one met the floor)"
+    )
     for c in cands:
-        status = dropped.get(c.id) or ("trained" if c.id in short else "not trained (search ended)")
+        status = dropped.get(c.id) or ("trained" if c.id in short else untrained)
         rows.append(
             {
                 **built[c.id],
