@@ -104,7 +104,7 @@ def methods_run(tmp_path_factory):
             "ablation_variants": ["labels_only", "kd_augment", "two_step", "minilm"],
         },
         export={"optimize": "none"},
-        quantize={"methods": ["dynamic"], "teacher": False, "peer": False},
+        quantize={"methods": ["dynamic", "openvino"], "teacher": False, "peer": False},
     )
     recipe = load_recipe(write_recipe(tmp / "recipe.yaml", recipe))
     manifests = run_pipeline(recipe, tmp / "runs", "quantize", echo=lambda _: None)
@@ -134,6 +134,12 @@ def test_qat_artifact_goes_through_the_quantize_stage(methods_run):
     assert (run / "quantize" / "student-int8-qat" / "model.onnx").is_file()
     gate = manifests["quantize"]["gate"]
     assert "student-int8-qat" in gate["accepted"] + gate["rejected"]  # gated like the others
+    # the same QDQ graph as an OpenVINO IR: FakeQuantize ops, logits close to ORT's on that graph
+    ov = manifests["quantize"]["quantized"]["student-int8-qat-openvino"]
+    assert ov["engine"] == "openvino" and ov["quantized_ops"] > 0
+    assert (run / "quantize" / "student-int8-qat-openvino" / "model.xml").is_file()
+    assert abs(ov["accuracy"] - artifact["accuracy"]) <= 0.05
+    assert "student-int8-qat-openvino" in gate["accepted"] + gate["rejected"]
 
 
 def test_ablation_rows_cover_the_requested_variants(methods_run):

@@ -25,7 +25,7 @@ from pipelines.core.models import load_stage_model
 from pipelines.core.runs import atomic_write_json
 from pipelines.data.loading import tokenize
 from quantize.gate import QuantizationGateError, gate
-from quantize.openvino import OVClassifier, openvino_logits, quantize_openvino
+from quantize.openvino import OVClassifier, openvino_logits, qdq_to_openvino, quantize_openvino
 from quantize.openvino import available as openvino_available
 from quantize.ort_dynamic import quantize_dynamic, quantized_op_count
 from quantize.ort_static import quantize_static
@@ -158,6 +158,16 @@ def main(ctx: StageContext) -> StageResult:
             "student-int8-qat", onnx_logits(out, eval_set, tokenizer), {"path": out.name, **info}
         )
     skipped: dict[str, str] = {}
+    if qat and "openvino" in q.methods:  # the same QDQ graph, run by OpenVINO's int8 kernels
+        missing = openvino_available()
+        if missing:
+            skipped["student-int8-qat-openvino"] = missing
+        else:
+            out = ctx.out / "student-int8-qat-openvino"
+            info = qdq_to_openvino(ctx.out / "student-int8-qat" / "model.onnx", out)
+            batches = (b for _, b in padded_batches(eval_set, tokenizer.pad_token_id, 32))
+            logits = openvino_logits(OVClassifier(out), batches)
+            record("student-int8-qat-openvino", logits, {"path": out.name, "qat": qat, **info})
     if "openvino" in q.methods:
         missing = openvino_available()
         if missing:
