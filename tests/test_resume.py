@@ -31,9 +31,11 @@ def test_killed_training_resumes_from_checkpoint(tmp_path, stage):
     )
     folder = runs / "tiny" / stage
     deadline = time.time() + 300
+    # distill checkpoints also carry the training seconds so far: wait for that file too
+    marker = "trainer_state.json" if stage == "teacher" else "distillery_train_seconds.json"
     try:
         while time.time() < deadline and proc.poll() is None:
-            if list((folder / "checkpoints").glob("checkpoint-*/trainer_state.json")):
+            if list((folder / "checkpoints").glob(f"checkpoint-*/{marker}")):
                 break
             time.sleep(0.2)
         assert proc.poll() is None, "training finished before it could be killed"
@@ -43,6 +45,11 @@ def test_killed_training_resumes_from_checkpoint(tmp_path, stage):
         if proc.poll() is None:
             proc.kill()
     assert not (folder / "manifest.json").exists()
+    # Say the killed session had trained for 10,000 s: the resumed run must count them.
+    for seconds in (folder / "checkpoints").glob("checkpoint-*/distillery_train_seconds.json"):
+        assert json.loads(seconds.read_text())["train_seconds"] > 0
+        seconds.write_text(json.dumps({"train_seconds": 10_000.0}))
+    rerun_started = time.time()
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -55,6 +62,9 @@ def test_killed_training_resumes_from_checkpoint(tmp_path, stage):
     )
     if stage == "distill":
         assert "[teacher] skipped" in result.stdout  # the finished teacher was not retrained
+        # the reported training time is the seconds before the kill plus this session's
+        session = time.time() - rerun_started
+        assert 10_000.0 < manifest["training"]["train_seconds"] < 10_000.0 + session
 
 
 def _fake_checkpoint(folder, step=20):

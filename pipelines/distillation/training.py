@@ -10,7 +10,12 @@ import numpy as np
 from distill.api import distill
 from distill.combined import LossSpec
 from pipelines.core.context import StageContext
-from pipelines.train.callbacks import logging_callback, sampler_rng_sync
+from pipelines.train.callbacks import (
+    logging_callback,
+    sampler_rng_sync,
+    seconds_before,
+    seconds_in_checkpoints,
+)
 from pipelines.train.checkpoints import last_checkpoint, loss_sum_before
 from pipelines.train.settings import training_arguments
 
@@ -45,6 +50,7 @@ def train_student(  # -> (trainer, checkpoint resumed from, loss summed before i
         setattr(args, key, value)
     resume = last_checkpoint(out_dir)
     before = loss_sum_before(resume)  # read now: training rotates old checkpoints away
+    earlier_seconds = seconds_before(resume)
     if resume:
         log.info("resuming distillation from %s", resume)
     trainer = distill(
@@ -56,8 +62,14 @@ def train_student(  # -> (trainer, checkpoint resumed from, loss summed before i
         args,
         cached_logits=logits,
         resume_from_checkpoint=resume,
-        callbacks=[logging_callback(), sampler_rng_sync(), *(callbacks or [])],
+        callbacks=[
+            logging_callback(),
+            sampler_rng_sync(),
+            seconds_in_checkpoints(earlier_seconds),
+            *(callbacks or []),
+        ],
     )
+    trainer.seconds_before_resume = earlier_seconds  # the distill stage adds them to its time
     return trainer, resume, before
 
 

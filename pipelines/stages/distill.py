@@ -86,7 +86,8 @@ def main(ctx: StageContext) -> StageResult:
         trainer, resumed, before = train_student(
             ctx, teacher, student, tokenizer, transfer, spec, checkpoints, transfer_logits
         )
-    train_seconds = time.time() - started
+    # a resumed run: this session's time plus what the checkpoint had trained (callbacks.py)
+    train_seconds = time.time() - started + getattr(trainer, "seconds_before_resume", 0.0)
     student = trainer.model.student  # the projections stay behind (trainer.model.loss)
     metrics, _ = evaluate_model(
         student, eval_set, tokenizer, d.eval_batch_size, device, "evaluate student"

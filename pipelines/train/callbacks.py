@@ -1,5 +1,5 @@
 """Trainer callbacks the training stages add: loss terms to log.txt, one RNG across DDP ranks at
-each epoch's start, and a steady-state step timer."""
+each epoch's start, a steady-state step timer, and training seconds kept in each checkpoint."""
 
 from __future__ import annotations
 
@@ -73,3 +73,49 @@ def step_timer(skip: int):
             return (self.ended - self.started) / (self.last_step - skip)
 
     return StepTimer()
+
+
+SECONDS_FILE = "distillery_train_seconds.json"
+
+
+def seconds_before(resumed_from: str | None) -> float:
+    """Training seconds a checkpoint already covers (0.0 without one, or one saved before this
+    file existed)."""
+    import json
+    from pathlib import Path
+
+    if not resumed_from:
+        return 0.0
+    path = Path(resumed_from) / SECONDS_FILE
+    try:
+        return float(json.loads(path.read_text())["train_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def seconds_in_checkpoints(offset: float):
+    """A Trainer callback writing the training seconds so far (`offset`, those before a resume,
+    plus this session's) into every checkpoint, so a resumed run reports its whole training time.
+    The Trainer's own `train_runtime` covers the last session only."""
+    import json
+    import os
+    import time
+
+    from transformers import TrainerCallback
+
+    class SecondsInCheckpoints(TrainerCallback):
+        started = time.time()
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.started = time.time()
+
+        def on_save(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+            if os.path.isdir(folder):
+                seconds = offset + time.time() - self.started
+                with open(os.path.join(folder, SECONDS_FILE), "w") as handle:
+                    json.dump({"train_seconds": round(seconds, 3)}, handle)
+
+    return SecondsInCheckpoints()
