@@ -16,12 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from modelkit.files import atomic_write
 
 log = logging.getLogger("distillery")
 
@@ -73,15 +73,9 @@ class LogitCache:
 
 
 def save_array(path: Path, array: np.ndarray) -> None:
-    """np.save to a temporary file beside `path`, fsync, then rename onto it (float32)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npy", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, np.asarray(array, dtype=np.float32), allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """np.save (float32, no pickle) atomically onto `path`."""
+    atomic_write(
+        path,
+        lambda handle: np.save(handle, np.asarray(array, dtype=np.float32), allow_pickle=False),
+        binary=True,
+    )

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 # Config and tokenizer files an ONNX folder needs beside model.onnx to load with
 # ORTModel*.from_pretrained. optimum's ort_config.json is left out on purpose: it would describe
@@ -40,3 +44,20 @@ def size_mb(folder: Path, files: tuple[str, ...] = WEIGHT_FILES) -> float | None
     """MiB of the listed files under `folder` (None when none is there)."""
     found = [Path(folder) / f for f in files if (Path(folder) / f).is_file()]
     return sum(f.stat().st_size for f in found) / 2**20 if found else None
+
+
+def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
+    """Call `write(handle)` on a temporary file beside `path`, fsync, then `os.replace` it onto
+    `path`: a reader sees the old file or the whole new one, never a part; a failure leaves
+    neither a partial file nor the temporary one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
