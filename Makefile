@@ -57,6 +57,10 @@ demo: $(INSTALLED) ## run recipes/demo.yaml offline (tiny BERT, generated data)
 	$(DISTILLERY) run recipes/demo.yaml $(SET_ARGS) $(RUN_FLAGS)
 	@echo "report: runs/demo/report/README.md  edge bundle: runs/demo/bundle/"
 
+demo-transfer: $(INSTALLED) ## run recipes/demo-transfer.yaml offline (a small target task and two source tasks)
+	$(DISTILLERY) run recipes/demo-transfer.yaml $(SET_ARGS) $(RUN_FLAGS)
+	@echo "report: runs/demo-transfer/report/README.md  edge bundle: runs/demo-transfer/bundle/"
+
 pipeline: $(INSTALLED) ## run every stage of RECIPE, skipping the ones already done
 	$(DISTILLERY) run $(RECIPE) $(SET_ARGS) $(RUN_FLAGS)
 
@@ -87,4 +91,4 @@ distill-ablation: $(INSTALLED) ## distill RECIPE several ways (distill.ablation_
 clean: ## remove runs/, caches and the .venv
 	rm -rf runs $(VENV) .pytest_cache .ruff_cache *.egg-info
 
-.PHONY: help install test test-gpu lint format validate demo pipeline teacher distill export quantize bench report bundle search distill-ablation clean
+.PHONY: help install test test-gpu lint format validate demo demo-transfer pipeline teacher distill export quantize bench report bundle search distill-ablation clean

@@ -8,12 +8,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from distill.combined import CombinedLoss, LossSpec
+from distill.combined import CombinedLoss, LossSpec, Schedule
+from distill.heads import TaskHeads
+from distill.multitask import TaskBatchSampler
 from distill.trainer import DistillationModule, DistillationTrainer, TeacherLogitsCollator
 from modelkit.batching import longest_first, padded_batches
+
+
+@dataclass
+class MultiTask:
+    """Several tasks on one encoder: the heads of student and teacher, λ per task, the batches."""
+
+    student_heads: TaskHeads | None = None
+    teacher_heads: TaskHeads | None = None
+    weights: dict[str, Schedule] | None = None
+    batches: TaskBatchSampler | None = None
 
 
 def use_eager_attention(model) -> None:
@@ -39,7 +53,10 @@ def teacher_logits(
             dataset, tokenizer.pad_token_id, batch_size, order=longest_first(lengths)
         ):
             inputs = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
-            out[idx] = teacher(**inputs).logits.float().cpu().numpy()
+            logits = teacher(**inputs).logits.float().cpu().numpy()
+            if logits.shape[-1] != out.shape[-1]:  # another task's head (distill.heads)
+                out = np.zeros((len(dataset), logits.shape[-1]), dtype=np.float32)
+            out[idx] = logits
     return out
 
 
@@ -54,10 +71,14 @@ def distill(
     cached_logits: np.ndarray | None = None,
     resume_from_checkpoint: str | None = None,
     callbacks: list | None = None,
+    tasks: MultiTask | None = None,
 ) -> DistillationTrainer:
     """Train `student` against `teacher` on `train_dataset` (tokenized, with `labels`).
 
     With `cached_logits` (and no intermediate match) the teacher's forward pass is skipped.
+    With `tasks` (several tasks on one encoder) the dataset carries a `task` column (index into
+    `tasks.student_heads.names`), each batch is one task's and its loss is weighted by its λ;
+    `cached_logits` is then a list of per-row arrays (the tasks' label counts differ).
     Returns the trainer: `.model` is the `DistillationModule` (`.model.student` the trained
     student, `.model.loss.projections` the training-only projections), `.state` the history.
     """
@@ -70,15 +91,23 @@ def distill(
             raise ValueError(
                 f"cached teacher logits have {len(cached_logits)} rows, the dataset {len(dataset)}"
             )
-        dataset = dataset.add_column("teacher_logits", cached_logits.tolist())
+        rows = (
+            cached_logits.tolist()
+            if isinstance(cached_logits, np.ndarray)
+            else [np.asarray(r, dtype=np.float32).tolist() for r in cached_logits]
+        )
+        dataset = dataset.add_column("teacher_logits", rows)
     loss = CombinedLoss(spec, student.config.hidden_size, teacher.config.hidden_size)
+    tasks = tasks or MultiTask()
     trainer = DistillationTrainer(
-        model=DistillationModule(student, loss),
+        model=DistillationModule(student, loss, tasks.student_heads, tasks.weights),
         args=args,
         train_dataset=dataset,
         data_collator=TeacherLogitsCollator(tokenizer),
         processing_class=tokenizer,
         teacher=teacher,
+        teacher_heads=tasks.teacher_heads,
+        task_batches=tasks.batches,
         callbacks=callbacks,
     )
     try:

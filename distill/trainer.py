@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from contextlib import nullcontext
 from typing import Any, NamedTuple
 
 import torch
 from transformers import Trainer
 
-from distill.combined import CombinedLoss
+from distill.combined import CombinedLoss, Schedule
+from distill.heads import TaskHeads
+from distill.multitask import TaskBatchLoader
 from distill.relations import RelationCapture
 from modelkit.errors import InputError
 
@@ -55,22 +58,42 @@ class DistillationModule(torch.nn.Module):
 
     accepts_loss_kwargs = False  # the loss is a batch mean of our own: no token-count rescaling
 
-    def __init__(self, student: torch.nn.Module, loss: CombinedLoss) -> None:
+    def __init__(
+        self,
+        student: torch.nn.Module,
+        loss: CombinedLoss,
+        heads: TaskHeads | None = None,
+        task_weights: dict[str, Schedule] | None = None,
+    ) -> None:
         super().__init__()
         self.student = student
         self.loss = loss
+        # Multi-task (pipelines/transfer): one head per task, each batch one task's, its loss
+        # times the task's λ; every term is reported as <task>/<term>.
+        self.heads = heads
+        self.task_weights = task_weights or {}
         features = loss.spec.relation_features
         self._relations = RelationCapture(student, features) if features else None
 
+    def task_name(self, task: torch.Tensor | None) -> str | None:
+        return None if task is None or self.heads is None else self.heads.names[int(task[0])]
+
     def forward(
-        self, labels: torch.Tensor, teacher: TeacherOutputs, progress: float = 0.0, **inputs
+        self,
+        labels: torch.Tensor,
+        teacher: TeacherOutputs,
+        progress: float = 0.0,
+        task: torch.Tensor | None = None,
+        **inputs,
     ) -> DistillOutput:
         spec = self.loss.spec
-        out_s = self.student(
-            **inputs,
-            output_hidden_states=spec.needs_hidden,
-            output_attentions=spec.needs_attention,
-        )
+        name = self.task_name(task)
+        with self.heads.use(self.student, name) if name else nullcontext():
+            out_s = self.student(
+                **inputs,
+                output_hidden_states=spec.needs_hidden,
+                output_attentions=spec.needs_attention,
+            )
         device = out_s.logits.device.type
         with torch.autocast(device_type=device, enabled=False):  # the loss in fp32
             out_s = as_float32(out_s)
@@ -83,6 +106,13 @@ class DistillationModule(torch.nn.Module):
                 progress=progress,
                 relations_s=self._relations.take() if self._relations else None,
             )
+        if name:
+            lam = self.task_weights[name].at(progress) if name in self.task_weights else 1.0
+            total = lam * total
+            temperature = weights.pop("temperature")
+            terms = {f"{name}/{k}": v for k, v in terms.items()}
+            weights = {f"{name}/{k}": v * lam for k, v in weights.items()}
+            weights.update({f"lambda_{name}": lam, "temperature": temperature})
         return DistillOutput(total, out_s.logits, terms, weights)
 
     def remove_hooks(self) -> None:
@@ -97,10 +127,14 @@ class DistillationModule(torch.nn.Module):
         return super().load_state_dict(state_dict, strict=True, assign=assign)
 
 
-class DistillationTrainer(Trainer):
-    def __init__(self, *args, teacher=None, **kwargs):
+class DistillationTrainer(TaskBatchLoader, Trainer):
+    def __init__(self, *args, teacher=None, teacher_heads=None, task_batches=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.teacher = teacher
+        self.teacher_heads = teacher_heads  # multi-task: the teacher's head per task
+        if teacher_heads is not None:
+            teacher_heads.to(self.args.device).eval().requires_grad_(False)
+        self.task_batches = task_batches  # multi-task: one task per batch (distill.multitask)
         self._teacher_relations = None
         if teacher is not None:
             self.teacher = teacher.to(self.args.device).eval()
@@ -109,7 +143,7 @@ class DistillationTrainer(Trainer):
             if features:
                 self._teacher_relations = RelationCapture(self.teacher, features)
         self._term_sums: dict[str, float] = defaultdict(float)
-        self._term_steps = 0
+        self._term_steps: dict[str, int] = defaultdict(int)  # per term: multi-task batches differ
         self._last_weights: dict[str, float] = {}
 
     def get_decay_parameter_names(self, model) -> list[str]:
@@ -126,10 +160,13 @@ class DistillationTrainer(Trainer):
         else:
             if self.teacher is None:
                 raise ValueError("no teacher given and the batch carries no teacher_logits")
-            with torch.no_grad():
+            name = self.accelerator.unwrap_model(model).task_name(inputs.get("task"))
+            head = self.teacher_heads.use(self.teacher, name) if name else nullcontext()
+            features = {k: v for k, v in inputs.items() if k != "task"}
+            with torch.no_grad(), head:
                 out_t = as_float32(
                     self.teacher(
-                        **inputs,
+                        **features,
                         output_hidden_states=spec.needs_hidden,
                         output_attentions=spec.needs_attention,
                     )
@@ -150,20 +187,21 @@ class DistillationTrainer(Trainer):
                 )
             for name, value in terms.items():
                 self._term_sums[name] += value
-            self._term_steps += 1
-            self._last_weights = out.weights
+                self._term_steps[name] += 1
+            self._last_weights.update(out.weights)
         return (out.loss, out) if return_outputs else out.loss
 
     def log(self, logs, *args, **kwargs):
         if self._term_steps:
             for name, total in self._term_sums.items():
-                mean = total / self._term_steps
+                mean = total / self._term_steps[name]
                 logs[f"loss_{name}"] = round(mean, 6)
                 logs[f"loss_{name}_weighted"] = round(mean * self._last_weights.get(name, 0.0), 6)
             for name, value in self._last_weights.items():
-                logs[f"weight_{name}" if name != "temperature" else "temperature"] = round(value, 6)
+                plain = name == "temperature" or name.startswith("lambda_")
+                logs[name if plain else f"weight_{name}"] = round(value, 6)
             self._term_sums.clear()
-            self._term_steps = 0
+            self._term_steps.clear()
         return super().log(logs, *args, **kwargs)
 
     def remove_hooks(self) -> None:

@@ -126,8 +126,11 @@ def onnx_logits(
     tokenizer,
     batch_size: int = 32,
     threads: int | None = None,
+    output: str | None = None,
 ) -> np.ndarray:
     """Logits `[rows, num_labels]` (float32) from ONNX Runtime on CPU, in the dataset's row order.
+
+    output: the graph output to read (a multi-task graph's `logits_<task>`); default `logits`.
 
     session_or_path: an `onnxruntime.InferenceSession`, a `.onnx` file or a folder holding
     `model.onnx`. threads sets intra-op threads of a session built here (None: ORT's default).
@@ -143,7 +146,9 @@ def onnx_logits(
             f"{list(MODEL_INPUTS)} (a text-classification export)"
         )
     output_names = [o.name for o in session.get_outputs()]
-    output = "logits" if "logits" in output_names else output_names[0]
+    if output is not None and output not in output_names:
+        raise ValueError(f"onnx_logits: the graph has no output {output!r}; it has {output_names}")
+    output = output or ("logits" if "logits" in output_names else output_names[0])
     chunks = []
     for _, batch in padded_batches(dataset, tokenizer.pad_token_id, batch_size):
         if "token_type_ids" in declared and "token_type_ids" not in batch:

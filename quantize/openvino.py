@@ -207,12 +207,14 @@ class OVClassifier:
         value = request.get_compiled_model().get_property("INFERENCE_PRECISION_HINT")
         return value.get_type_name() if hasattr(value, "get_type_name") else str(value)  # "f32"
 
-    def logits(self, batch: Mapping[str, np.ndarray]) -> np.ndarray:
+    def logits(self, batch: Mapping[str, np.ndarray], output: str | None = None) -> np.ndarray:
+        """The first output (`logits`), or the output named (a task head's `logits_<task>`)."""
         feed = {name: np.asarray(batch[name], dtype=np.int64) for name in self.input_names}
         if self.static_shapes:
             feed = pad_to_multiple(feed, SEQ_MULTIPLE)
         shape = tuple(feed[self.input_names[0]].shape)
-        return np.asarray(self.compiled(shape).infer(feed)[0], dtype=np.float32)
+        result = self.compiled(shape).infer(feed)
+        return np.asarray(result[output] if output else result[0], dtype=np.float32)
 
 
 def pad_to_multiple(feed: dict[str, np.ndarray], multiple: int) -> dict[str, np.ndarray]:
@@ -224,6 +226,8 @@ def pad_to_multiple(feed: dict[str, np.ndarray], multiple: int) -> dict[str, np.
     return {k: np.pad(v, ((0, 0), (0, extra))) for k, v in feed.items()}
 
 
-def openvino_logits(model: OVClassifier, batches: Iterable[Mapping[str, np.ndarray]]) -> np.ndarray:
+def openvino_logits(
+    model: OVClassifier, batches: Iterable[Mapping[str, np.ndarray]], output: str | None = None
+) -> np.ndarray:
     """Logits of consecutive padded batches, concatenated in order."""
-    return np.concatenate([model.logits(batch) for batch in batches])
+    return np.concatenate([model.logits(batch, output) for batch in batches])

@@ -20,16 +20,13 @@ import numpy as np
 
 from modelkit.files import ONNX_FILES
 from pipelines.bench.artifacts import OV_FILES, Artifact, discover_artifacts
-from pipelines.bundle.verify import (
-    BundleError,
-    predicted_label_ids,
-    run_predict,
-)
+from pipelines.bundle.verify import BundleError, predicted_label_ids, run_predict
 from pipelines.core.context import StageContext
 from pipelines.core.errors import DistilleryError, StageFailedError
 from pipelines.core.runs import atomic_write_json, atomic_write_text
 from pipelines.report.recommend import RecommendRule, recommend
 from pipelines.report.schema import load_results
+from pipelines.transfer.tasks import bundle_tasks
 
 log = logging.getLogger("distillery")
 
@@ -191,6 +188,7 @@ def write_files(ctx: StageContext, artifact: Artifact, tokenizer, tok_folder: Pa
         "truncation": "longest_first",
         "batch_size": r.bundle.batch_size,
     }
+    config.update(bundle_tasks(r, source))  # a multi-task graph: `predict.py --task NAME`
     atomic_write_json(out / "config.json", config)
     atomic_write_text(out / "predict.py", predict_source())
     atomic_write_text(out / "requirements.txt", requirements(config["engine"]))

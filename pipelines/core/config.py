@@ -448,6 +448,70 @@ class SearchConfig(Section):
     min_seconds: Float = f(1.0, min=0.0, help="timed seconds per candidate, at least")
 
 
+TASK_NAME = r"[a-z][a-z0-9_]{0,31}"  # becomes an ONNX output name (logits_<name>) and a CLI value
+SAMPLING_RULES = ("proportional", "temperature", "round_robin")  # distill/multitask.py
+
+
+class SourceTaskConfig(Section):
+    """One source task of a transfer recipe: its own data, columns, labels, metric and λ."""
+
+    name: Str = f(help="task name: head name, ONNX output logits_<name>, predict.py --task")
+    task: TaskConfig = f(help="columns and labels of this task")
+    data: DataConfig = f(help="where this task's data comes from")
+    weight: Float = f(1.0, min=0.0, max=100.0, help="λ: this task's loss weight (joint mode)")
+    weight_schedule: ScheduleConfig = f(ScheduleConfig, help="λ over training")
+    metric: Literal["accuracy", "f1"] = f("accuracy", help="headline metric of this task")
+
+
+class TransferConfig(Section):
+    """Transfer across tasks: the recipe's own task/data is the target (the artifact's default
+    head); `sources` are the other tasks. L = Σ_t λ_t·L_t over the tasks (joint), or source
+    tasks first and then the target (sequential)."""
+
+    target: Str = f("target", help="name of the recipe's own task (its head, its report column)")
+    target_weight: Float = f(1.0, min=0.0, max=100.0, help="λ of the target task (joint mode)")
+    target_weight_schedule: ScheduleConfig = f(ScheduleConfig, help="λ of the target over training")
+    target_metric: Literal["accuracy", "f1"] = f("accuracy", help="headline metric of the target")
+    sources: list[SourceTaskConfig] = f([], help="source tasks; empty = a single-task recipe")
+    mode: Literal["joint", "sequential"] = f(
+        "joint", help="joint: one λ-weighted multi-task run; sequential: sources, then target"
+    )
+    sampling: names(*SAMPLING_RULES) = f(
+        "proportional", help="which task each batch comes from (joint mode)"
+    )
+    sampling_temperature: Float = f(
+        2.0, min=1.0, max=100.0, help="sampling: temperature, p_t ∝ rows_t^(1/T)"
+    )
+    source_epochs: Float = f(
+        1.0, min=0.01, max=100, help="sequential: teacher epochs over each source task"
+    )
+
+    @checks
+    def check(self) -> None:
+        names_ = [self.target] + [s.name for s in self.sources]
+        for name in names_:
+            if not re.fullmatch(TASK_NAME, name):
+                raise ConfigError(
+                    f"transfer: task name {name!r} is not allowed; use lower-case letters, digits "
+                    "and '_', starting with a letter (it names an ONNX output and a --task value)."
+                )
+        if len(set(names_)) != len(names_):
+            raise ConfigError(
+                f"transfer: task names {names_} repeat; give each task (target and sources) its "
+                "own name."
+            )
+        for i, source in enumerate(self.sources):
+            if source.metric == "f1" and len(source.task.labels) != 2:
+                raise ConfigError(
+                    f"transfer.sources[{i}].metric: f1 is the binary F1 and needs two labels; "
+                    f"{source.name} has {len(source.task.labels)}. Use metric: accuracy."
+                )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.sources)
+
+
 class BundleConfig(Section):
     """The edge bundle: one ONNX artifact with its tokenizer, a predict.py and a model card."""
 
@@ -504,6 +568,7 @@ class Recipe(Section):
     bench: BenchConfig = f(BenchConfig, help="latency/accuracy benchmark")
     bundle: BundleConfig = f(BundleConfig, help="edge bundle: ONNX + tokenizer + predict.py")
     search: SearchConfig = f(SearchConfig, help="student search (off unless enabled)")
+    transfer: TransferConfig = f(TransferConfig, help="source tasks for cross-task transfer")
     train: TrainConfig = f(TrainConfig, help="settings shared by the training stages")
     security: SecurityConfig = f(SecurityConfig, help="what untrusted code may run")
 
@@ -514,6 +579,30 @@ class Recipe(Section):
                 f"name: {self.name!r} is not a valid run folder name; use letters, digits, '.', '_' "
                 "and '-'."
             )
+        if self.transfer.enabled:
+            self._check_transfer()
+
+    def _check_transfer(self) -> None:
+        """What a multi-task run does not do yet, refused before any work with the reason."""
+        if self.transfer.target_metric == "f1" and len(self.task.labels) != 2:
+            raise ConfigError(
+                "transfer.target_metric: f1 is the binary F1 and needs two labels; the target has "
+                f"{len(self.task.labels)}. Use target_metric: accuracy."
+            )
+        refused = {
+            "distill.qat.epochs": self.distill.qat.epochs > 0,
+            "distill.augment.factor": self.distill.augment.factor > 0,
+            "distill.ablation": self.distill.ablation,
+            "distill.two_step": self.distill.two_step > 0,
+            "distill.cache_speedup_steps": bool(self.distill.cache_speedup_steps),
+            "search.enabled": self.search.enabled,
+        }
+        for key, used in refused.items():
+            if used:
+                raise ConfigError(
+                    f"{key}: not supported with transfer.sources (a multi-task run); the source "
+                    "tasks are the extra data. Remove the key, or run the target task alone."
+                )
 
 
 # Keys whose string value may be a local path (else a hub id).
@@ -525,6 +614,11 @@ def _looks_local(value: str, base: Path) -> bool:
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    transfer = raw.get("transfer")
+    if isinstance(transfer, dict) and isinstance(transfer.get("sources"), list):
+        for source in transfer["sources"]:  # each source task's data.source, like data.source
+            if isinstance(source, dict) and isinstance(source.get("data"), dict):
+                _resolve_paths({"data": source["data"]}, base)
     for key in PATH_KEYS:
         section, leaf = key.split(".")
         node = raw.get(section)

@@ -97,8 +97,16 @@ def _pairs_row(rng: random.Random) -> dict:
     return {"text_a": a, "text_b": b, "label": int(same)}
 
 
+def _topic_row(rng: random.Random) -> dict:
+    """Which of the 8 TOPICS a sentiment sentence is about (the transfer demo's 8-label source)."""
+    topic = rng.randrange(len(TOPICS))
+    row = _sentiment_row(rng)
+    return {"text": f"the {TOPICS[topic]} part : {row['text']}", "label": topic}
+
+
 GENERATORS: dict[str, Callable[[random.Random], dict]] = {
     "sentiment": _sentiment_row,
+    "topic": _topic_row,
     "sentiment_hard": _sentiment_hard_row,
     "pairs": _pairs_row,
 }

@@ -23,11 +23,17 @@ def teacher_weights_digest(manifest: dict) -> str | None:
 
 
 def cached_teacher_logits(
-    ctx: StageContext, teacher, train_set, tokenizer, device: str
+    ctx: StageContext, teacher, train_set, tokenizer, device: str, task=None, heads=None
 ) -> tuple[np.ndarray, dict]:
-    """Teacher logits over the train split: from the cache, or computed and stored."""
-    r = ctx.recipe
+    """Teacher logits over the train split: from the cache, or computed and stored.
+
+    `task` (pipelines.transfer.tasks.Task) with the teacher's `heads`: that task's split and
+    head, keyed by the task's name and data as well."""
+    from contextlib import nullcontext
+
+    r = task.recipe if task is not None else ctx.recipe
     manifest = ctx.inputs["teacher"]
+    fields = {"task": task.name, "task_data": task.data.data_hash} if task is not None else {}
     key = cache_key(
         teacher=manifest["hash"],
         teacher_weights=teacher_weights_digest(manifest),
@@ -36,6 +42,7 @@ def cached_teacher_logits(
         max_length=r.data.max_length,
         max_train_samples=r.data.max_train_samples,
         seed=r.seed,
+        **fields,
     )
     cache = LogitCache(ctx.run.path / "cache")
     with main_first():
@@ -43,7 +50,10 @@ def cached_teacher_logits(
         if logits is not None:
             return logits, {"path": str(cache.path(key)), "reused": True, "seconds": 0.0}
         started = time.time()
-        logits = teacher_logits(teacher, train_set, tokenizer, r.distill.eval_batch_size, device)
+        with heads.use(teacher, task.name) if task is not None else nullcontext():
+            logits = teacher_logits(
+                teacher, train_set, tokenizer, r.distill.eval_batch_size, device
+            )
         seconds = time.time() - started
         if is_main():
             cache.save(key, logits)

@@ -32,6 +32,7 @@ def train_student(  # -> (trainer, checkpoint resumed from, loss summed before i
     out_dir: Path,
     logits: np.ndarray | None,
     callbacks: list | None = None,
+    tasks=None,
     **overrides,
 ):
     d = ctx.recipe.distill
@@ -68,6 +69,7 @@ def train_student(  # -> (trainer, checkpoint resumed from, loss summed before i
             seconds_in_checkpoints(earlier_seconds),
             *(callbacks or []),
         ],
+        tasks=tasks,
     )
     trainer.seconds_before_resume = earlier_seconds  # the distill stage adds them to its time
     return trainer, resume, before

@@ -49,3 +49,41 @@ def ablation_section(run_dir: Path, manifest: dict[str, Any] | None) -> list[str
         table.read_text().rstrip(),
         "",
     ]
+
+
+def tasks_section(manifests: dict[str, dict]) -> list[str]:
+    """A transfer run's accuracy per task (columns) for every model and artifact (rows): the
+    target through `logits`, each source through its `logits_<task>` output."""
+    teacher, student = manifests.get("teacher") or {}, manifests.get("distill") or {}
+    if not student.get("tasks"):
+        return []
+    names = list(student["tasks"])
+    target = names[0]
+    rows = [
+        ("teacher (PyTorch)", teacher.get("tasks") or {}),
+        ("student (PyTorch)", student["tasks"]),
+    ]
+    for name, record in ((manifests.get("export") or {}).get("exports") or {}).items():
+        scores = {
+            k: {"accuracy": v["accuracy_candidate"]} for k, v in (record.get("tasks") or {}).items()
+        }
+        scores[target] = {"accuracy": record["parity"]["accuracy_candidate"]}
+        rows.append((name, scores))
+    for name, record in ((manifests.get("quantize") or {}).get("quantized") or {}).items():
+        rows.append(
+            (name, {**(record.get("tasks") or {}), target: {"accuracy": record["accuracy"]}})
+        )
+    header = "| model | " + " | ".join(f"{n} (target)" if n == target else n for n in names) + " |"
+    lines = [header, "|---|" + "---:|" * len(names)]
+    for label, scores in rows:
+        cells = [f"{scores[n]['accuracy']:.4f}" if n in scores else "—" for n in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return [
+        "## Accuracy per task (transfer: one encoder, one head per task)",
+        "",
+        f"Each head on its own task's eval split; `{target}` is the default output `logits`, "
+        "every other task is the output `logits_<task>` of the same graph.",
+        "",
+        *lines,
+        "",
+    ]

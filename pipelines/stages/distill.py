@@ -43,6 +43,10 @@ def main(ctx: StageContext) -> StageResult:
     from transformers import set_seed
 
     r, d = ctx.recipe, ctx.recipe.distill
+    if r.transfer.enabled:  # source tasks: a student with one head per task
+        from pipelines.transfer.distill import main_multitask
+
+        return main_multitask(ctx)
     picked = (ctx.inputs.get("search") or {}).get("chosen")
     if picked:  # the search stage's pick replaces the recipe's `student` section
         r = r.model_copy(update={"student": StudentConfig(**picked["student"])})

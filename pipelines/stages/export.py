@@ -8,9 +8,13 @@ A parity miss fails the stage with the numbers; no manifest is written.
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 
 import numpy as np
 
+from distill.heads import HEADS_CONFIG, load_heads
+from export.heads import add_task_heads
 from export.onnx_export import export_classifier
 from export.optimize import optimize_onnx
 from export.parity import ParityError, check, compare, onnx_logits, torch_logits
@@ -18,15 +22,24 @@ from pipelines.core.context import StageContext, StageResult
 from pipelines.core.errors import DistilleryError, StageFailedError
 from pipelines.core.models import load_stage_model
 from pipelines.data.loading import tokenize
+from pipelines.transfer.tasks import tokenized_tasks, transfer_tasks
 
 log = logging.getLogger("distillery")
 
 
-def export_one(ctx: StageContext, name: str, model_dir, eval_set, labels) -> dict:
-    """Export `model_dir` as `<name>-onnx` (+ `<name>-onnx-<level>`), each checked for parity."""
+def export_one(ctx: StageContext, name: str, model_dir, eval_set, labels, task_sets=()) -> dict:
+    """Export `model_dir` as `<name>-onnx` (+ `<name>-onnx-<level>`), each checked for parity.
+
+    task_sets: (task, its tokenized eval split) for each extra head of a multi-task model
+    (distill.heads); each becomes an output `logits_<task>`, checked on its own task's rows."""
     e = ctx.recipe.export
     model, tokenizer = load_stage_model(model_dir, ctx.recipe.security)
+    heads = load_heads(model_dir, model)
     reference = torch_logits(model, eval_set, tokenizer, e.batch_size)
+    head_references = {}
+    for task, rows in task_sets if heads is not None else ():
+        with heads.use(model, task.name):
+            head_references[task.name] = torch_logits(model, rows, tokenizer, e.batch_size)
     plain = ctx.out / f"{name}-onnx"
     info = export_classifier(
         model_dir,
@@ -37,12 +50,23 @@ def export_one(ctx: StageContext, name: str, model_dir, eval_set, labels) -> dic
         trust_remote_code=ctx.recipe.security.trust_remote_code,
     )
     tokenizer.save_pretrained(plain)
+    if heads is not None:  # one output per task, before fusion so every copy has them
+        add_task_heads(
+            plain / "model.onnx",
+            {
+                n: (layer.weight.detach().numpy(), layer.bias.detach().numpy())
+                for n, layer in heads.heads.items()
+            },
+        )
+        shutil.copy2(Path(model_dir) / HEADS_CONFIG, plain / HEADS_CONFIG)
     records = {}
     candidates = [(f"{name}-onnx", plain, e.atol, info)]
     if e.optimize != "none":
         fused = ctx.out / f"{name}-onnx-{e.optimize}"
         opt_info = optimize_onnx(plain, fused, e.optimize, device=e.device)
         tokenizer.save_pretrained(fused)
+        if heads is not None:
+            shutil.copy2(Path(model_dir) / HEADS_CONFIG, fused / HEADS_CONFIG)
         candidates.append((f"{name}-onnx-{e.optimize}", fused, e.optimized_atol, opt_info))
     for artifact, folder, atol, meta in candidates:
         logits = onnx_logits(folder, eval_set, tokenizer, e.batch_size)
@@ -55,9 +79,28 @@ def export_one(ctx: StageContext, name: str, model_dir, eval_set, labels) -> dic
                 f"{exc} Raise export.atol / export.optimized_atol or export.min_agreement only if "
                 "the difference is understood; otherwise the exported graph is wrong."
             ) from None
+        per_task = {}
+        for task, rows in task_sets if heads is not None else ():
+            task_logits = onnx_logits(
+                folder, rows, tokenizer, e.batch_size, output=f"logits_{task.name}"
+            )
+            task_report = compare(
+                head_references[task.name],
+                task_logits,
+                np.asarray(rows["labels"]),
+                atol=atol,
+                min_agreement=e.min_agreement,
+            )
+            log.info("parity %s, head %s: %s", artifact, task.name, task_report.to_dict())
+            try:
+                check(task_report, f"{artifact} (head {task.name})")
+            except ParityError as exc:
+                raise StageFailedError(f"{exc} The extra head's graph is wrong.") from None
+            per_task[task.name] = task_report.to_dict()
         records[artifact] = {
             "path": str(folder.relative_to(ctx.out)),
             "parity": report.to_dict(),
+            "tasks": per_task or None,
             "size_bytes": meta.get("size_bytes"),
             "opset": meta.get("opset", info["opset"]),
             "fused_ops": meta.get("fused_ops"),
@@ -77,9 +120,15 @@ def main(ctx: StageContext) -> StageResult:
     _, tokenizer = load_stage_model(ctx.input_dir("distill"), ctx.recipe.security)
     eval_set = tokenize(ctx.data().eval, tokenizer, r)
     labels = np.asarray(eval_set["labels"])
-    artifacts = export_one(ctx, "student", ctx.input_dir("distill"), eval_set, labels)
+    task_sets = []
+    if r.transfer.enabled:  # each extra head checked on its own task's eval split
+        tasks = transfer_tasks(r, ctx.data())
+        task_sets = list(zip(tasks, tokenized_tasks(tasks, tokenizer, "eval"), strict=False))[1:]
+    artifacts = export_one(ctx, "student", ctx.input_dir("distill"), eval_set, labels, task_sets)
     if r.export.teacher:
-        artifacts.update(export_one(ctx, "teacher", ctx.input_dir("teacher"), eval_set, labels))
+        artifacts.update(
+            export_one(ctx, "teacher", ctx.input_dir("teacher"), eval_set, labels, task_sets)
+        )
     plain = artifacts["student-onnx"]["parity"]
     metrics = {
         "accuracy": plain["accuracy_candidate"],

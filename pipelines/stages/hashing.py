@@ -20,6 +20,7 @@ from pipelines.core.config import (
     AugmentConfig,
     QATConfig,
     Recipe,
+    TransferConfig,
     recipe_to_dict,
 )
 from pipelines.core.runs import canonical_hash
@@ -40,6 +41,8 @@ HASHED_WHEN_SET = {
     "bench": {"withhold_noisy": True},
     "student": {"init_weights": "random", "prune_rows": 512},
 }
+# Sections added after runs existed: hashed only when set away from their default.
+SECTIONS_HASHED_WHEN_SET = {"transfer": TransferConfig().model_dump()}
 
 
 def stage_sources(recipe: Recipe, stage: str) -> dict[str, str]:
@@ -77,6 +80,8 @@ def stage_hash(
     hashed = {}
     for section in stage.sections:
         value = config.get(section)
+        if section in SECTIONS_HASHED_WHEN_SET and value == SECTIONS_HASHED_WHEN_SET[section]:
+            continue
         if isinstance(value, dict):
             late = HASHED_WHEN_SET.get(section, {})
             value = {

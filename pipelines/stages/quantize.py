@@ -88,6 +88,23 @@ def run_inc(ctx: StageContext, model, tokenizer, eval_set, labels) -> tuple[dict
     return result, logits_of(load_inc_model(out))
 
 
+def _task_scores(ctx: StageContext, tokenizer, artifacts: dict[str, dict]) -> None:
+    """Adds `tasks` (per extra head: metrics) to each artifact's record; heads.json goes beside
+    each artifact, for the bundle."""
+    from distill.heads import HEADS_CONFIG
+    from pipelines.transfer.evaluate import artifact_task_scores
+    from pipelines.transfer.tasks import tokenized_tasks, transfer_tasks
+
+    tasks = transfer_tasks(ctx.recipe, ctx.data())
+    eval_sets = tokenized_tasks(tasks, tokenizer, "eval")
+    for name, record in artifacts.items():
+        folder = ctx.out / record["path"]
+        who = "teacher" if name.startswith("teacher") else "distill"
+        shutil.copy2(ctx.input_dir(who) / HEADS_CONFIG, folder / HEADS_CONFIG)
+        record["tasks"] = artifact_task_scores(folder, tasks[1:], eval_sets[1:], tokenizer)
+        log.info("%s: per-task %s", name, {k: v["score"] for k, v in record["tasks"].items()})
+
+
 def main(ctx: StageContext) -> StageResult:
     r, q = ctx.recipe, ctx.recipe.quantize
     preset, reason = resolve_preset(q.preset)
@@ -224,6 +241,8 @@ def main(ctx: StageContext) -> StageResult:
                 **info,
             }
 
+    if r.transfer.enabled:  # every artifact's extra heads, each on its own task's rows
+        _task_scores(ctx, tokenizer, {**records, **teacher_record, **baselines})
     reference_accuracy = float((reference.argmax(-1) == labels).mean())
     try:
         verdict = gate(

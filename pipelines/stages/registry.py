@@ -41,7 +41,7 @@ STAGES: dict[str, Stage] = {
     for s in (
         Stage(
             "teacher",
-            ("seed", "task", "data", "teacher", "train", "security"),
+            ("seed", "task", "data", "teacher", "train", "security", "transfer"),
             (),
             "pipelines.stages.teacher",
             "fine-tune (or load and evaluate) the teacher classifier",
@@ -58,7 +58,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "distill",
-            ("seed", "task", "data", "student", "distill", "train", "security"),
+            ("seed", "task", "data", "student", "distill", "train", "security", "transfer"),
             ("teacher", "search"),  # search: only when enabled (its pick is the student)
             "pipelines.stages.distill",
             "build the student and train it on the combined loss",
@@ -66,14 +66,14 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "export",
-            ("seed", "task", "data", "export"),
+            ("seed", "task", "data", "export", "transfer"),
             ("teacher", "distill"),
             "pipelines.stages.export",
             "export student and teacher to ONNX, fuse, check parity on the eval split",
         ),
         Stage(
             "quantize",
-            ("seed", "task", "data", "quantize"),
+            ("seed", "task", "data", "quantize", "transfer"),
             ("distill", "export"),
             "pipelines.stages.quantize",
             "int8: ORT dynamic and static, Neural Compressor; accuracy gate",
@@ -94,7 +94,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "bundle",
-            ("seed", "task", "data", "bundle"),
+            ("seed", "task", "data", "bundle", "transfer"),
             ("teacher", "distill", "export", "quantize", "bench", "report"),
             "pipelines.stages.bundle",
             "edge bundle: ONNX, tokenizer, predict.py, model card, SHA256SUMS; cold start timed",

@@ -13,7 +13,7 @@ from pipelines.core.context import StageContext, StageResult
 from pipelines.core.machine import machine
 from pipelines.report.assemble import write_report
 from pipelines.report.recommend import RecommendRule
-from pipelines.report.sections import ablation_section, search_section
+from pipelines.report.sections import ablation_section, search_section, tasks_section
 from pipelines.report.tables import terminal_table
 from pipelines.stages.bench import ROWS_FILE
 
@@ -36,7 +36,8 @@ def main(ctx: StageContext) -> StageResult:
         conditions=data.get("conditions"),
         withhold_noisy=ctx.recipe.bench.withhold_noisy,
         sections=search_section(ctx.run.path, manifests.get("search"), ctx.out)
-        + ablation_section(ctx.run.path, manifests.get("distill")),
+        + ablation_section(ctx.run.path, manifests.get("distill"))
+        + tasks_section(manifests),
     )
     print(terminal_table(data["rows"]))
     if result.get("recommended"):

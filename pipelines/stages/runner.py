@@ -80,7 +80,7 @@ def run_pipeline(
 
 def _run_pipeline(recipe, run: RunDir, target, force, dry_run, echo) -> dict[str, dict]:
     from pipelines.core import distributed
-    from pipelines.data.loading import source_fingerprint
+    from pipelines.transfer.tasks import data_fingerprint
 
     world = distributed.world()
     if not world.is_main:
@@ -94,7 +94,7 @@ def _run_pipeline(recipe, run: RunDir, target, force, dry_run, echo) -> dict[str
         device = check_training_settings(recipe, names)  # fail before any work
     if not dry_run:
         distributed.init(device)
-    data_hash = source_fingerprint(recipe)
+    data_hash = data_fingerprint(recipe)  # every task's data in a transfer recipe
     cache: dict[str, Any] = {}
     done: dict[str, dict] = {}
     reran: set[str] = set()  # stages run in this invocation: what needs them runs again too

@@ -15,16 +15,7 @@ import shutil
 
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.distributed import is_main, main_first
-from pipelines.core.errors import ConfigError
-from pipelines.core.models import (
-    bert_from_shape,
-    build_word_vocab,
-    load_classifier,
-    load_tokenizer,
-    resolve_model,
-    save_model,
-)
-from pipelines.core.sources import model_source
+from pipelines.core.models import save_model
 from pipelines.data.loading import require_rows, tokenize
 from pipelines.train.callbacks import logging_callback, sampler_rng_sync
 from pipelines.train.checkpoints import (
@@ -34,38 +25,9 @@ from pipelines.train.checkpoints import (
 )
 from pipelines.train.evaluation import evaluate_model
 from pipelines.train.settings import batch_info, resolve_device, training_arguments
+from pipelines.train.teacher_model import build_teacher
 
 log = logging.getLogger("distillery")
-
-
-def build_teacher(ctx: StageContext, data):
-    """(tokenizer, model) as the recipe's `teacher` section describes."""
-    recipe, t = ctx.recipe, ctx.recipe.teacher
-    if t.init == "config":
-        if t.tokenizer:
-            tokenizer = load_tokenizer(
-                model_source(t.tokenizer, "teacher.tokenizer"), recipe.security
-            )
-        else:
-            texts = [x for c in recipe.task.text_columns for x in data.train[c]]
-            tokenizer = build_word_vocab(texts, ctx.out / "vocab")
-        model = bert_from_shape(
-            t.config, len(tokenizer), recipe.task.labels, recipe.data.max_length, recipe.seed
-        )
-        return tokenizer, model
-    source = resolve_model(t.model, recipe.security, "teacher.model")
-    tokenizer_source = model_source(t.tokenizer, "teacher.tokenizer") if t.tokenizer else source
-    tokenizer = load_tokenizer(tokenizer_source, recipe.security)
-    model = load_classifier(source, recipe.task.labels, recipe.security, finetuned=not t.finetune)
-    rows = model.get_input_embeddings().num_embeddings
-    if len(tokenizer) > rows:
-        key = "teacher.tokenizer" if t.tokenizer else "teacher.model"
-        raise ConfigError(
-            f"{key}: the tokenizer has {len(tokenizer)} tokens but the model's embedding table has "
-            f"{rows} rows, so token ids {rows}..{len(tokenizer) - 1} would index past it. Use the "
-            "tokenizer the model was trained with (leave teacher.tokenizer unset)."
-        )
-    return tokenizer, model
 
 
 def main(ctx: StageContext) -> StageResult:
@@ -74,6 +36,10 @@ def main(ctx: StageContext) -> StageResult:
     from pipelines.train.trainer import CheckedTrainer
 
     recipe, t = ctx.recipe, ctx.recipe.teacher
+    if recipe.transfer.enabled:  # source tasks: one encoder, one head per task
+        from pipelines.transfer.teacher import main_multitask
+
+        return main_multitask(ctx)
     device = resolve_device(recipe)
     set_seed(recipe.seed)
     with main_first():  # dataset caches and the vocabulary: written once, then read

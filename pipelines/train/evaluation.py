@@ -40,15 +40,18 @@ def predict_logits(
     from tqdm.auto import tqdm
 
     lengths = [len(ids) for ids in dataset["input_ids"]]
-    out = np.zeros((len(dataset), model.config.num_labels), dtype=np.float32)
+    out = None  # its width is the output's: a task head may have other labels than the config
     model.eval().to(device)
     batches = padded_batches(dataset, tokenizer.pad_token_id, batch_size, longest_first(lengths))
     total = -(-len(dataset) // batch_size)
     with torch.inference_mode():
         for idx, batch in tqdm(batches, desc=desc, total=total, disable=not progress, leave=False):
             inputs = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
-            out[idx] = model(**inputs).logits.float().cpu().numpy()
-    return out
+            logits = model(**inputs).logits.float().cpu().numpy()
+            if out is None:
+                out = np.zeros((len(dataset), logits.shape[-1]), dtype=np.float32)
+            out[idx] = logits
+    return out if out is not None else np.zeros((0, model.config.num_labels), dtype=np.float32)
 
 
 def evaluate_model(

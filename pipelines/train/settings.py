@@ -133,6 +133,7 @@ def training_arguments(
 
     device = resolve_device(recipe)
     precision = resolve_precision(recipe, device)
+    check_trackers(recipe.train.report_to)
     steps_per_epoch = max(1, math.ceil(train_rows / (batch_size * world().world_size)))
     save_steps = recipe.train.save_steps or max(10, steps_per_epoch // 10)
     return TrainingArguments(
@@ -154,6 +155,7 @@ def training_arguments(
         logging_steps=recipe.train.logging_steps,
         logging_first_step=True,
         report_to=recipe.train.report_to or "none",
+        logging_dir=str(tracking_dir(output_dir)),
         use_cpu=device == "cpu",
         bf16=precision == "bf16",
         fp16=precision == "fp16",
@@ -170,3 +172,34 @@ def training_arguments(
         ddp_find_unused_parameters=recipe.train.ddp_find_unused_parameters,
         optim=recipe.train.optim,
     )
+
+
+# train.report_to value → the module the Trainer's callback for it imports, and its extra.
+TRACKERS = {"tensorboard": ("tensorboard", "distillery[tracking]"), "mlflow": ("mlflow", "mlflow")}
+
+
+def check_trackers(report_to: list[str]) -> None:
+    """A tracker whose package is missing fails here, naming what to install, not mid-training."""
+    import importlib.util
+
+    for name in report_to:
+        if name in ("none", "all"):
+            continue
+        module, package = TRACKERS.get(name, (None, None))
+        if module is None:
+            continue  # another integration of transformers: it checks for itself
+        if importlib.util.find_spec(module) is None:
+            raise DistilleryError(
+                f"train.report_to: {name!r} needs the {module} package; pip install {package!r} "
+                "(or remove it from train.report_to)."
+            )
+
+
+def tracking_dir(output_dir: Path) -> Path:
+    """Where trackers write (TensorBoard event files): `<stage>/tensorboard/<sub-run>`, beside the
+    checkpoints rather than in them, since a finished stage deletes its checkpoints."""
+    parts = Path(output_dir).parts
+    if "checkpoints" not in parts:
+        return Path(output_dir) / "tensorboard"
+    at = len(parts) - 1 - parts[::-1].index("checkpoints")
+    return Path(*parts[:at], "tensorboard", *parts[at + 1 :])

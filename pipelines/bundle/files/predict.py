@@ -7,6 +7,8 @@
 
 Input, one row per line (blank lines are skipped): plain text, or a JSON object holding the text
 column(s) named in config.json (`text_columns`; two of them for sentence pairs), or a JSON string.
+A multi-task bundle answers for its target task, or for `--task NAME` (one of config.json's
+`tasks`, each the ONNX output `logits_<name>` of the same graph, with its own labels).
 Output, one JSON line per row and in input order:
     {"line": 3, "label": "positive", "probabilities": {"negative": 0.02, "positive": 0.98}}
 A line that cannot be read (not UTF-8, not the JSON the model needs) gets an error line instead,
@@ -59,7 +61,8 @@ class OnnxRuntimeEngine:
         )
         self.inputs = {i.name: INT_TYPES.get(i.type, np.int64) for i in self.session.get_inputs()}
         outputs = [o.name for o in self.session.get_outputs()]
-        self.output = "logits" if "logits" in outputs else outputs[0]
+        wanted = config.get("output_name", "logits")
+        self.output = wanted if wanted in outputs else outputs[0]
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run([self.output], feed)[0]
@@ -80,6 +83,7 @@ class OpenVINOEngine:
         }
         if threads:
             self.properties["INFERENCE_NUM_THREADS"] = threads
+        self.output = config.get("output_name")  # a task head's output; None: the first
         self.compiled: dict[tuple, object] = {}
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
@@ -96,7 +100,8 @@ class OpenVINOEngine:
             model.reshape({name: list(shape) for name in self.inputs})
             compiled = self.core.compile_model(model, "CPU", self.properties)
             self.compiled[shape] = compiled.create_infer_request()
-        return np.asarray(self.compiled[shape].infer(feed)[0])
+        result = self.compiled[shape].infer(feed)
+        return np.asarray(result[self.output] if self.output else result[0])
 
 
 ENGINES = {"onnxruntime": OnnxRuntimeEngine, "openvino": OpenVINOEngine}
@@ -105,8 +110,14 @@ ENGINES = {"onnxruntime": OnnxRuntimeEngine, "openvino": OpenVINOEngine}
 class Predictor:
     """The bundle's tokenizer and model engine, and the batching that feeds them."""
 
-    def __init__(self, folder: Path = HERE, threads: int = 0):
+    def __init__(self, folder: Path = HERE, threads: int = 0, task: str | None = None):
         self.config = json.loads((folder / "config.json").read_text())
+        tasks = {t["name"]: t for t in self.config.get("tasks") or []}
+        if task is not None:  # a multi-task bundle: one output per task (config.json `tasks`)
+            if task not in tasks:
+                known = ", ".join(tasks) or "none: this bundle has one task"
+                raise InputError(f"--task {task!r}: unknown task; this bundle's tasks: {known}")
+            self.config = {**self.config, **tasks[task]}
         self.labels: list[str] = self.config["labels"]
         self.text_columns: list[str] = self.config["text_columns"]
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -292,6 +303,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--timings", action="store_true", help="JSON timings on standard error")
     parser.add_argument(
+        "--task",
+        help="a multi-task bundle: the task whose head answers (config.json `tasks`); default: "
+        "the target task",
+    )
+    parser.add_argument(
         "--on-error",
         choices=("skip", "stop"),
         default="skip",
@@ -310,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()  # after imports: the caller subtracts its spawn time for startup+import
     args = parse_args(argv)
     try:
-        predictor = Predictor(HERE, args.threads)
+        predictor = Predictor(HERE, args.threads, args.task)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
