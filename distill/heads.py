@@ -95,7 +95,7 @@ class TaskHeads(torch.nn.Module):
         """The other model's heads, for tasks of the same name and shape (a student copying its
         teacher's heads when their widths agree)."""
         for name, layer in self.heads.items():
-            source = other.heads[name] if name in other.heads else None  # a ModuleDict: no .get
+            source = other.heads[name] if name in other.heads else None  # noqa: SIM401 (ModuleDict)
             if source is not None and source.weight.shape == layer.weight.shape:
                 layer.load_state_dict(source.state_dict())
 
