@@ -117,3 +117,26 @@ def recipe_file(tmp_path):
         return write_recipe(tmp_path / "recipe.yaml", tiny_recipe(**sections))
 
     return make
+
+
+def kill_when(cmd: list[str], pattern, timeout: float = 300) -> None:
+    """Start `cmd` in the project root and SIGKILL it once a file matching `pattern` (a
+    (folder, glob) pair) exists; fails if the command finished before that."""
+    import signal
+    import subprocess
+    import time
+
+    folder, glob = pattern
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if list(folder.glob(glob)):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "training finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()

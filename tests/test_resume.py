@@ -2,14 +2,13 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from tests.conftest import ROOT, tiny_recipe, write_recipe
+from tests.conftest import ROOT, kill_when, tiny_recipe, write_recipe
 
 STEPS_PER_EPOCH = 50  # 800 generated rows, batch 16
 
@@ -26,24 +25,10 @@ def test_killed_training_resumes_from_checkpoint(tmp_path, stage):
     cmd = [sys.executable, "-m", "pipelines", "run", str(path), "--stage", stage]
     cmd += ["--runs-dir", str(runs)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
-    )
     folder = runs / "tiny" / stage
-    deadline = time.time() + 300
     # distill checkpoints also carry the training seconds so far: wait for that file too
     marker = "trainer_state.json" if stage == "teacher" else "distillery_train_seconds.json"
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            if list((folder / "checkpoints").glob(f"checkpoint-*/{marker}")):
-                break
-            time.sleep(0.2)
-        assert proc.poll() is None, "training finished before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_when(cmd, (folder / "checkpoints", f"checkpoint-*/{marker}"))
     assert not (folder / "manifest.json").exists()
     # Say the killed session had trained for 10,000 s: the resumed run must count them.
     for seconds in (folder / "checkpoints").glob("checkpoint-*/distillery_train_seconds.json"):

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import ast
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import numpy as np
@@ -20,7 +17,7 @@ from distill.heads import TaskHeads, load_heads, output_layer
 from distill.multitask import TaskBatchSampler
 from distill.trainer import DistillationModule, TeacherOutputs
 from pipelines.core.errors import ConfigError
-from tests.conftest import ROOT, tiny_bert, tiny_recipe, write_recipe
+from tests.conftest import ROOT, kill_when, tiny_bert, tiny_recipe, write_recipe
 
 SOURCES = [
     {
@@ -288,7 +285,6 @@ def test_multitask_run_per_task_metrics_lambda_and_export_parity(tmp_path):
 
 
 def test_bundle_predicts_each_task_with_its_labels(tmp_path):
-    path = write_recipe(tmp_path / "r.yaml", transfer_recipe())
     runs = tmp_path / "runs"
     raw = transfer_recipe()
     raw["bench"] = {
@@ -363,20 +359,8 @@ def test_sequential_teacher_resumes_inside_its_second_phase(tmp_path):
         "--runs-dir",
         str(runs),
     ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target_phase = runs / "tiny" / "teacher" / "checkpoints" / "target-sentiment"
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            if list(target_phase.glob("checkpoint-*/trainer_state.json")):
-                break
-            time.sleep(0.2)
-        assert proc.poll() is None, "training finished before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_when(cmd, (target_phase, "checkpoint-*/trainer_state.json"))
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     folder = runs / "tiny" / "teacher"

@@ -194,6 +194,15 @@ def load_stage_model(folder: Path, security: SecurityConfig):
     return model, tokenizer
 
 
+# What save_model writes, as a stage manifest's `artifacts`; a multi-task model adds its heads.
+MODEL_ARTIFACTS = {
+    "model": "model.safetensors",
+    "config": "config.json",
+    "tokenizer": "tokenizer.json",
+}
+HEADS_ARTIFACTS = {"heads": "heads.safetensors", "heads_config": "heads.json"}
+
+
 def save_model(model, tokenizer, folder: Path) -> None:
     """`save_pretrained` of a stage's model (safetensors) and tokenizer. A model with its own
     code (`auto_map` in its config, trusted by the recipe) gets that code saved beside it, so

@@ -20,7 +20,7 @@ import numpy as np
 from pipelines.core.config import TORCH_DTYPES, StudentConfig
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.distributed import is_main, main_first
-from pipelines.core.models import load_stage_model, save_model
+from pipelines.core.models import MODEL_ARTIFACTS, load_stage_model, save_model
 from pipelines.data.loading import require_rows, tokenize
 from pipelines.distillation.ablation import int8_accuracy, run_ablation
 from pipelines.distillation.augment import augmented_set, train_texts
@@ -189,10 +189,6 @@ def main(ctx: StageContext) -> StageResult:
         shutil.rmtree(checkpoints, ignore_errors=True)
     return StageResult(
         metrics=metrics,
-        artifacts={
-            "model": "model.safetensors",
-            "config": "config.json",
-            "tokenizer": "tokenizer.json",
-        },
+        artifacts=dict(MODEL_ARTIFACTS),
         extra=extra,
     )

@@ -15,7 +15,7 @@ import shutil
 
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.distributed import is_main, main_first
-from pipelines.core.models import save_model
+from pipelines.core.models import MODEL_ARTIFACTS, save_model
 from pipelines.data.loading import require_rows, tokenize
 from pipelines.train.callbacks import logging_callback, sampler_rng_sync
 from pipelines.train.checkpoints import (
@@ -102,11 +102,7 @@ def main(ctx: StageContext) -> StageResult:
         shutil.rmtree(ctx.out / "vocab", ignore_errors=True)
     return StageResult(
         metrics=metrics,
-        artifacts={
-            "model": "model.safetensors",
-            "config": "config.json",
-            "tokenizer": "tokenizer.json",
-        },
+        artifacts=dict(MODEL_ARTIFACTS),
         extra={
             "training": train_info,
             "device": device,

@@ -21,7 +21,12 @@ from pipelines.core.config import TORCH_DTYPES
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.distributed import is_main
 from pipelines.core.errors import DistilleryError
-from pipelines.core.models import load_stage_model, save_model
+from pipelines.core.models import (
+    HEADS_ARTIFACTS,
+    MODEL_ARTIFACTS,
+    load_stage_model,
+    save_model,
+)
 from pipelines.data.loading import require_rows
 from pipelines.distillation.logits import cached_teacher_logits
 from pipelines.distillation.loss import loss_spec
@@ -106,13 +111,7 @@ def main_multitask(ctx: StageContext) -> StageResult:
     history = trainer.state.log_history
     return StageResult(
         metrics=metrics,
-        artifacts={
-            "model": "model.safetensors",
-            "config": "config.json",
-            "tokenizer": "tokenizer.json",
-            "heads": "heads.safetensors",
-            "heads_config": "heads.json",
-        },
+        artifacts={**MODEL_ARTIFACTS, **HEADS_ARTIFACTS},
         extra={
             "tasks": per_task,
             "student": {

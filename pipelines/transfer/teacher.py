@@ -181,7 +181,7 @@ def main_multitask(ctx: StageContext):
 
     from pipelines.core.context import StageResult
     from pipelines.core.distributed import is_main
-    from pipelines.core.models import save_model
+    from pipelines.core.models import HEADS_ARTIFACTS, MODEL_ARTIFACTS, save_model
     from pipelines.train.settings import resolve_device
     from pipelines.train.teacher_model import build_teacher
     from pipelines.transfer.evaluate import evaluate_tasks
@@ -211,13 +211,7 @@ def main_multitask(ctx: StageContext):
         shutil.rmtree(ctx.out / "vocab", ignore_errors=True)
     return StageResult(
         metrics=metrics,
-        artifacts={
-            "model": "model.safetensors",
-            "config": "config.json",
-            "tokenizer": "tokenizer.json",
-            "heads": "heads.safetensors",
-            "heads_config": "heads.json",
-        },
+        artifacts={**MODEL_ARTIFACTS, **HEADS_ARTIFACTS},
         extra={
             "training": facts,
             "tasks": per_task,
