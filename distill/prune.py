@@ -31,6 +31,7 @@ import torch
 
 from distill.student import check_layer_count, check_teacher_layers
 from modelkit.errors import InputError
+from modelkit.families import FAMILIES
 
 LAYER_KEY = re.compile(r"^bert\.encoder\.layer\.(\d+)\.(.+)$")
 
@@ -42,10 +43,13 @@ def head_size(config) -> int:
 def check_prunable(t, shape, layers: list[int]) -> None:
     """ValueError naming the key and the allowed values when `shape` cannot be cut from a teacher
     with config `t` (checked before the teacher trains, and again when the student is cut)."""
-    if getattr(t, "model_type", None) != "bert":
+    model_type = getattr(t, "model_type", None)
+    if model_type not in FAMILIES or not FAMILIES[model_type].prunable:
+        prunable = [name for name, family in FAMILIES.items() if family.prunable]
         raise InputError(
-            f"student.init_weights 'prune' needs a BERT teacher (model_type 'bert'); this teacher "
-            f"is '{getattr(t, 'model_type', '?')}'. Use init_weights: random."
+            f"student.init_weights 'prune' cuts by BERT's parameter names; this teacher is "
+            f"'{model_type or '?'}' (prunable model types: {', '.join(prunable)}). Use "
+            "init_weights: random, or student.init: teacher_layers (every family)."
         )
     limits = {
         "hidden_size": t.hidden_size,

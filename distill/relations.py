@@ -2,7 +2,7 @@
 projections of each block produce, captured while the model runs.
 
 transformers returns hidden states and attention probabilities but not Q/K/V, so forward hooks on
-each block's `attention.self.{query,key,value}` Linear modules read them: this keeps the models
+each block's query/key/value Linear modules (named per family in `modelkit.families`) read them: this keeps the models
 unmodified (their own forward, any attention kernel) instead of copying attention code per family.
 The relation itself (scaled dot-product of a projection with itself, per relation head) is
 computed in `distill.losses.relation_kl`.
@@ -15,24 +15,29 @@ from operator import attrgetter
 import torch
 
 from modelkit.errors import InputError
-from modelkit.families import family_of
+from modelkit.families import encoder_layers, family_of
 
-PROJECTIONS_BY_FEATURE = {"query": "query", "key": "key", "value": "value"}
+FEATURES = ("query", "key", "value")  # in the order of `Family.projections`
 
 
-def attention_blocks(model) -> list[torch.nn.Module]:
-    """The self-attention module of each transformer block, in order."""
+def projection_modules(model) -> list[dict[str, torch.nn.Module]]:
+    """{feature: its projection Linear} for each transformer block, in order (the names per
+    family are `modelkit.families.Family.projections`)."""
     family = family_of(model.config, "relation matches", type(model).__name__)
-    layers = attrgetter(family.layers_attr)(model.base_model)
     blocks = []
-    for index, layer in enumerate(layers):
-        block = getattr(getattr(layer, "attention", None), "self", None)
-        if block is None or not all(hasattr(block, p) for p in PROJECTIONS_BY_FEATURE.values()):
+    for index, layer in enumerate(encoder_layers(model)):
+        try:
+            blocks.append(
+                {
+                    f: attrgetter(path)(layer)
+                    for f, path in zip(FEATURES, family.projections, strict=True)
+                }
+            )
+        except AttributeError:
             raise InputError(
                 f"relation matches: block {index} of {type(model).__name__} has no "
-                "attention.self.query/key/value; use hidden or attention matches for this model"
-            )
-        blocks.append(block)
+                f"{'/'.join(family.projections)}; use hidden or attention matches for this model"
+            ) from None
     return blocks
 
 
@@ -45,14 +50,14 @@ class RelationCapture:
 
     def __init__(self, model, features: set[str]):
         self.features = sorted(features)
-        blocks = attention_blocks(model)
+        blocks = projection_modules(model)
         self._latest: dict[str, list[torch.Tensor | None]] = {
             f: [None] * len(blocks) for f in self.features
         }
         self._handles = []
         for index, block in enumerate(blocks):
             for feature in self.features:
-                module = getattr(block, PROJECTIONS_BY_FEATURE[feature])
+                module = block[feature]
                 self._handles.append(module.register_forward_hook(self._keep(feature, index)))
 
     def _keep(self, feature: str, index: int):

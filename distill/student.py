@@ -8,10 +8,11 @@ recipe validation reads EMBEDDING_INITS without loading it.
 from __future__ import annotations
 
 import copy
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from modelkit.errors import InputError
-from modelkit.families import family_of
+from modelkit.families import encoder_layers, family_of
 
 if TYPE_CHECKING:
     import torch
@@ -20,10 +21,6 @@ if TYPE_CHECKING:
 def check_supported(model, what: str) -> None:
     """InputError unless the model is of an encoder family in `modelkit.families.FAMILIES`."""
     family_of(model.config, what, type(model).__name__)
-
-
-def encoder_layers(model) -> torch.nn.ModuleList:
-    return model.base_model.encoder.layer
 
 
 def check_teacher_layers(layers: list[int], n_teacher: int) -> None:
@@ -53,7 +50,9 @@ def from_teacher_layers(teacher, layers: list[int]):
     check_teacher_layers(layers, teacher.config.num_hidden_layers)
     student = copy.deepcopy(teacher)
     kept = torch.nn.ModuleList([copy.deepcopy(encoder_layers(teacher)[i]) for i in layers])
-    student.base_model.encoder.layer = kept
+    family = family_of(teacher.config, "student.init 'teacher_layers'")
+    parent, _, attr = family.layers_attr.rpartition(".")
+    setattr(attrgetter(parent)(student.base_model), attr, kept)
     student.config.num_hidden_layers = len(layers)
     student.requires_grad_(True)  # the teacher may be frozen (DistillationTrainer freezes it)
     student.train()
@@ -75,8 +74,8 @@ def from_config(
 ):
     """A fresh BERT of the given shape, with the teacher's vocabulary, labels and positions.
 
-    init_embeddings 'truncate' copies the teacher's word, position and token-type embeddings,
-    keeping the first `hidden_size` dimensions (zero-padded if the student is wider); 'pca'
+    init_embeddings 'truncate' copies the teacher's word, position and token-type embeddings (the
+    ones it has), keeping the first `hidden_size` dimensions (zero-padded if wider); 'pca'
     projects them onto the top `hidden_size` principal directions of the teacher's word
     embeddings (one projection for all three tables, so their sums stay consistent), which keeps
     more of the teacher's geometry than dropping dimensions; 'none' keeps the random init.
@@ -92,7 +91,9 @@ def from_config(
         num_attention_heads=num_attention_heads,
         intermediate_size=intermediate_size,
         max_position_embeddings=t.max_position_embeddings,
-        type_vocab_size=getattr(t, "type_vocab_size", 2),
+        # at least one row: a teacher without a segment table (DistilBERT, most DeBERTa-v2)
+        # gives a student whose token_type_ids are all zeros, as the data feeds it
+        type_vocab_size=max(getattr(t, "type_vocab_size", None) or 1, 1),
         pad_token_id=getattr(t, "pad_token_id", 0),
         num_labels=t.num_labels,
         id2label=dict(t.id2label),
@@ -112,6 +113,8 @@ def from_config(
             basis = pca_basis(source.word_embeddings.weight.detach().float(), hidden_size)
         with torch.no_grad():
             for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+                if getattr(source, name, None) is None:
+                    continue  # DistilBERT has no segment table, DeBERTa-v2 often no positions
                 src, dst = getattr(source, name).weight.float(), getattr(target, name).weight
                 rows = min(src.shape[0], dst.shape[0])
                 dst.zero_()

@@ -26,11 +26,24 @@ def flops_per_cycle(flags: set[str], precision: str = "fp32") -> tuple[int, str]
     return 2 * fp32, why + "; int8 without VNNI (VPMADDUBSW+VPMADDWD) ≈ 2× fp32"
 
 
+# config.json keys of families that name the shape differently (DistilBERT: n_layers, dim,
+# hidden_dim); a config object maps them itself, a config.json read as a dict does not.
+CONFIG_ALIASES = {
+    "num_hidden_layers": ("n_layers",),
+    "hidden_size": ("dim",),
+    "intermediate_size": ("hidden_dim",),
+}
+
+
 def bert_flops(config: Any, batch: int = 1, seq: int = 128) -> tuple[float, str]:
     """FLOPs of one BERT encoder forward and the formula; embeddings and classifier left out."""
 
     def get(key: str) -> int:
-        return int(config[key] if isinstance(config, dict) else getattr(config, key))
+        for name in (key, *CONFIG_ALIASES.get(key, ())):
+            value = config.get(name) if isinstance(config, dict) else getattr(config, name, None)
+            if value is not None:
+                return int(value)
+        raise KeyError(f"model config has no {key} (nor {CONFIG_ALIASES.get(key, ())})")
 
     layers, hidden, inter = get("num_hidden_layers"), get("hidden_size"), get("intermediate_size")
     linear = layers * (4 * hidden * hidden + 2 * hidden * inter)

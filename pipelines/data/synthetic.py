@@ -97,6 +97,35 @@ def _pairs_row(rng: random.Random) -> dict:
     return {"text_a": a, "text_b": b, "label": int(same)}
 
 
+VERDICTS = ["so it is {}", "in short , {}", "my verdict : {}", "all in all {}"]
+
+
+def _verdict_row(rng: random.Random) -> dict:
+    """A sentence pair: is the verdict in `text_b` at least as positive as the review in `text_a`?
+
+    Yes and no are equally likely (no = a positive review, a negative verdict); the label reads
+    both sentences, negation in the review included, and depends on their order. Either sentence
+    alone gets 5 rows in 6 right, the pair all of them. (Had the label been agreement, each
+    sentence alone would be at chance, but that XOR is not learnt by a 2-layer model from a few
+    hundred rows.)"""
+    if rng.random() < 0.5:
+        review_positive, verdict_positive = True, False
+    else:
+        review_positive, verdict_positive = rng.choice(
+            [(True, True), (False, True), (False, False)]
+        )
+    negated = rng.random() < 0.35
+    word = rng.choice(POSITIVE if review_positive != negated else NEGATIVE)
+    neg = " not" if negated else ""
+    review = f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)}{neg} {rng.choice(ADVERBS)}{word}"
+    verdict = rng.choice(VERDICTS).format(rng.choice(POSITIVE if verdict_positive else NEGATIVE))
+    return {
+        "text_a": review,
+        "text_b": verdict,
+        "label": int(verdict_positive or not review_positive),
+    }
+
+
 def _topic_row(rng: random.Random) -> dict:
     """Which of the 8 TOPICS a sentiment sentence is about (the transfer demo's 8-label source)."""
     topic = rng.randrange(len(TOPICS))
@@ -109,6 +138,7 @@ GENERATORS: dict[str, Callable[[random.Random], dict]] = {
     "topic": _topic_row,
     "sentiment_hard": _sentiment_hard_row,
     "pairs": _pairs_row,
+    "verdict": _verdict_row,
 }
 
 
