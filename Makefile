@@ -61,6 +61,10 @@ demo-transfer: $(INSTALLED) ## run recipes/demo-transfer.yaml offline (a small t
 	$(DISTILLERY) run recipes/demo-transfer.yaml $(SET_ARGS) $(RUN_FLAGS)
 	@echo "report: runs/demo-transfer/report/README.md  edge bundle: runs/demo-transfer/bundle/"
 
+demo-tasks: $(INSTALLED) ## run the offline task-type demos: sentence pairs, regression, multi-label
+	for kind in pairs regression multilabel; do $(DISTILLERY) run recipes/demo-$$kind.yaml $(SET_ARGS) $(RUN_FLAGS) || exit 1; done
+	@echo "reports: runs/demo-{pairs,regression,multilabel}/report/README.md"
+
 pipeline: $(INSTALLED) ## run every stage of RECIPE, skipping the ones already done
 	$(DISTILLERY) run $(RECIPE) $(SET_ARGS) $(RUN_FLAGS)
 
@@ -91,4 +95,4 @@ distill-ablation: $(INSTALLED) ## distill RECIPE several ways (distill.ablation_
 clean: ## remove runs/, caches and the .venv
 	rm -rf runs $(VENV) .pytest_cache .ruff_cache *.egg-info
 
-.PHONY: help install test test-gpu lint format validate demo demo-transfer pipeline teacher distill export quantize bench report bundle search distill-ablation clean
+.PHONY: help install test test-gpu lint format validate demo demo-transfer demo-tasks pipeline teacher distill export quantize bench report bundle search distill-ablation clean

@@ -1,4 +1,5 @@
-"""The combined loss: L = w_task·CE + w_kd·KD(T) + Σ_i w_i·match_i, every term reported on its own.
+"""The combined loss: L = w_task·CE + w_kd·KD(T) + Σ_i w_i·match_i, every term reported on its own
+(multi-label: BCE and sigmoid KD; regression: MSE to the labels and to the teacher).
 
 This is the seed article's `L_total = L_source + λ·L_target` with the teacher as the source of
 knowledge: CE on the labels is the target-task term, KD and the intermediate matches transfer the
@@ -12,7 +13,14 @@ from typing import Any
 
 import torch
 
-from distill.losses import KD_LOSSES, MATCH_LOSSES, PROJECTIONS, RELATION_FEATURES, task_ce
+from distill.losses import (
+    KD_LOSSES,
+    MATCH_LOSSES,
+    PROJECTIONS,
+    RELATION_FEATURES,
+    TASK_LOSSES,
+    TYPED_KD,
+)
 from distill.relations import relation_heads
 from distill.weights import full_weights
 from modelkit.errors import InputError, lookup
@@ -45,9 +53,12 @@ class LossSpec:
     layer_map: list[tuple[int, int]] = field(default_factory=list)
     label_smoothing: float = 0.0
     projection: str = "linear"
+    # modelkit.task_types: single_label uses `kd_loss`; multi_label and regression their own KD
+    task_type: str = "single_label"
 
     def __post_init__(self) -> None:
         lookup(KD_LOSSES, self.kd_loss, "KD loss")
+        lookup(TASK_LOSSES, self.task_type, "task type")
         for name in self.matches:
             lookup(MATCH_LOSSES, name, "match loss")
         for name, value in full_weights({}, self.matches).items():
@@ -82,7 +93,8 @@ class CombinedLoss(torch.nn.Module):
     def __init__(self, spec: LossSpec, width_s: int, width_t: int):
         super().__init__()
         self.spec = spec
-        self.kd = KD_LOSSES[spec.kd_loss]
+        self.kd = TYPED_KD.get(spec.task_type) or KD_LOSSES[spec.kd_loss]
+        self.task_loss = TASK_LOSSES[spec.task_type]
         self.relation_heads = relation_heads(width_s, width_t)
         self.projections = torch.nn.ModuleDict()
         if width_s != width_t:  # created only when widths differ
@@ -132,7 +144,7 @@ class CombinedLoss(torch.nn.Module):
         temperature = spec.temperature.at(progress)
         w = {name: schedule.at(progress) for name, schedule in spec.weights.items()}
         terms = {
-            "task": task_ce(out_s.logits, labels, spec.label_smoothing),
+            "task": self.task_loss(out_s.logits, labels, spec.label_smoothing),
             "kd": self.kd(out_s.logits, logits_t, temperature),
         }
         for name in spec.matches:

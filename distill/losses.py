@@ -182,3 +182,56 @@ def task_ce(
     if not bool(labelled.any()):
         return logits_s.sum() * 0.0  # zero that keeps the graph (and the device, dtype)
     return F.cross_entropy(logits_s[labelled], labels[labelled], label_smoothing=label_smoothing)
+
+
+def task_bce(
+    logits_s: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Multi-label: binary cross-entropy of one sigmoid per label against 0/1 targets [batch,
+    labels] (label smoothing pulls the targets toward 0.5 by that share)."""
+    import torch.nn.functional as F
+
+    targets = labels.float() * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    return F.binary_cross_entropy_with_logits(logits_s, targets)
+
+
+def task_mse(
+    logits_s: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Regression: mean squared error of the one output [batch, 1] against the targets [batch]."""
+    del label_smoothing  # no classes to smooth
+    return ((logits_s[:, 0] - labels.float()) ** 2).mean()
+
+
+def kd_sigmoid(logits_s: torch.Tensor, logits_t: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Multi-label KD: T² · binary cross-entropy of each student sigmoid at temperature T against
+    the teacher's (per label, averaged); its gradient vanishes where the two agree."""
+    import torch
+
+    targets = torch.sigmoid(logits_t / temperature)
+    return (
+        torch.nn.functional.binary_cross_entropy_with_logits(logits_s / temperature, targets)
+        * temperature**2
+    )
+
+
+def kd_regression(
+    logits_s: torch.Tensor, logits_t: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Regression KD: mean squared error against the teacher's output (no temperature: there is
+    no distribution to soften)."""
+    del temperature
+    return ((logits_s - logits_t) ** 2).mean()
+
+
+# Per task type (`modelkit.task_types`): the gold-label term, and the KD term where the recipe's
+# `distill.kd_loss` (softmax KD) does not apply.
+TASK_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "single_label": task_ce,
+    "multi_label": task_bce,
+    "regression": task_mse,
+}
+TYPED_KD: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]] = {
+    "multi_label": kd_sigmoid,
+    "regression": kd_regression,
+}

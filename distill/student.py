@@ -98,6 +98,7 @@ def from_config(
         num_labels=t.num_labels,
         id2label=dict(t.id2label),
         label2id=dict(t.label2id),
+        problem_type=getattr(t, "problem_type", None),
     )
     torch.manual_seed(seed)
     student = BertForSequenceClassification(config)
@@ -169,6 +170,7 @@ def load_pretrained_student(
         num_labels=teacher.config.num_labels,
         id2label=dict(teacher.config.id2label),
         label2id=dict(teacher.config.label2id),
+        problem_type=getattr(teacher.config, "problem_type", None),
         use_safetensors=use_safetensors,
         trust_remote_code=trust_remote_code,
         ignore_mismatched_sizes=True,

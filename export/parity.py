@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from modelkit.batching import MODEL_INPUTS, padded_batches
+from modelkit.task_types import TASK_TYPES
 
 _ORT_INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
@@ -53,8 +54,11 @@ def compare(
     atol: float | None,
     min_agreement: float,
     max_accuracy_drop: float | None = None,
+    task_type: str = "single_label",
 ) -> ParityReport:
-    """Logits `[rows, num_labels]` of both, labels `[rows]` → a ParityReport.
+    """Logits `[rows, num_labels]` of both, labels `[rows]` (multi-label: `[rows, num_labels]`)
+    → a ParityReport. Agreement and accuracy are the task type's (`modelkit.task_types`: argmax,
+    the set of labels over 0.5, or the value within 1% of the range; accuracy, micro-F1, Pearson).
 
     Passes when max |Δlogit| ≤ atol (skipped if None), argmax agreement ≥ min_agreement, and
     accuracy_reference − accuracy_candidate ≤ max_accuracy_drop (skipped if None).
@@ -62,7 +66,7 @@ def compare(
     ref = np.asarray(reference_logits, dtype=np.float64)
     cand = np.asarray(candidate_logits, dtype=np.float64)
     labels = np.asarray(labels)
-    if ref.shape != cand.shape or ref.ndim != 2 or labels.shape != ref.shape[:1]:
+    if ref.shape != cand.shape or ref.ndim != 2 or labels.shape[:1] != ref.shape[:1]:
         raise ValueError(
             f"compare: expected reference and candidate logits [rows, num_labels] and labels "
             f"[rows]; got {ref.shape}, {cand.shape} and {labels.shape}"
@@ -70,14 +74,13 @@ def compare(
     if len(ref) == 0:
         raise ValueError("compare: no rows to compare; pass a non-empty evaluation split.")
     diff = np.abs(ref - cand)
-    pred_ref, pred_cand = ref.argmax(-1), cand.argmax(-1)
-    acc_ref = float((pred_ref == labels).mean())
-    acc_cand = float((pred_cand == labels).mean())
+    kind = TASK_TYPES[task_type]
+    acc_ref, acc_cand = kind.score(ref, labels), kind.score(cand, labels)
     report = ParityReport(
         rows=len(ref),
         max_abs_diff=float(diff.max()),
         mean_abs_diff=float(diff.mean()),
-        agreement=float((pred_ref == pred_cand).mean()),
+        agreement=kind.agreement(ref, cand),
         accuracy_reference=acc_ref,
         accuracy_candidate=acc_cand,
         accuracy_delta=acc_cand - acc_ref,
@@ -110,7 +113,7 @@ def _failures(report: ParityReport) -> list[str]:
         failures.append(f"max |Δlogit| {report.max_abs_diff:.3g} > atol {report.atol:g}")
     if not report.agreement >= report.min_agreement:
         failures.append(
-            f"argmax agreement {report.agreement:.3f} < min_agreement {report.min_agreement:g}"
+            f"prediction agreement {report.agreement:.3f} < min_agreement {report.min_agreement:g}"
         )
     drop = -report.accuracy_delta
     if report.max_accuracy_drop is not None and drop > report.max_accuracy_drop:

@@ -243,7 +243,7 @@ def test_report_numbers_and_tolerances():
         check(strict, "student-int8")
     message = str(error.value)
     assert "max |Δlogit| 1 > atol 0.5" in message
-    assert "argmax agreement 0.750 < min_agreement 0.9" in message
+    assert "prediction agreement 0.750 < min_agreement 0.9" in message
     assert "accuracy drop 0.2500 > max_accuracy_drop 0.1 (4 rows)" in message
     with pytest.raises(ValueError, match="expected reference and candidate logits"):
         compare(reference, candidate[:3], labels, atol=1e-4, min_agreement=1.0)

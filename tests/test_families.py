@@ -23,6 +23,7 @@ from tests.families import FAMILY_NAMES, build_family, corpus_words
 from tests.test_bundle import SECTIONS
 
 MATCHES = ["hidden_mse", "attention_kl", "value_relation"]
+BENCHED = ["teacher", "student-onnx-O2", "student-int8-dynamic", "student-int8-peer"]
 
 
 def test_every_registered_family_has_a_tiny_builder():
@@ -47,6 +48,8 @@ def family_recipe(family: str, model_dir: Path, **overrides) -> dict:
         },
         "quantize": {"methods": ["dynamic", "static"], "teacher": False},
         "bundle": {**SECTIONS["bundle"], "artifact": "student-int8-dynamic"},
+        # each benched artifact is a worker process of its own: time the ones asserted on
+        "bench": {**SECTIONS["bench"], "artifacts": BENCHED},
         **overrides,
     }
     return tiny_recipe(**sections)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from modelkit.task_types import TASK_TYPES
 from pipelines.core.errors import DataError, DistilleryError
 from pipelines.core.runs import atomic_write_text, sha256_file
 
@@ -32,7 +33,7 @@ SUMS = "SHA256SUMS"
 RUN_RECORDS = ("manifest.json", "log.txt")  # the pipeline's records of the stage, not bundle files
 PREDICT_TIMEOUT_S = 1800.0
 
-Row = tuple[tuple[str, ...], int]  # (texts, one per text column; label index)
+Row = tuple[tuple[str, ...], Any]  # (texts, one per text column; label in gold_value form)
 
 
 class BundleError(DistilleryError):
@@ -109,14 +110,41 @@ def fingerprint(rows: list[Row]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def predictions_hash(label_ids: list[int]) -> str:
-    return hashlib.sha256(json.dumps([int(i) for i in label_ids]).encode()).hexdigest()
+def predictions_hash(predicted: list) -> str:
+    """sha256 of per-row predictions (`TaskType.values` form: ints, index lists or floats)."""
+    return hashlib.sha256(json.dumps(list(predicted)).encode()).hexdigest()
 
 
-def write_rows(path: Path, rows: list[Row], text_columns: list[str], labels: list[str]) -> Path:
-    """JSON lines predict.py reads: the text columns, and the label by name."""
+def gold_value(kind: str, label: Any) -> Any:
+    """A dataset's `labels` entry in the form predictions take (`TaskType.values`): an index,
+    the sorted indices of the labels present (multi_label), or a float (regression)."""
+    if kind == "multi_label":
+        return [j for j, v in enumerate(label) if v > 0.5]
+    return float(label) if kind == "regression" else int(label)
+
+
+def _label_json(kind: str, label: Any, labels: list[str]) -> Any:
+    if kind == "multi_label":
+        return [labels[j] for j in label]
+    return label if kind == "regression" else labels[label]
+
+
+def write_rows(
+    path: Path,
+    rows: list[Row],
+    text_columns: list[str],
+    labels: list[str],
+    kind: str = "single_label",
+) -> Path:
+    """JSON lines predict.py reads: the text columns, and the label by name (multi_label: a
+    list of names; regression: the number)."""
     lines = [
-        json.dumps({**dict(zip(text_columns, texts, strict=True)), "label": labels[label]})
+        json.dumps(
+            {
+                **dict(zip(text_columns, texts, strict=True)),
+                "label": _label_json(kind, label, labels),
+            }
+        )
         for texts, label in rows
     ]
     atomic_write_text(path, "".join(line + "\n" for line in lines))
@@ -146,10 +174,25 @@ def read_rows(path: Path, config: dict[str, Any]) -> list[Row]:
                 f"{path}: line {number} lacks {missing or keys}; each line needs the text "
                 f"column(s) {columns} and a label under {' or '.join(keys)}."
             )
-        rows.append((tuple(row[c] for c in columns), _label_id(row[key], labels, path, number)))
+        kind = config.get("task_type", "single_label")
+        rows.append((tuple(row[c] for c in columns), _label(kind, row[key], labels, path, number)))
     if not rows:
         raise DataError(f"{path}: no rows.")
     return rows
+
+
+def _label(kind: str, value: Any, labels: list[str], path: Path, number: int) -> Any:
+    if kind == "single_label":
+        return _label_id(value, labels, path, number)
+    from modelkit.task_types import LABEL_FORMS, encode_label
+
+    encoded = encode_label(kind, value, labels)
+    if encoded is None:
+        raise DataError(
+            f"{path}: line {number}: label {value!r} is not {LABEL_FORMS[kind]} "
+            f"(task_type {kind}, labels {labels})."
+        )
+    return gold_value(kind, encoded)
 
 
 def _label_id(value: Any, labels: list[str], path: Path, number: int) -> int:
@@ -167,10 +210,16 @@ def recipe_rows(recipe) -> list[Row]:
     """The recipe's eval split, loaded exactly as the pipeline's stages load it."""
     from pipelines.data.loading import load_task_data
 
-    split = load_task_data(recipe).eval
-    columns = recipe.task.text_columns
-    texts = list(zip(*(split[c] for c in columns), strict=True))
-    return [(tuple(t), int(label)) for t, label in zip(texts, split["labels"], strict=True)]
+    return split_rows(load_task_data(recipe).eval, recipe.task)
+
+
+def split_rows(split, task) -> list[Row]:
+    """(texts, label) per row of a loaded split, labels in `gold_value` form."""
+    texts = list(zip(*(split[c] for c in task.text_columns), strict=True))
+    return [
+        (tuple(t), gold_value(task.type, label))
+        for t, label in zip(texts, split["labels"], strict=True)
+    ]
 
 
 def run_predict(
@@ -201,7 +250,13 @@ def run_predict(
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
-def predicted_label_ids(results: list[dict[str, Any]], labels: list[str]) -> list[int]:
+def predicted_values(results: list[dict[str, Any]], config: dict[str, Any]) -> list:
+    """predict.py's output lines → predictions in `TaskType.values` form."""
+    kind, labels = config.get("task_type", "single_label"), config["labels"]
+    if kind == "multi_label":
+        return [sorted(labels.index(n) for n in r["labels"]) for r in results]
+    if kind == "regression":
+        return [r["value"] for r in results]
     return [labels.index(r["label"]) for r in results]
 
 
@@ -236,16 +291,19 @@ def verify_bundle(
             f"{folder}: no eval.jsonl in the bundle (built with bundle.include_eval: false); pass "
             "the recipe (distillery bundle --verify DIR RECIPE) or --data FILE."
         )
+    kind = config.get("task_type", "single_label")
     with tempfile.TemporaryDirectory(prefix="distillery-verify-") as tmp:
-        path = write_rows(Path(tmp) / "rows.jsonl", rows, config["text_columns"], config["labels"])
+        path = write_rows(
+            Path(tmp) / "rows.jsonl", rows, config["text_columns"], config["labels"], kind
+        )
         results = run_predict(
             folder, path, order=reference["order"], batch_size=reference["batch_size"]
         )
     if len(results) != len(rows):
         raise BundleError(f"{folder}/predict.py returned {len(results)} rows for {len(rows)}.")
-    predicted = predicted_label_ids(results, config["labels"])
+    predicted = predicted_values(results, config)
     gold = [label for _, label in rows]
-    accuracy = sum(p == g for p, g in zip(predicted, gold, strict=True)) / len(rows)
+    accuracy = TASK_TYPES[kind].score_values(predicted, gold, len(config["labels"]))
     same_rows = fingerprint(rows) == reference["eval_fingerprint"]
     summary = {
         "rows": len(rows),

@@ -16,11 +16,10 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from modelkit.files import ONNX_FILES
+from modelkit.task_types import TASK_TYPES
 from pipelines.bench.artifacts import OV_FILES, Artifact, discover_artifacts
-from pipelines.bundle.verify import BundleError, predicted_label_ids, run_predict
+from pipelines.bundle.verify import BundleError, gold_value, predicted_values, run_predict
 from pipelines.core.context import StageContext
 from pipelines.core.errors import DistilleryError, StageFailedError
 from pipelines.core.runs import atomic_write_json, atomic_write_text
@@ -177,6 +176,7 @@ def write_files(ctx: StageContext, artifact: Artifact, tokenizer, tok_folder: Pa
         "artifact": artifact.name,
         "precision": artifact.precision,
         **engine,
+        "task_type": r.task.type,
         "labels": list(r.task.labels),
         "text_columns": list(r.task.text_columns),
         "label_column": r.task.label_column,
@@ -214,8 +214,10 @@ def reference_predictions(ctx: StageContext, artifact: Artifact, tokenizer) -> d
         logits = openvino_logits(OVClassifier(artifact.path), batches)
     else:
         logits = onnx_logits(Path(artifact.path) / "model.onnx", eval_set, tokenizer, batch)
-    predicted = logits.argmax(-1)
-    accuracy = float((predicted == np.asarray(eval_set["labels"])).mean())
+    kind = TASK_TYPES[ctx.recipe.task.type]
+    predicted = kind.values(logits)  # what predict.py reports, so the two compare exactly
+    gold = [gold_value(kind.name, v) for v in eval_set["labels"]]
+    accuracy = kind.score_values(predicted, gold, len(ctx.recipe.task.labels))
     if artifact.accuracy is not None and accuracy != artifact.accuracy:
         log.warning(
             "%s: accuracy recomputed in-process %.6f differs from the recorded %.6f; the bundle's "
@@ -224,15 +226,15 @@ def reference_predictions(ctx: StageContext, artifact: Artifact, tokenizer) -> d
             accuracy,
             artifact.accuracy,
         )
-    return {"predicted": [int(p) for p in predicted], "accuracy": accuracy, "batch_size": batch}
+    return {"predicted": predicted, "accuracy": accuracy, "batch_size": batch}
 
 
 def check_bundle_predictions(
-    out: Path, eval_path: Path, reference: dict[str, Any], labels: list[str]
+    out: Path, eval_path: Path, reference: dict[str, Any], config: dict[str, Any]
 ) -> float:
     """predict.py must give the reference's predictions; returns its length-batched agreement."""
-    same = predicted_label_ids(
-        run_predict(out, eval_path, order="input", batch_size=reference["batch_size"]), labels
+    same = predicted_values(
+        run_predict(out, eval_path, order="input", batch_size=reference["batch_size"]), config
     )
     expected = reference["predicted"]
     if same != expected:
@@ -242,7 +244,7 @@ def check_bundle_predictions(
             f"{len(expected)} eval rows (first: row {wrong[0]}). The bundle's tokenizer.json or "
             "padding differs from the pipeline's; the bundle is not usable as built."
         )
-    fast = predicted_label_ids(run_predict(out, eval_path, order="length"), labels)
+    fast = predicted_values(run_predict(out, eval_path, order="length"), config)
     return sum(a == b for a, b in zip(fast, expected, strict=True)) / len(expected)
 
 

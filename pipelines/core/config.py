@@ -74,9 +74,18 @@ class ModelShape(Section):
 
 
 class TaskConfig(Section):
+    type: Literal["single_label", "multi_label", "regression"] = f(
+        "single_label",
+        help="single_label (softmax), multi_label (a sigmoid per label) or regression (a number)",
+    )
     text_columns: list[Str] = f(["text"], help="one column, or two for sentence pairs")
-    label_column: Str = f("label", help="column holding the label (int index or label name)")
-    labels: list[Str] = f(["negative", "positive"], help="label names, in index order")
+    label_column: Str = f(
+        "label",
+        help="label column: an index or name; multi_label a list of them; regression a number",
+    )
+    labels: list[Str] = f(
+        ["negative", "positive"], help="label names, in index order (regression: one output name)"
+    )
 
     @checks
     def check(self) -> None:
@@ -85,7 +94,13 @@ class TaskConfig(Section):
                 f"task.text_columns: {self.text_columns!r} has {len(self.text_columns)} columns; "
                 "allowed values: one column (single sentence) or two (sentence pair)."
             )
-        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
+        if self.type == "regression":
+            if len(self.labels) != 1:
+                raise ConfigError(
+                    f"task.labels: {self.labels!r}; a regression task has one output: give its "
+                    "name alone, e.g. labels: [score]."
+                )
+        elif len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
             raise ConfigError(
                 f"task.labels: {self.labels!r}; give at least two distinct label names, in index order."
             )
@@ -579,8 +594,35 @@ class Recipe(Section):
                 f"name: {self.name!r} is not a valid run folder name; use letters, digits, '.', '_' "
                 "and '-'."
             )
+        if self.quantize.teacher and not self.export.teacher:
+            raise ConfigError(
+                "quantize.teacher: true needs the teacher's ONNX export, but export.teacher is "
+                "false; set export.teacher: true, or quantize.teacher: false."
+            )
         if self.transfer.enabled:
             self._check_transfer()
+        if self.task.type != "single_label":
+            self._check_task_type()
+
+    def _check_task_type(self) -> None:
+        """What multi-label and regression runs do not do yet (each reads class predictions),
+        refused before any work with the reason."""
+        refused = {
+            "transfer.sources": self.transfer.enabled,
+            "distill.qat.epochs": self.distill.qat.epochs > 0,
+            "distill.augment.factor": self.distill.augment.factor > 0,
+            "distill.ablation": self.distill.ablation,
+            "distill.cache_speedup_steps": bool(self.distill.cache_speedup_steps),
+            "search.enabled": self.search.enabled,
+            # the type's own KD (sigmoid KD, MSE to the teacher) replaces the softmax KD losses
+            "distill.kd_loss": self.distill.kd_loss != "kl",
+        }
+        for key, used in refused.items():
+            if used:
+                raise ConfigError(
+                    f"{key}: not supported with task.type {self.task.type} yet (single_label "
+                    "only). Remove the key, or use task.type: single_label."
+                )
 
     def _check_transfer(self) -> None:
         """What a multi-task run does not do yet, refused before any work with the reason."""

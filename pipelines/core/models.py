@@ -67,9 +67,15 @@ def load_tokenizer(source: Source, security: SecurityConfig):
 
 
 def load_classifier(
-    source: Source, labels: list[str], security: SecurityConfig, *, finetuned: bool
+    source: Source,
+    labels: list[str],
+    security: SecurityConfig,
+    *,
+    finetuned: bool,
+    problem_type: str = "single_label_classification",
 ):
-    """AutoModelForSequenceClassification with the task's labels; errors name the file."""
+    """AutoModelForSequenceClassification with the task's labels and problem type (which loss
+    transformers computes); errors name the file."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     id2label = dict(enumerate(labels))
@@ -91,6 +97,7 @@ def load_classifier(
         "num_labels": len(labels),
         "id2label": id2label,
         "label2id": {v: k for k, v in id2label.items()},
+        "problem_type": problem_type,
     }
     try:
         return AutoModelForSequenceClassification.from_pretrained(
@@ -139,7 +146,12 @@ def build_word_vocab(texts: list[str], out_dir: Path, max_size: int = 5000):
 
 
 def bert_from_shape(
-    shape: ModelShape, vocab_size: int, labels: list[str], max_positions: int, seed: int
+    shape: ModelShape,
+    vocab_size: int,
+    labels: list[str],
+    max_positions: int,
+    seed: int,
+    problem_type: str = "single_label_classification",
 ):
     import torch
     from transformers import BertConfig, BertForSequenceClassification
@@ -155,6 +167,7 @@ def bert_from_shape(
         num_labels=len(labels),
         id2label=id2label,
         label2id={v: k for k, v in id2label.items()},
+        problem_type=problem_type,
     )
     torch.manual_seed(seed)
     return BertForSequenceClassification(config)

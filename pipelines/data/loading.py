@@ -1,7 +1,8 @@
 """Load, check, subsample and tokenize the task's data (hub, local files, or generated).
 
-Every split comes out with the recipe's text column(s) and an integer `labels` column, checked row by
-row, so later stages never see a label they cannot handle. Tokenization truncates to
+Every split comes out with the recipe's text column(s) and a `labels` column (an index; for
+`task.type` multi_label a 0/1 list, for regression a float), checked row by row, so later stages
+never see a label they cannot handle. Tokenization truncates to
 `data.max_length` but does not pad: batches are padded dynamically by the collator.
 """
 
@@ -12,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +222,25 @@ def label_ids(
     return out
 
 
+def typed_labels(
+    kind: str, values: list[Any], labels: list[str], split: str, where: Where = None
+) -> list[Any]:
+    """Multi-label (multi-hot float lists) or regression (floats) labels, naming the first bad row."""
+    from modelkit.task_types import LABEL_FORMS, encode_label
+
+    out = []
+    for row, value in enumerate(values):
+        encoded = encode_label(kind, value, labels)
+        if encoded is None:
+            shown = "(empty)" if value is None else repr(value)
+            raise DataError(
+                f"split '{split}', {_row_name(row, where)}: label {shown} is not valid for "
+                f"task.type {kind}: each label must be {LABEL_FORMS[kind]} (task.labels: {labels})."
+            )
+        out.append(encoded)
+    return out
+
+
 def check_texts(dataset, columns: list[str], split: str, where: Where = None) -> None:
     """Every row holds a string in every text column (None or a number would reach the
     tokenizer as a traceback), naming the first row that does not."""
@@ -236,11 +257,12 @@ def check_texts(dataset, columns: list[str], split: str, where: Where = None) ->
 def _finish(dataset, recipe: Recipe, split: str, limit: int | None, where: Where = None):
     check_columns(dataset, recipe, split)
     check_texts(dataset, recipe.task.text_columns, split, where)
-    label_column, labels = recipe.task.label_column, recipe.task.labels
-    label_ids(list(dataset[label_column]), labels, split, where)  # every row checked
+    label_column, labels, kind = recipe.task.label_column, recipe.task.labels, recipe.task.type
+    encode = label_ids if kind == "single_label" else partial(typed_labels, kind)
+    encode(list(dataset[label_column]), labels, split, where)  # every row checked
 
     def to_ids(batch):  # a map (not add_column) so datasets caches it with the source files
-        return {"labels": label_ids(batch[label_column], labels, split)}
+        return {"labels": encode(batch[label_column], labels, split)}
 
     keep = set(recipe.task.text_columns)
     drop = [c for c in dataset.column_names if c not in keep]

@@ -1,7 +1,7 @@
 """Generated tasks for the offline demo and the tests (`data.source: synthetic:NAME`).
 
 Each generator is deterministic in its seed and returns plain rows `{"text": ..., "label": int}`
-(pairs: `text_a`, `text_b`). The tasks are learnable by a 2-layer BERT but not by a bag of words
+(pairs: `text_a`, `text_b`; `rating`: a float label, `tags`: a list of label names). The tasks are learnable by a 2-layer BERT but not by a bag of words
 alone: negation flips the sentiment, so word order matters.
 
 `sentiment_hard` (the demo's task) is made so that a teacher, a smaller student and an int8 copy
@@ -133,12 +133,42 @@ def _topic_row(rng: random.Random) -> dict:
     return {"text": f"the {TOPICS[topic]} part : {row['text']}", "label": topic}
 
 
+ASPECTS = ["plot", "cast", "music", "ending"]  # `tags`' labels, in order
+
+
+def _rating_row(rng: random.Random) -> dict:
+    """Regression: a review of two clauses rated 1..5: 1 + 2 per positive clause, plus noise of
+    up to ±0.4, so the target is a real number (no negation: a tiny model learns it)."""
+    clauses, positives = [], 0
+    for _ in range(2):
+        positive = rng.random() < 0.5
+        positives += positive
+        word = rng.choice(POSITIVE if positive else NEGATIVE)
+        clauses.append(f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(ADVERBS)}{word}")
+    score = 1.0 + 2.0 * positives + rng.uniform(-0.4, 0.4)
+    return {"text": " and ".join(clauses) + rng.choice(FILLERS), "label": round(score, 3)}
+
+
+def _tags_row(rng: random.Random) -> dict:
+    """Multi-label: which of the ASPECTS a review talks about (none to all of them; each with
+    probability 0.5), whatever it says of them."""
+    mentioned = [a for a in ASPECTS if rng.random() < 0.5]
+    clauses = []
+    for aspect in rng.sample(mentioned, len(mentioned)):
+        word = rng.choice(POSITIVE + NEGATIVE)
+        clauses.append(f"the {aspect} {rng.choice(VERBS)} {rng.choice(ADVERBS)}{word}")
+    text = " , ".join(clauses) if clauses else f"i saw it{rng.choice(FILLERS)}"
+    return {"text": text, "label": mentioned}
+
+
 GENERATORS: dict[str, Callable[[random.Random], dict]] = {
     "sentiment": _sentiment_row,
     "topic": _topic_row,
     "sentiment_hard": _sentiment_hard_row,
     "pairs": _pairs_row,
     "verdict": _verdict_row,
+    "rating": _rating_row,
+    "tags": _tags_row,
 }
 
 

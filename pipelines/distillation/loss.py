@@ -9,7 +9,11 @@ from pipelines.core.config import DistillConfig
 
 
 def loss_spec(
-    d: DistillConfig, n_student: int, n_teacher: int, copied: list[int] | None
+    d: DistillConfig,
+    n_student: int,
+    n_teacher: int,
+    copied: list[int] | None,
+    task_type: str = "single_label",
 ) -> LossSpec:
     """The combined loss the recipe's `distill` section describes, for these two depths."""
 
@@ -28,4 +32,5 @@ def loss_spec(
         matches=list(d.matches),
         layer_map=layer_map,
         label_smoothing=d.label_smoothing,
+        task_type=task_type,
     )

@@ -76,6 +76,13 @@ def write_report(
         )
     text = ["# Benchmark report", ""]
     text += summary_lines(best, withheld, rows, manifests, rule, out_dir) + [""]
+    metric = score_metric(manifests)
+    if metric != "accuracy":
+        text += [
+            f"Scores are **{metric}** (task.type {task_type_name(manifests)}): the columns and "
+            "plots headed accuracy hold it, and the rule's drop is in its points.",
+            "",
+        ]
     if warnings:
         text += ["**Measurement warnings:** " + "; ".join(warnings) + ".", ""]
     text += [
@@ -125,6 +132,21 @@ def write_report(
     }
 
 
+def task_type_name(manifests: dict[str, dict]) -> str:
+    for manifest in manifests.values():
+        task = ((manifest or {}).get("config") or {}).get("task") or {}
+        if task:
+            return task.get("type", "single_label")
+    return "single_label"
+
+
+def score_metric(manifests: dict[str, dict]) -> str:
+    """The name of the score the `accuracy` fields hold (modelkit.task_types)."""
+    from modelkit.task_types import METRIC_LABELS, TASK_TYPES
+
+    return METRIC_LABELS[TASK_TYPES[task_type_name(manifests)].metric]
+
+
 def summary_lines(best, withheld, rows, manifests, rule, out_dir: Path) -> list[str]:
     """The five lines a reader needs first: what to ship, how accurate, how fast, how big, where."""
     teacher = teacher_accuracy(rows, manifests)
@@ -140,7 +162,7 @@ def summary_lines(best, withheld, rows, manifests, rule, out_dir: Path) -> list[
     acc = best.get("accuracy")
     lines = [
         f"- {head}.",
-        "- Accuracy "
+        f"- {score_metric(manifests)[0].upper()}{score_metric(manifests)[1:]} "
         + ("unknown" if acc is None else f"{acc:.4f}")
         + (f", {acc / teacher:.1%} of the teacher's {teacher:.4f}" if acc and teacher else "")
         + ".",

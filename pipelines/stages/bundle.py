@@ -20,6 +20,7 @@ from pipelines.bundle.verify import (
     SUMS,
     fingerprint,
     predictions_hash,
+    split_rows,
     write_rows,
     write_sha256sums,
 )
@@ -49,9 +50,7 @@ def main(ctx: StageContext) -> StageResult:
     clear(out)
     config = write_files(ctx, artifact, tokenizer, tok_folder)
 
-    split = ctx.data().eval
-    texts = list(zip(*(split[c] for c in r.task.text_columns), strict=True))
-    rows = [(tuple(t), int(label)) for t, label in zip(texts, split["labels"], strict=True)]
+    rows = split_rows(ctx.data().eval, r.task)
     reference = reference_predictions(ctx, artifact, tokenizer)
     record = {
         "artifact": artifact.name,
@@ -65,18 +64,19 @@ def main(ctx: StageContext) -> StageResult:
     }
     atomic_write_json(out / "reference.json", record)
     if b.include_eval:
-        write_rows(out / "eval.jsonl", rows, config["text_columns"], config["labels"])
+        write_rows(out / "eval.jsonl", rows, config["text_columns"], config["labels"], r.task.type)
 
     with tempfile.TemporaryDirectory(prefix="distillery-bundle-") as tmp:
         eval_path = write_rows(
-            Path(tmp) / "eval.jsonl", rows, config["text_columns"], r.task.labels
+            Path(tmp) / "eval.jsonl", rows, config["text_columns"], r.task.labels, r.task.type
         )
-        agreement = check_bundle_predictions(out, eval_path, reference, config["labels"])
+        agreement = check_bundle_predictions(out, eval_path, reference, config)
         sample = write_rows(
             Path(tmp) / "sample.jsonl",
             rows[: b.latency_sentences],
             config["text_columns"],
             r.task.labels,
+            r.task.type,
         )
         first_line = sample.read_text().splitlines()[0]
         measured = {

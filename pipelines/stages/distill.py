@@ -63,7 +63,13 @@ def main(ctx: StageContext) -> StageResult:
         train_set, eval_set = tokenize(data.train, tokenizer, r), tokenize(data.eval, tokenizer, r)
     student, copied = build_student(r, teacher, tokenizer, train_set)
     initial = copy.deepcopy(student)  # the same starting point for every ablation variant
-    spec = loss_spec(d, student.config.num_hidden_layers, teacher.config.num_hidden_layers, copied)
+    spec = loss_spec(
+        d,
+        student.config.num_hidden_layers,
+        teacher.config.num_hidden_layers,
+        copied,
+        task_type=ctx.recipe.task.type,
+    )
     teacher_dtype = resolve_teacher_dtype(r, device)  # after the student copied its fp32 layers
     teacher = teacher.to(getattr(torch, TORCH_DTYPES[teacher_dtype]))
 

@@ -70,7 +70,14 @@ def export_one(ctx: StageContext, name: str, model_dir, eval_set, labels, task_s
         candidates.append((f"{name}-onnx-{e.optimize}", fused, e.optimized_atol, opt_info))
     for artifact, folder, atol, meta in candidates:
         logits = onnx_logits(folder, eval_set, tokenizer, e.batch_size)
-        report = compare(reference, logits, labels, atol=atol, min_agreement=e.min_agreement)
+        report = compare(
+            reference,
+            logits,
+            labels,
+            atol=atol,
+            min_agreement=e.min_agreement,
+            task_type=ctx.recipe.task.type,
+        )
         log.info("parity %s: %s", artifact, report.to_dict())
         try:
             check(report, artifact)

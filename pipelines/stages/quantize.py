@@ -19,6 +19,7 @@ import numpy as np
 from export.parity import compare, onnx_logits, torch_logits
 from modelkit.batching import padded_batches
 from modelkit.onnx_graph import op_counts
+from modelkit.task_types import TASK_TYPES
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.errors import StageFailedError
 from pipelines.core.models import load_stage_model
@@ -73,7 +74,7 @@ def run_inc(ctx: StageContext, model, tokenizer, eval_set, labels) -> tuple[dict
             return np.concatenate([candidate(**b).float().numpy() for b in eval_batches])
 
     def accuracy(candidate) -> float:
-        return float((logits_of(candidate).argmax(-1) == labels).mean())
+        return TASK_TYPES[ctx.recipe.task.type].score(logits_of(candidate), labels)
 
     out = ctx.out / "student-int8-inc"
     result = inc_quantize(
@@ -112,11 +113,12 @@ def main(ctx: StageContext) -> StageResult:
     model, tokenizer = load_stage_model(ctx.input_dir("distill"), ctx.recipe.security)
     eval_set = tokenize(ctx.data().eval, tokenizer, r)
     labels = np.asarray(eval_set["labels"])
+    kind = r.task.type
     reference = torch_logits(model, eval_set, tokenizer)
     records: dict[str, dict] = {}
 
     def record(name: str, logits: np.ndarray, info: dict) -> None:
-        report = compare(reference, logits, labels, atol=None, min_agreement=0.0)
+        report = compare(reference, logits, labels, atol=None, min_agreement=0.0, task_type=kind)
         records[name] = {"parity": report.to_dict(), "accuracy": report.accuracy_candidate, **info}
         log.info(
             "%s: accuracy %.4f, agreement %.4f", name, report.accuracy_candidate, report.agreement
@@ -213,7 +215,9 @@ def main(ctx: StageContext) -> StageResult:
         out = ctx.out / "teacher-int8-dynamic" / "model.onnx"
         info = quantize_dynamic(_onnx_source(ctx, "teacher", q.dynamic_graph), out, preset, **knobs)
         t_logits = onnx_logits(out, eval_set, tokenizer)
-        t_report = compare(t_reference, t_logits, labels, atol=None, min_agreement=0.0)
+        t_report = compare(
+            t_reference, t_logits, labels, atol=None, min_agreement=0.0, task_type=kind
+        )
         teacher_record = {
             "teacher-int8-dynamic": {
                 "path": "teacher-int8-dynamic",
@@ -231,7 +235,12 @@ def main(ctx: StageContext) -> StageResult:
             out = ctx.out / f"{who}-int8-peer" / "model.onnx"
             info = quantize_like_optimum(_onnx_source(ctx, who, "plain"), out, preset.name)
             report = compare(
-                ref, onnx_logits(out, eval_set, tokenizer), labels, atol=None, min_agreement=0.0
+                ref,
+                onnx_logits(out, eval_set, tokenizer),
+                labels,
+                atol=None,
+                min_agreement=0.0,
+                task_type=kind,
             )
             baselines[f"{who}-int8-peer"] = {
                 "path": f"{who}-int8-peer",
@@ -243,7 +252,7 @@ def main(ctx: StageContext) -> StageResult:
 
     if r.transfer.enabled:  # every artifact's extra heads, each on its own task's rows
         _task_scores(ctx, tokenizer, {**records, **teacher_record, **baselines})
-    reference_accuracy = float((reference.argmax(-1) == labels).mean())
+    reference_accuracy = TASK_TYPES[kind].score(reference, labels)
     try:
         verdict = gate(
             {k: v["accuracy"] for k, v in records.items()}, reference_accuracy, q.max_drop

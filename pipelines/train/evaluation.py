@@ -1,4 +1,4 @@
-"""Accuracy (and F1 for two labels) of a PyTorch classifier on a tokenized split.
+"""The metrics of a PyTorch model on a tokenized split, by its task type (`modelkit.task_types`).
 
 Written by hand because `evaluate` downloads its metric scripts from the Hub at run time, and the
 metrics here are a few lines of numpy. Batches are formed in length order (less padding, same
@@ -12,18 +12,13 @@ from typing import Any
 import numpy as np
 
 from modelkit.batching import longest_first, padded_batches
+from modelkit.task_types import TASK_TYPES, task_type_of
 from pipelines.core.errors import DistilleryError
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    preds = logits.argmax(-1)
-    metrics = {"accuracy": float((preds == labels).mean()) if len(labels) else 0.0}
-    if logits.shape[-1] == 2:
-        tp = float(((preds == 1) & (labels == 1)).sum())
-        fp = float(((preds == 1) & (labels == 0)).sum())
-        fn = float(((preds == 0) & (labels == 1)).sum())
-        metrics["f1"] = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-    return metrics
+    """Single-label accuracy (and F1 for two labels); other task types: `modelkit.task_types`."""
+    return TASK_TYPES["single_label"].metrics(logits, labels)
 
 
 def predict_logits(
@@ -66,6 +61,6 @@ def evaluate_model(
             "nothing was saved."
         )
     labels = np.asarray(dataset["labels"])
-    metrics = classification_metrics(logits, labels)
+    metrics = task_type_of(model.config).metrics(logits, labels)
     metrics["eval_rows"] = len(labels)
     return metrics, logits

@@ -4,6 +4,7 @@ the transfer teacher (pipelines/transfer/teacher.py)."""
 
 from __future__ import annotations
 
+from modelkit.task_types import task_type
 from pipelines.core.context import StageContext
 from pipelines.core.errors import ConfigError
 from pipelines.core.models import (
@@ -30,13 +31,24 @@ def build_teacher(ctx: StageContext, data, extra_texts: list[str] = ()):
             texts += list(extra_texts)
             tokenizer = build_word_vocab(texts, ctx.out / "vocab")
         model = bert_from_shape(
-            t.config, len(tokenizer), recipe.task.labels, recipe.data.max_length, recipe.seed
+            t.config,
+            len(tokenizer),
+            recipe.task.labels,
+            recipe.data.max_length,
+            recipe.seed,
+            problem_type=task_type(recipe.task.type).problem_type,
         )
         return tokenizer, model
     source = resolve_model(t.model, recipe.security, "teacher.model")
     tokenizer_source = model_source(t.tokenizer, "teacher.tokenizer") if t.tokenizer else source
     tokenizer = load_tokenizer(tokenizer_source, recipe.security)
-    model = load_classifier(source, recipe.task.labels, recipe.security, finetuned=not t.finetune)
+    model = load_classifier(
+        source,
+        recipe.task.labels,
+        recipe.security,
+        finetuned=not t.finetune,
+        problem_type=task_type(recipe.task.type).problem_type,
+    )
     rows = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > rows:
         key = "teacher.tokenizer" if t.tokenizer else "teacher.model"

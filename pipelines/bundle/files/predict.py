@@ -11,6 +11,8 @@ A multi-task bundle answers for its target task, or for `--task NAME` (one of co
 `tasks`, each the ONNX output `logits_<name>` of the same graph, with its own labels).
 Output, one JSON line per row and in input order:
     {"line": 3, "label": "positive", "probabilities": {"negative": 0.02, "positive": 0.98}}
+(config.json `task_type` multi_label: `"labels": [...]`, the labels whose sigmoid is over 0.5,
+and each label's probability; regression: `"value": 3.52`.)
 A line that cannot be read (not UTF-8, not the JSON the model needs) gets an error line instead,
     {"line": 4, "error": "not valid UTF-8 (byte 0xe9 at column 5)"}
 also reported on standard error, and the other lines are still predicted (exit status 1 at the
@@ -177,6 +179,20 @@ class Predictor:
         self, rows: list[tuple[str, ...]], batch_size: int = 32, order: str = "length"
     ) -> list[dict]:
         logits = self.logits(rows, batch_size, order).astype(np.float64)
+        kind = self.config.get("task_type", "single_label")
+        if kind == "regression":  # one output: the value
+            return [{"value": round(float(row[0]), 6)} for row in logits]
+        if kind == "multi_label":  # one sigmoid per label; present above 0.5
+            sigmoid = 1.0 / (1.0 + np.exp(-logits))
+            return [
+                {
+                    "labels": [k for k, z in zip(self.labels, row, strict=True) if z > 0],
+                    "probabilities": {
+                        k: round(float(p), 6) for k, p in zip(self.labels, probs, strict=True)
+                    },
+                }
+                for row, probs in zip(logits, sigmoid, strict=True)
+            ]
         probs = np.exp(logits - logits.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)
         return [

@@ -1,0 +1,218 @@
+"""Task types (`task.type`): what a model's outputs mean, how labels are encoded, and how one
+score per artifact (the `accuracy` of manifests, reports and gates) is computed from them.
+
+- single_label: one label of `task.labels` per row; softmax outputs; score = accuracy.
+- multi_label: any subset of `task.labels` per row (a list of names or indices, or a 0/1 list as
+  long as the labels); one sigmoid per label, > 0.5 means present; score = micro-F1.
+- regression: one number per row; `task.labels` names the single output; score = Pearson r.
+
+Every score is higher-is-better, so the quantize gate (drop in points), the report's
+recommendation (within a drop of the teacher) and the student search treat them alike; the
+manifests record which metric the score is (`metric`) beside the metric under its own name.
+Written with numpy because `evaluate` fetches its metric scripts from the Hub at run time and
+scipy is not a dependency; Spearman is Pearson on average ranks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from modelkit.errors import InputError
+
+
+@dataclass(frozen=True)
+class TaskType:
+    name: str
+    problem_type: str  # transformers' config.problem_type: picks the model's own loss
+    metric: str  # the score's name
+    outputs: str  # what the model's outputs are, in words (for messages and the model card)
+
+    def predictions(self, logits: np.ndarray) -> np.ndarray:
+        return PREDICTIONS[self.name](np.asarray(logits, dtype=np.float64))
+
+    def metrics(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        """Every metric of this type, the score also under `accuracy` (see the module doc)."""
+        out = METRICS[self.name](np.asarray(logits, dtype=np.float64), np.asarray(labels))
+        return {"accuracy": out[self.metric], **out}
+
+    def score(self, logits: np.ndarray, labels: np.ndarray) -> float:
+        return self.metrics(logits, labels)["accuracy"]
+
+    def values(self, logits: np.ndarray) -> list:
+        """Per-row predictions as JSON values, as a bundle's predict.py reports them: a label
+        index, the sorted indices of the labels present, or the value rounded to 6 decimals."""
+        preds = self.predictions(logits)
+        if self.name == "multi_label":
+            return [[int(j) for j in np.flatnonzero(row)] for row in preds]
+        if self.name == "regression":
+            return [round(float(v), 6) for v in preds]
+        return [int(v) for v in preds]
+
+    def score_values(self, predicted: list, gold: list, n_labels: int) -> float:
+        """The score of `values()`-style predictions against labels of the same form."""
+        return self.score(self._as_logits(predicted, n_labels), self._as_labels(gold, n_labels))
+
+    def _as_logits(self, values: list, n_labels: int) -> np.ndarray:
+        if self.name == "regression":
+            return np.asarray(values, dtype=np.float64).reshape(-1, 1)
+        hot = self._as_labels(values, n_labels) if self.name == "multi_label" else None
+        if hot is not None:
+            return hot - 0.5  # > 0 where present
+        out = np.zeros((len(values), n_labels))
+        out[np.arange(len(values)), np.asarray(values, dtype=np.int64)] = 1.0
+        return out
+
+    def _as_labels(self, values: list, n_labels: int) -> np.ndarray:
+        if self.name == "multi_label":
+            hot = np.zeros((len(values), n_labels))
+            for row, present in enumerate(values):
+                hot[row, list(present)] = 1.0
+            return hot
+        return np.asarray(values, dtype=np.float64 if self.name == "regression" else np.int64)
+
+    def agreement(self, reference: np.ndarray, candidate: np.ndarray) -> float:
+        """Share of rows whose prediction is the same in both (regression: within 1% of the
+        reference's range)."""
+        ref, cand = self.predictions(reference), self.predictions(candidate)
+        if self.name == "regression":
+            spread = float(np.ptp(ref)) if len(ref) else 0.0
+            return float((np.abs(ref - cand) <= 0.01 * max(spread, 1e-6)).mean())
+        same = ref == cand
+        return float(same.all(-1).mean() if same.ndim > 1 else same.mean())
+
+
+TASK_TYPES: dict[str, TaskType] = {
+    t.name: t
+    for t in (
+        TaskType("single_label", "single_label_classification", "accuracy", "one logit per label"),
+        TaskType("multi_label", "multi_label_classification", "micro_f1", "one sigmoid per label"),
+        TaskType("regression", "regression", "pearson", "one value"),
+    )
+}
+
+
+def task_type(name: str) -> TaskType:
+    if name not in TASK_TYPES:
+        raise InputError(f"task.type: unknown {name!r}; allowed values: {', '.join(TASK_TYPES)}")
+    return TASK_TYPES[name]
+
+
+def task_type_of(config) -> TaskType:
+    """The task type of a transformers config (its problem_type; unset = single label)."""
+    problem = getattr(config, "problem_type", None) or "single_label_classification"
+    for t in TASK_TYPES.values():
+        if t.problem_type == problem:
+            return t
+    raise InputError(f"model config problem_type {problem!r} is not one of ours")
+
+
+# ---------------------------------------------------------------- predictions
+
+
+METRIC_LABELS = {"accuracy": "accuracy", "micro_f1": "micro-F1", "pearson": "Pearson r"}
+
+PREDICTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "single_label": lambda logits: logits.argmax(-1),
+    "multi_label": lambda logits: (logits > 0).astype(np.int64),  # sigmoid > 0.5
+    "regression": lambda logits: logits[:, 0],
+}
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def _single_label(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    preds = logits.argmax(-1)
+    out = {"accuracy": float((preds == labels).mean()) if len(labels) else 0.0}
+    if logits.shape[-1] == 2:
+        out["f1"] = _f1(preds == 1, labels == 1)
+    return out
+
+
+def _f1(pred: np.ndarray, gold: np.ndarray) -> float:
+    tp = float((pred & gold).sum())
+    fp, fn = float((pred & ~gold).sum()), float((~pred & gold).sum())
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def _multi_label(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    pred, gold = logits > 0, labels > 0.5
+    per_label = [_f1(pred[:, j], gold[:, j]) for j in range(gold.shape[1])]
+    return {
+        "micro_f1": _f1(pred, gold),
+        "macro_f1": float(np.mean(per_label)) if per_label else 0.0,
+        "exact_match": float((pred == gold).all(-1).mean()) if len(gold) else 0.0,
+    }
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    x, y = x - x.mean(), y - y.mean()
+    denominator = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum() / denominator) if denominator > 0 else 0.0
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean of their positions), as Spearman's rho needs."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.arange(len(values), dtype=np.float64)
+    for value in np.unique(values):
+        tied = values == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def _regression(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    pred, gold = logits[:, 0], labels.astype(np.float64).reshape(-1)
+    return {
+        "pearson": _pearson(pred, gold),
+        "spearman": _pearson(_ranks(pred), _ranks(gold)),
+        "mse": float(((pred - gold) ** 2).mean()) if len(gold) else 0.0,
+    }
+
+
+METRICS: dict[str, Callable[[np.ndarray, np.ndarray], dict[str, float]]] = {
+    "single_label": _single_label,
+    "multi_label": _multi_label,
+    "regression": _regression,
+}
+
+
+# ---------------------------------------------------------------- labels
+
+
+def encode_label(kind: str, value: Any, labels: list[str]) -> Any:
+    """A raw label as the model trains on it, or None when it is not valid for `kind`
+    (single_label: the index; multi_label: a 0/1 float list; regression: a float)."""
+    if kind == "regression":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return float(value) if np.isfinite(value) else None
+    if kind == "multi_label":
+        if not isinstance(value, (list, tuple)):
+            return None
+        index = {name: i for i, name in enumerate(labels)}
+        numbers = value and not any(isinstance(v, (str, bool)) for v in value)
+        if numbers and len(value) == len(labels) and all(v in (0, 1) for v in value):
+            return [float(v) for v in value]  # already multi-hot
+        hot = [0.0] * len(labels)
+        for v in value:
+            if isinstance(v, str) and v in index:
+                hot[index[v]] = 1.0
+            elif isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(labels):
+                hot[v] = 1.0
+            else:
+                return None
+        return hot
+    raise ValueError(f"encode_label: {kind!r} is encoded by the single-label path")
+
+
+LABEL_FORMS = {
+    "multi_label": 'a list of label names or indices (e.g. ["plot", "cast"]), or a 0/1 list '
+    "as long as task.labels",
+    "regression": "a number",
+}

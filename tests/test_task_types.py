@@ -1,0 +1,229 @@
+"""Task types beyond single-label classification (`task.type`): multi-label (BCE, sigmoid KD,
+micro/macro F1) and regression (MSE to labels and teacher, Pearson/Spearman), from the metric and
+loss definitions up to an int8 bundle whose predict.py answers in the type's own form."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from distill.combined import CombinedLoss, LossSpec
+from distill.losses import kd_regression, kd_sigmoid, task_bce, task_mse
+from export.parity import onnx_logits
+from modelkit.task_types import TASK_TYPES, encode_label
+from pipelines.bundle.verify import run_predict, verify_bundle
+from pipelines.core.config import load_recipe
+from pipelines.core.errors import ConfigError, DataError
+from pipelines.core.models import load_stage_model
+from pipelines.data.loading import load_task_data, tokenize
+from pipelines.stages.hashing import stage_hash
+from pipelines.stages.registry import STAGES
+from pipelines.stages.runner import run_pipeline
+from pipelines.train.evaluation import predict_logits
+from tests.conftest import tiny_recipe, write_jsonl, write_recipe
+from tests.test_bundle import SECTIONS
+from tests.test_families import BENCHED
+
+ASPECTS = ["plot", "cast", "music", "ending"]
+TYPED = {
+    "regression": {
+        "task": {"type": "regression", "labels": ["rating"]},
+        "data": {"source": "synthetic:rating", "synthetic_rows": 800, "max_length": 32},
+        "teacher_lr": 3e-3,
+        "floor": 0.7,  # Pearson r
+    },
+    "multi_label": {
+        "task": {"type": "multi_label", "labels": ASPECTS},
+        "data": {"source": "synthetic:tags", "synthetic_rows": 800, "max_length": 32},
+        "teacher_lr": 1e-3,  # 3e-3 collapses the sigmoids of the tiny model
+        "floor": 0.7,  # micro-F1
+    },
+}
+
+
+# ---------------------------------------------------------------- metrics and labels
+
+
+def test_regression_metrics_are_pearson_and_spearman():
+    kind = TASK_TYPES["regression"]
+    gold = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    cubic = (gold**3).reshape(-1, 1)  # monotone, not linear
+    metrics = kind.metrics(cubic, gold)
+    assert metrics["spearman"] == pytest.approx(1.0)
+    assert metrics["pearson"] == pytest.approx(np.corrcoef(cubic[:, 0], gold)[0, 1])
+    assert metrics["pearson"] < 0.99 and metrics["accuracy"] == metrics["pearson"]
+    tied = kind.metrics(np.array([[1.0], [1.0], [2.0], [3.0]]), np.array([1.0, 2.0, 3.0, 4.0]))
+    # ranks of the predictions with the tie averaged: 0.5, 0.5, 2, 3
+    expected = np.corrcoef([0.5, 0.5, 2.0, 3.0], [0.0, 1.0, 2.0, 3.0])[0, 1]
+    assert tied["spearman"] == pytest.approx(expected)
+
+
+def test_multi_label_metrics_are_micro_and_macro_f1():
+    kind = TASK_TYPES["multi_label"]
+    gold = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0]], dtype=float)
+    logits = np.array([[2.0, -1.0, -3.0], [1.0, 4.0, -2.0], [0.5, 0.2, -0.1]])  # > 0: present
+    metrics = kind.metrics(logits, gold)
+    # label 0: tp 2 fp 1 fn 0; label 1: tp 2 fp 0 fn 0; label 2: tp 0 fp 0 fn 1
+    assert metrics["micro_f1"] == pytest.approx(2 * 4 / (2 * 4 + 1 + 1))
+    assert metrics["macro_f1"] == pytest.approx((2 * 2 / (4 + 1) + 1.0 + 0.0) / 3)
+    assert metrics["exact_match"] == pytest.approx(1 / 3)
+    assert kind.values(logits) == [[0], [0, 1], [0, 1]]
+
+
+def test_labels_are_encoded_by_type_and_bad_ones_named(tmp_path):
+    assert encode_label("multi_label", ["cast", "plot"], ASPECTS) == [1.0, 1.0, 0.0, 0.0]
+    assert encode_label("multi_label", [3], ASPECTS) == [0.0, 0.0, 0.0, 1.0]
+    assert encode_label("multi_label", [0, 1, 1, 0], ASPECTS) == [0.0, 1.0, 1.0, 0.0]
+    assert encode_label("multi_label", "plot", ASPECTS) is None
+    assert encode_label("regression", 3, ["score"]) == 3.0
+    assert encode_label("regression", "high", ["score"]) is None
+    rows = [{"text": "the plot is good", "label": ["plot"]}] * 20
+    write_jsonl(tmp_path / "data" / "train.jsonl", [*rows, {"text": "x", "label": ["acting"]}])
+    write_jsonl(tmp_path / "data" / "validation.jsonl", rows)
+    recipe = load_recipe(
+        write_recipe(
+            tmp_path / "r.yaml",
+            tiny_recipe(
+                task={"type": "multi_label", "labels": ASPECTS},
+                data={"source": str(tmp_path / "data")},
+            ),
+        )
+    )
+    with pytest.raises(
+        DataError, match=r"line 21: label \['acting'\] is not valid for task.type multi_label"
+    ):
+        load_task_data(recipe)
+
+
+def test_recipes_refuse_what_typed_tasks_do_not_do_yet(tmp_path):
+    def load(**sections):
+        return load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe(**sections)))
+
+    with pytest.raises(
+        ConfigError, match=r"task.labels: \['a', 'b'\]; a regression task has one output"
+    ):
+        load(task={"type": "regression", "labels": ["a", "b"]})
+    with pytest.raises(
+        ConfigError, match="distill.ablation: not supported with task.type multi_label"
+    ):
+        load(task={"type": "multi_label", "labels": ASPECTS}, distill={"ablation": True})
+    with pytest.raises(ConfigError, match="needs the teacher's ONNX export"):
+        load(export={"teacher": False}, quantize={"teacher": True})
+
+
+def test_the_default_task_type_keeps_existing_hashes(tmp_path):
+    plain = load_recipe(write_recipe(tmp_path / "a.yaml", tiny_recipe()))
+    explicit = tiny_recipe()
+    explicit["task"] = {"type": "single_label", **explicit["task"]}
+    typed = load_recipe(write_recipe(tmp_path / "b.yaml", explicit))
+    stage = STAGES["teacher"]
+    assert stage_hash(plain, stage, {}, "d") == stage_hash(typed, stage, {}, "d")
+    regression = tiny_recipe(task={"type": "regression", "labels": ["score"]})
+    other = load_recipe(write_recipe(tmp_path / "c.yaml", regression))
+    assert stage_hash(other, stage, {}, "d") != stage_hash(plain, stage, {}, "d")
+
+
+# ---------------------------------------------------------------- losses
+
+
+def test_typed_losses_match_their_definitions():
+    torch.manual_seed(0)
+    z_s, z_t = torch.randn(6, 4, requires_grad=True), torch.randn(6, 4)
+    targets = (torch.rand(6, 4) > 0.5).float()
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(z_s, targets)
+    assert torch.allclose(task_bce(z_s, targets), expected)
+    same = z_t.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(kd_sigmoid(same, z_t, 2.0), same)
+    assert grad.abs().max() < 1e-6  # the sigmoid KD is stationary where student = teacher
+    assert kd_sigmoid(z_s, z_t, 2.0) > kd_sigmoid(z_t, z_t, 2.0)
+    y_s, y_t, gold = torch.randn(5, 1), torch.randn(5, 1), torch.randn(5)
+    assert torch.allclose(kd_regression(y_s, y_t, 4.0), ((y_s - y_t) ** 2).mean())
+    assert torch.allclose(task_mse(y_s, gold), ((y_s[:, 0] - gold) ** 2).mean())
+
+
+def test_the_combined_loss_uses_the_types_terms():
+    from types import SimpleNamespace
+
+    spec = LossSpec(task_type="regression")
+    loss = CombinedLoss(spec, 8, 8)
+    y_s, y_t, gold = torch.randn(4, 1), torch.randn(4, 1), torch.randn(4)
+    total, terms, weights = loss(SimpleNamespace(logits=y_s), y_t, gold, None)
+    assert torch.allclose(terms["task"], ((y_s[:, 0] - gold) ** 2).mean())
+    assert torch.allclose(terms["kd"], ((y_s - y_t) ** 2).mean())
+    assert torch.allclose(total, weights["task"] * terms["task"] + weights["kd"] * terms["kd"])
+
+
+# ---------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module", params=list(TYPED))
+def typed_run(request, tmp_path_factory):
+    name, spec = request.param, TYPED[request.param]
+    tmp = tmp_path_factory.mktemp(name)
+    recipe = tiny_recipe(
+        **{
+            **SECTIONS,
+            "name": name,
+            "task": spec["task"],
+            "data": spec["data"],
+            "distill": {**SECTIONS["distill"], "epochs": 1, "matches": ["hidden_mse"]},
+            "quantize": {"methods": ["dynamic", "static"], "teacher": False},
+            "bundle": {**SECTIONS["bundle"], "artifact": "student-int8-dynamic"},
+            "bench": {**SECTIONS["bench"], "artifacts": BENCHED},
+        }
+    )
+    recipe["teacher"].update(
+        epochs=8 if name == "multi_label" else 4, learning_rate=spec["teacher_lr"]
+    )
+    path = write_recipe(tmp / "recipe.yaml", recipe)
+    recipe = load_recipe(path)
+    manifests = run_pipeline(recipe, tmp / "runs", target="bundle", echo=lambda _: None)
+    return name, recipe, tmp / "runs" / name, manifests
+
+
+def test_scores_are_the_types_metric_recomputed_from_the_saved_models(typed_run):
+    name, recipe, run, manifests = typed_run
+    kind = TASK_TYPES[name]
+    teacher = manifests["teacher"]["metrics"]
+    assert teacher["accuracy"] == teacher[kind.metric] >= TYPED[name]["floor"], teacher
+    student, tokenizer = load_stage_model(run / "distill", recipe.security)
+    assert student.config.problem_type == kind.problem_type
+    eval_set = tokenize(load_task_data(recipe).eval, tokenizer, recipe)
+    labels = np.asarray(eval_set["labels"])
+    logits = predict_logits(student, eval_set, tokenizer, progress=False)
+    assert manifests["distill"]["metrics"][kind.metric] == pytest.approx(kind.score(logits, labels))
+    int8 = onnx_logits(
+        run / "quantize" / "student-int8-dynamic" / "model.onnx", eval_set, tokenizer
+    )
+    recorded = manifests["quantize"]["metrics"]["student-int8-dynamic_accuracy"]
+    assert recorded == pytest.approx(kind.score(int8, labels))
+    assert manifests["export"]["metrics"]["agreement"] == 1.0
+
+
+def test_the_bundle_answers_in_the_types_form(typed_run):
+    name, recipe, run, manifests = typed_run
+    bundle = run / "bundle"
+    config = json.loads((bundle / "config.json").read_text())
+    assert config["task_type"] == name
+    summary = verify_bundle(bundle, recipe=recipe, echo=lambda _: None)
+    assert summary["same_rows"] and summary["accuracy"] == summary["recorded_accuracy"]
+    results = run_predict(bundle, bundle / "eval.jsonl", order="input")
+    rows = [json.loads(line) for line in (bundle / "eval.jsonl").read_text().splitlines()]
+    if name == "regression":
+        values = np.array([r["value"] for r in results])
+        gold = np.array([r["label"] for r in rows])
+        assert 0.5 < values.mean() < 5.5 and np.corrcoef(values, gold)[0, 1] > 0.5
+    else:
+        assert all(set(r["labels"]) <= set(ASPECTS) for r in results)
+        assert all(set(r["probabilities"]) == set(ASPECTS) for r in results)
+        present = [
+            set(r["labels"]) == {k for k, p in r["probabilities"].items() if p > 0.5}
+            for r in results
+        ]
+        assert all(present)
+    report = (run / "report" / "README.md").read_text()
+    label = {"regression": "Pearson r", "multi_label": "micro-F1"}[name]
+    assert f"Scores are **{label}**" in report and f"- {label[0].upper()}{label[1:]} " in report
