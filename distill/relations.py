@@ -42,8 +42,12 @@ def projection_modules(model) -> list[dict[str, torch.nn.Module]]:
 
 
 class RelationCapture:
-    """Forward hooks that keep the latest output of the chosen projections of every block.
+    """Forward hooks that keep, per block, the first output of each chosen projection in that
+    block's latest forward.
 
+    The first, not the last: DeBERTa-v3 (`share_att_key`) runs its query/key projections a second
+    time inside the block, on the relative-position embeddings; that later output is not the
+    tokens'. A pre-hook on each block clears its slots, so every forward starts fresh.
     `take()` returns {feature: [per-layer tensor [batch, seq, width]]} and forgets them, so a
     batch's tensors (and their graphs) are not held past the loss that reads them.
     """
@@ -55,14 +59,23 @@ class RelationCapture:
             f: [None] * len(blocks) for f in self.features
         }
         self._handles = []
-        for index, block in enumerate(blocks):
+        for index, (layer, block) in enumerate(zip(encoder_layers(model), blocks, strict=True)):
+            self._handles.append(layer.register_forward_pre_hook(self._clear(index)))
             for feature in self.features:
                 module = block[feature]
                 self._handles.append(module.register_forward_hook(self._keep(feature, index)))
 
+    def _clear(self, index: int):
+        def hook(_module, _inputs):
+            for tensors in self._latest.values():
+                tensors[index] = None
+
+        return hook
+
     def _keep(self, feature: str, index: int):
         def hook(_module, _inputs, output):
-            self._latest[feature][index] = output
+            if self._latest[feature][index] is None:
+                self._latest[feature][index] = output
 
         return hook
 

@@ -160,10 +160,9 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     order = np.argsort(values, kind="stable")
     ranks = np.empty(len(values), dtype=np.float64)
     ranks[order] = np.arange(len(values), dtype=np.float64)
-    for value in np.unique(values):
-        tied = values == value
-        ranks[tied] = ranks[tied].mean()
-    return ranks
+    _, groups = np.unique(values, return_inverse=True)
+    sums = np.bincount(groups, weights=ranks)
+    return (sums / np.bincount(groups))[groups]
 
 
 def _regression(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -185,9 +184,25 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], dict[str, float]]] = {
 # ---------------------------------------------------------------- labels
 
 
-def encode_label(kind: str, value: Any, labels: list[str]) -> Any:
+def is_multi_hot(values: list[Any], labels: list[str]) -> bool:
+    """Whether a multi-label column is 0/1 lists (every row a list of 0s and 1s as long as the
+    labels) rather than lists of indices. Decided over the whole column: a row [0, 1] with two
+    labels means "the second label" in a 0/1 column and "both" in an index column."""
+    return bool(values) and all(_hot_row(v, len(labels)) for v in values)
+
+
+def _hot_row(value: Any, width: int) -> bool:
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == width
+        and all(not isinstance(v, (bool, str)) and v in (0, 1) for v in value)
+    )
+
+
+def encode_label(kind: str, value: Any, labels: list[str], multi_hot: bool = False) -> Any:
     """A raw label as the model trains on it, or None when it is not valid for `kind`
-    (single_label: the index; multi_label: a 0/1 float list; regression: a float)."""
+    (multi_label: a 0/1 float list, from names or indices, or from a 0/1 list when the column
+    is one, see `is_multi_hot`; regression: a float)."""
     if kind == "regression":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return None
@@ -195,10 +210,9 @@ def encode_label(kind: str, value: Any, labels: list[str]) -> Any:
     if kind == "multi_label":
         if not isinstance(value, (list, tuple)):
             return None
+        if multi_hot:
+            return [float(v) for v in value] if _hot_row(value, len(labels)) else None
         index = {name: i for i, name in enumerate(labels)}
-        numbers = value and not any(isinstance(v, (str, bool)) for v in value)
-        if numbers and len(value) == len(labels) and all(v in (0, 1) for v in value):
-            return [float(v) for v in value]  # already multi-hot
         hot = [0.0] * len(labels)
         for v in value:
             if isinstance(v, str) and v in index:

@@ -56,13 +56,15 @@ class QuantizationGateError(ValueError):
 
 
 def _check_accuracy(name: str, value: float) -> float:
-    """A finite fraction in [0, 1]; percentages are the usual mistake, so the message says so."""
+    """A finite score in [-1, 1]: a fraction (accuracy, F1) or a correlation (Pearson r, which a
+    collapsed regression model can take below 0); percentages are the usual mistake, so the
+    message says so."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"accuracy for {name!r} must be a finite number, got {value!r}")
-    if not 0.0 <= value <= 1.0:
+    if not -1.0 <= value <= 1.0:
         raise ValueError(
-            f"accuracy for {name!r} must be a fraction in [0, 1], got {value}; "
-            "divide percentages by 100"
+            f"accuracy for {name!r} must be a fraction in [0, 1] (a correlation in [-1, 1]), "
+            f"got {value}; divide percentages by 100"
         )
     return float(value)
 

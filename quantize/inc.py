@@ -304,9 +304,9 @@ def inc_quantize(
         )
     baseline = trials.baseline
     best = max(scored, key=lambda c: c["accuracy"])  # first of equals: the earlier (faster) config
-    goal = baseline * (1.0 - tolerable_loss)
+    goal = baseline - abs(baseline) * tolerable_loss  # a Pearson r baseline may be negative
     for c in scored:
-        c["relative_loss"] = (baseline - c["accuracy"]) / baseline if baseline else None
+        c["relative_loss"] = (baseline - c["accuracy"]) / abs(baseline) if baseline else None
         c["met_tolerance"] = c["accuracy"] >= goal
     best_cfg = quant_configs[names.index(best["config"])]
 

@@ -37,6 +37,18 @@ def corpus_words(task: str = "sentiment") -> list[str]:
     return sorted(words)
 
 
+# RoBERTa's special tokens, shared by XLM-R and CamemBERT
+ROBERTA_SPECIALS = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "sep_token": "</s>",
+    "cls_token": "<s>",
+    "unk_token": "<unk>",
+    "pad_token": "<pad>",
+    "mask_token": "<mask>",
+}
+
+
 def _wordpiece(folder: Path, cls, words: list[str]):
     vocab = folder / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
@@ -68,17 +80,7 @@ def _byte_bpe(words: list[str]):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
-    return RobertaTokenizerFast(
-        tokenizer_object=tok,
-        add_prefix_space=True,
-        bos_token="<s>",
-        eos_token="</s>",
-        sep_token="</s>",
-        cls_token="<s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        mask_token="<mask>",
-    )
+    return RobertaTokenizerFast(tokenizer_object=tok, add_prefix_space=True, **ROBERTA_SPECIALS)
 
 
 def _unigram(words: list[str], specials: list[str], unk: str, single: str, pair: str):
@@ -139,16 +141,7 @@ def build_family(family: str, folder: Path, words: list[str], num_labels: int = 
         specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
         tok = _unigram(words, specials, "<unk>", "<s> $A </s>", "<s> $A </s> </s> $B </s>")
         cls = tf.XLMRobertaTokenizerFast if family == "xlm-roberta" else tf.CamembertTokenizerFast
-        tokenizer = cls(
-            tokenizer_object=tok,
-            bos_token="<s>",
-            eos_token="</s>",
-            sep_token="</s>",
-            cls_token="<s>",
-            unk_token="<unk>",
-            pad_token="<pad>",
-            mask_token="<mask>",
-        )
+        tokenizer = cls(tokenizer_object=tok, **ROBERTA_SPECIALS)
         config_cls = tf.XLMRobertaConfig if family == "xlm-roberta" else tf.CamembertConfig
         config = config_cls(
             vocab_size=len(tokenizer),

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from pipelines import cli
-from pipelines.bundle.verify import fingerprint, predictions_hash, run_predict, verify_bundle
+from pipelines.bundle.rows import fingerprint, predictions_hash
+from pipelines.bundle.verify import run_predict, verify_bundle
 from pipelines.core.config import load_recipe
 from pipelines.stages.registry import STAGES
 from pipelines.stages.runner import run_pipeline

@@ -7,6 +7,7 @@ give the pipeline's predictions."""
 
 from __future__ import annotations
 
+import ast
 from collections import Counter
 from pathlib import Path
 
@@ -43,6 +44,7 @@ def family_recipe(family: str, model_dir: Path, **overrides) -> dict:
         },
         "distill": {
             **SECTIONS["distill"],
+            "epochs": 1,  # half an epoch leaves the 1-layer ELECTRA student at chance
             "matches": MATCHES,
             "weights": {"task": 0.5, "kd": 0.5, **dict.fromkeys(MATCHES, 0.5)},
         },
@@ -82,7 +84,12 @@ def test_teacher_and_student_learn_and_the_student_is_cut_from_the_teacher(famil
     assert student >= 0.6, f"{family} student at {student}"
     config = AutoConfig.from_pretrained(run / "distill")
     assert config.model_type == family and config.num_hidden_layers == 1
-    final = manifests["distill"]["training"]["log_history"][-1]
+    logged = [  # the stage log's per-step entries (the manifest keeps the summary only)
+        ast.literal_eval(line[line.index("{") :])
+        for line in (run / "distill" / "log.txt").read_text().splitlines()
+        if "'loss_task'" in line
+    ]
+    final = logged[-1]
     for match in MATCHES:  # each match computed on this family's tensors, logged by name
         assert np.isfinite(final[f"loss_{match}"]) and final[f"loss_{match}"] > 0, (family, match)
 
@@ -217,3 +224,52 @@ def test_config_students_of_teachers_without_segment_or_position_tables(family, 
     with torch.no_grad():
         logits = student(**batch).logits
     assert logits.shape == (1, 2) and np.isfinite(logits.numpy()).all()
+
+
+def test_relations_read_the_tokens_projections_when_deberta_v3_reuses_them(tmp_path):
+    """DeBERTa-v3 (share_att_key) also runs query_proj/key_proj on its relative-position
+    embeddings inside each block; the capture keeps the tokens' [batch, seq, width] outputs."""
+    import torch
+    import transformers as tf
+
+    from distill.relations import RelationCapture
+
+    config = tf.DebertaV2Config(
+        vocab_size=40,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        relative_attention=True,
+        position_buckets=8,
+        share_att_key=True,
+        pos_att_type=["p2c", "c2p"],
+        position_biased_input=False,
+        type_vocab_size=0,
+    )
+    model = tf.DebertaV2ForSequenceClassification(config).eval()
+    capture = RelationCapture(model, {"query", "key", "value"})
+    for seq in (5, 9):  # a second forward of another length: nothing stale survives
+        ids = torch.randint(5, 40, (3, seq))
+        with torch.no_grad():
+            model(input_ids=ids)
+        taken = capture.take()
+        for feature in ("query", "key", "value"):
+            assert [tuple(t.shape) for t in taken[feature]] == [(3, seq, 32)] * 2, feature
+    capture.remove()
+
+
+@pytest.mark.parametrize("family", ["distilbert", "deberta-v2"])
+def test_a_config_student_of_pairs_is_refused_when_the_teacher_has_no_segments(family, tmp_path):
+    build_family(family, tmp_path / "model", corpus_words("verdict"))
+    recipe = family_recipe(
+        family,
+        tmp_path / "model",
+        task={"text_columns": ["text_a", "text_b"], "labels": ["no", "yes"]},
+        data={"source": "synthetic:verdict", "synthetic_rows": 200, "max_length": 32},
+    )
+    recipe["student"] = {"init": "config", "config": {"num_hidden_layers": 1, "hidden_size": 32}}
+    path = write_recipe(tmp_path / "recipe.yaml", recipe)
+    with pytest.raises(ConfigError, match=rf"this teacher \('{family}'\) takes none"):
+        run_pipeline(load_recipe(path), tmp_path / "runs", target="distill", echo=lambda _: None)
+    assert not (tmp_path / "runs" / family / "teacher").exists()

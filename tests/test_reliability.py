@@ -18,6 +18,7 @@ from pipelines.core.config import load_recipe
 from pipelines.core.errors import ConfigError, DataError, DistilleryError
 from pipelines.stages.runner import run_pipeline
 from tests.conftest import ROOT, tiny_bert, tiny_recipe, write_jsonl, write_recipe
+from tests.test_bundle import SECTIONS as BUNDLE_SECTIONS
 
 WORDS = ["good", "bad", "movie", "film", "great", "awful", "the", "a", "plot", "was", "not"]
 QUIET = {"echo": lambda _: None}
@@ -332,7 +333,8 @@ def test_7_a_trusted_remote_code_teacher_can_be_distilled(tmp_path):
 
 def test_8_predict_reports_an_undecodable_line_and_keeps_the_rest(tmp_path):
     bundle = tmp_path / "bundle"
-    run = _recipe(tmp_path, teacher={"epochs": 1}, distill={"epochs": 0.25, "batch_size": 16})
+    small = {**BUNDLE_SECTIONS, "distill": {"epochs": 0.25, "batch_size": 16}}
+    run = _recipe(tmp_path, teacher={"epochs": 1}, **small)  # the smallest run with a bundle
     run_pipeline(run, tmp_path / "runs", target="bundle", **QUIET)
     shutil.copytree(tmp_path / "runs" / "tiny" / "bundle", bundle)
     rows = tmp_path / "rows.txt"

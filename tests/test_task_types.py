@@ -13,7 +13,7 @@ import torch
 from distill.combined import CombinedLoss, LossSpec
 from distill.losses import kd_regression, kd_sigmoid, task_bce, task_mse
 from export.parity import onnx_logits
-from modelkit.task_types import TASK_TYPES, encode_label
+from modelkit.task_types import TASK_TYPES, encode_label, is_multi_hot
 from pipelines.bundle.verify import run_predict, verify_bundle
 from pipelines.core.config import load_recipe
 from pipelines.core.errors import ConfigError, DataError
@@ -76,7 +76,17 @@ def test_multi_label_metrics_are_micro_and_macro_f1():
 def test_labels_are_encoded_by_type_and_bad_ones_named(tmp_path):
     assert encode_label("multi_label", ["cast", "plot"], ASPECTS) == [1.0, 1.0, 0.0, 0.0]
     assert encode_label("multi_label", [3], ASPECTS) == [0.0, 0.0, 0.0, 1.0]
-    assert encode_label("multi_label", [0, 1, 1, 0], ASPECTS) == [0.0, 1.0, 1.0, 0.0]
+    assert encode_label("multi_label", [0, 1, 1, 0], ASPECTS, multi_hot=True) == [
+        0.0,
+        1.0,
+        1.0,
+        0.0,
+    ]
+    # [0, 1] with two labels: "the second" in a 0/1 column, "both" in an index column
+    assert is_multi_hot([[0, 1], [1, 1], [0, 0]], ["a", "b"])
+    assert not is_multi_hot([[0, 1], [1], []], ["a", "b"])
+    assert encode_label("multi_label", [0, 1], ["a", "b"], multi_hot=True) == [0.0, 1.0]
+    assert encode_label("multi_label", [0, 1], ["a", "b"]) == [1.0, 1.0]
     assert encode_label("multi_label", "plot", ASPECTS) is None
     assert encode_label("regression", 3, ["score"]) == 3.0
     assert encode_label("regression", "high", ["score"]) is None

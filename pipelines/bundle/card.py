@@ -74,7 +74,7 @@ def bundle_card(
         *hub_metadata(engine, artifact.precision),
         f"# {r.name}: `{artifact.name}` edge bundle",
         "",
-        f"A {len(config['labels'])}-way text classifier ({', '.join(config['labels'])}) over "
+        f"{what_it_predicts(config)} over "
         f"{texts}, truncated to {config['max_length']} tokens: {model}, trained by distillery "
         f"and exported to ONNX ({artifact.precision}, run by {runtime}"
         + (f" at precision hint {config['precision_hint']}" if config.get("precision_hint") else "")
@@ -100,7 +100,8 @@ def bundle_card(
         "",
         "## Accuracy",
         "",
-        f"- {reference['accuracy']:.4f} on the {reference['rows']} rows of the eval split "
+        f"- {reference['accuracy']:.4f}{score_name(config)} on the {reference['rows']} rows of "
+        "the eval split "
         f"(`{r.data.source}`, split `{r.data.eval_split}`)"
         + (f"; the teacher scored {teacher_acc:.4f}" if teacher_acc is not None else ""),
         "- `predict.py --order input` reproduces the pipeline's predictions on those rows "
@@ -157,7 +158,7 @@ def bundle_card(
         "",
         f"Input: one row per line, plain text or JSON (`{sample}`); blank lines are skipped. "
         "Output: one JSON line per row, in input order, "
-        f'`{{"line": 1, "label": "{config["labels"][0]}", "probabilities": {{...}}}}`. Rows are '
+        f"`{output_example(config)}`. Rows are "
         "batched by token length and right-padded with the true attention mask; `--order input` "
         "keeps input order in batches (bit-identical to the pipeline's evaluation).",
         "",
@@ -166,3 +167,29 @@ def bundle_card(
         "",
     ]
     return "\n".join(out)
+
+
+def what_it_predicts(config: dict[str, Any]) -> str:
+    labels, kind = config["labels"], config.get("task_type", "single_label")
+    if kind == "regression":
+        return f"A regression model (one value, {labels[0]})"
+    if kind == "multi_label":
+        return f"A multi-label tagger (any of {', '.join(labels)}; a sigmoid each)"
+    return f"A {len(labels)}-way text classifier ({', '.join(labels)})"
+
+
+def output_example(config: dict[str, Any]) -> str:
+    labels, kind = config["labels"], config.get("task_type", "single_label")
+    if kind == "regression":
+        return '{"line": 1, "value": 3.52}'
+    if kind == "multi_label":
+        return f'{{"line": 1, "labels": ["{labels[0]}"], "probabilities": {{...}}}}'
+    return f'{{"line": 1, "label": "{labels[0]}", "probabilities": {{...}}}}'
+
+
+def score_name(config: dict[str, Any]) -> str:
+    """'' for accuracy; the metric's name for the task types whose score is another."""
+    from modelkit.task_types import METRIC_LABELS, TASK_TYPES
+
+    metric = TASK_TYPES[config.get("task_type", "single_label")].metric
+    return "" if metric == "accuracy" else f" ({METRIC_LABELS[metric]})"

@@ -11,15 +11,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from modelkit.task_types import is_multi_hot
 from pipelines.core.config import Recipe
 from pipelines.core.errors import DataError
 from pipelines.core.sources import Source, dataset_source
+from pipelines.data.labels import Where, label_ids, row_name, typed_labels
 
 FORMATS = {"jsonl": "json", "json": "json", "csv": "csv", "tsv": "csv", "parquet": "parquet"}
 
@@ -187,60 +188,6 @@ def check_columns(dataset, recipe: Recipe, split: str) -> None:
             )
 
 
-Where = Callable[[int], str] | None  # row index → "train.csv line 7", for messages
-
-
-def _row_name(row: int, where: Where) -> str:
-    return where(row) if where else f"row {row + 1}"
-
-
-def label_ids(
-    values: list[Any], labels: list[str], split: str, where: Where = None, start: int = 0
-) -> list[int]:
-    """Map raw label values (int indices or label names) to ints, naming the first bad row."""
-    index = {name: i for i, name in enumerate(labels)}
-    out = []
-    for row, value in enumerate(values, start):
-        if isinstance(value, bool) or value is None:
-            ok = False
-        elif isinstance(value, int):
-            ok = 0 <= value < len(labels)
-        elif isinstance(value, float) and value.is_integer():  # a csv column with a blank reads
-            value, ok = int(value), 0 <= value < len(labels)  # as floats: 1.0 is label 1
-        elif isinstance(value, str):
-            ok = value in index
-            value_id = index.get(value)
-        else:
-            ok = False
-        if not ok:
-            shown = "(empty)" if value is None else repr(value)
-            raise DataError(
-                f"split '{split}', {_row_name(row, where)}: label {shown} is not valid. task.labels "
-                f"is {labels}: labels must be an index 0..{len(labels) - 1} or one of those names."
-            )
-        out.append(value if isinstance(value, int) else value_id)
-    return out
-
-
-def typed_labels(
-    kind: str, values: list[Any], labels: list[str], split: str, where: Where = None
-) -> list[Any]:
-    """Multi-label (multi-hot float lists) or regression (floats) labels, naming the first bad row."""
-    from modelkit.task_types import LABEL_FORMS, encode_label
-
-    out = []
-    for row, value in enumerate(values):
-        encoded = encode_label(kind, value, labels)
-        if encoded is None:
-            shown = "(empty)" if value is None else repr(value)
-            raise DataError(
-                f"split '{split}', {_row_name(row, where)}: label {shown} is not valid for "
-                f"task.type {kind}: each label must be {LABEL_FORMS[kind]} (task.labels: {labels})."
-            )
-        out.append(encoded)
-    return out
-
-
 def check_texts(dataset, columns: list[str], split: str, where: Where = None) -> None:
     """Every row holds a string in every text column (None or a number would reach the
     tokenizer as a traceback), naming the first row that does not."""
@@ -249,7 +196,7 @@ def check_texts(dataset, columns: list[str], split: str, where: Where = None) ->
             if not isinstance(value, str):
                 shown = "nothing (null)" if value is None else f"{value!r} ({type(value).__name__})"
                 raise DataError(
-                    f"split '{split}', {_row_name(row, where)}: text column '{column}' holds "
+                    f"split '{split}', {row_name(row, where)}: text column '{column}' holds "
                     f"{shown}; every row needs a string there. Fix or drop that row."
                 )
 
@@ -258,8 +205,13 @@ def _finish(dataset, recipe: Recipe, split: str, limit: int | None, where: Where
     check_columns(dataset, recipe, split)
     check_texts(dataset, recipe.task.text_columns, split, where)
     label_column, labels, kind = recipe.task.label_column, recipe.task.labels, recipe.task.type
-    encode = label_ids if kind == "single_label" else partial(typed_labels, kind)
-    encode(list(dataset[label_column]), labels, split, where)  # every row checked
+    values = list(dataset[label_column])
+    if kind == "single_label":
+        encode = label_ids
+    else:  # a 0/1 column or names/indices: decided once, over the whole split
+        hot = kind == "multi_label" and is_multi_hot(values, labels)
+        encode = partial(typed_labels, kind, multi_hot=hot)
+    encode(values, labels, split, where)  # every row checked
 
     def to_ids(batch):  # a map (not add_column) so datasets caches it with the source files
         return {"labels": encode(batch[label_column], labels, split)}

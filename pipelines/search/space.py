@@ -64,6 +64,7 @@ def candidates(space, teacher_config) -> list[Candidate]:
     """Every candidate of `space` for this teacher; ConfigError for a shape it cannot give."""
     t = teacher_config
     t_head = t.hidden_size // t.num_attention_heads
+    t_ffn = getattr(t, "intermediate_size", None) or t.hidden_dim  # DistilBERT: hidden_dim
     head = space.head_size or t_head
     widths = space.widths or [t.hidden_size]
     out: dict[str, Candidate] = {}
@@ -81,19 +82,19 @@ def candidates(space, teacher_config) -> list[Candidate]:
                 )
             for ratio in space.ffn_ratios:
                 ffn = int(round(ratio * width))
-                if ffn > t.intermediate_size:
+                if ffn > t_ffn:
                     raise ConfigError(
                         f"search.space.ffn_ratios: {ratio} × {width} = {ffn} exceeds the "
-                        f"teacher's intermediate size {t.intermediate_size}"
+                        f"teacher's intermediate size {t_ffn}"
                     )
-                same_shape = width == t.hidden_size and ffn == t.intermediate_size
+                same_shape = width == t.hidden_size and ffn == t_ffn
                 init = space.init if space.init != "auto" else None
                 init = init or ("teacher_layers" if same_shape else "prune")
                 if init == "teacher_layers" and not same_shape:
                     raise ConfigError(
                         f"search.space.init: teacher_layers copies whole layers, so width {width} "
                         f"/ FFN {ffn} must be the teacher's ({t.hidden_size} / "
-                        f"{t.intermediate_size}); use init: auto or prune"
+                        f"{t_ffn}); use init: auto or prune"
                     )
                 if init == "prune" and head != t_head:
                     raise ConfigError(

@@ -15,22 +15,14 @@ import tempfile
 from pathlib import Path
 
 from pipelines.bundle.card import bundle_card
-from pipelines.bundle.verify import (
-    RUN_RECORDS,
-    SUMS,
-    fingerprint,
-    predictions_hash,
-    split_rows,
-    write_rows,
-    write_sha256sums,
-)
+from pipelines.bundle.latency import measure_cold_start, measure_steady_state
+from pipelines.bundle.rows import fingerprint, predictions_hash, split_rows, write_rows
+from pipelines.bundle.verify import RUN_RECORDS, SUMS, write_sha256sums
 from pipelines.bundle.writer import (
     artifact_tokenizer,
     check_bundle_predictions,
     choose_artifact,
     clear,
-    measure_cold_start,
-    measure_steady_state,
     model_files,
     reference_predictions,
     requirements,

@@ -63,7 +63,7 @@ def preflight_models(recipe: Recipe) -> None:
     from distill.layer_map import resolve as resolve_layer_map
     from distill.prune import check_prunable
     from distill.student import check_teacher_layers
-    from modelkit.families import family_of
+    from modelkit.families import family_of, takes_token_type_ids
 
     config = teacher_config(recipe)
     if config is None:
@@ -71,6 +71,15 @@ def preflight_models(recipe: Recipe) -> None:
     s, d = recipe.student, recipe.distill
     try:
         family_of(config, "teacher.model")
+        pairs = len(recipe.task.text_columns) == 2
+        if s.init == "config" and pairs and not takes_token_type_ids(config):
+            raise InputError(
+                "student.init: config builds a BERT student, which tells the two sentences "
+                "of a pair apart by token_type_ids; this teacher "
+                f"('{config.model_type}') takes none, so its tokenizer's segment ids would "
+                "reach a table that never learnt them. Use student.init: teacher_layers (a "
+                "student of the teacher's own architecture) for sentence pairs."
+            )
         n_teacher = config.num_hidden_layers
         if s.init == "teacher_layers":
             check_teacher_layers(s.layers, n_teacher)
