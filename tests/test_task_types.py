@@ -121,6 +121,10 @@ def test_recipes_refuse_what_typed_tasks_do_not_do_yet(tmp_path):
         ConfigError, match="distill.ablation: not supported with task.type multi_label"
     ):
         load(task={"type": "multi_label", "labels": ASPECTS}, distill={"ablation": True})
+    with pytest.raises(
+        ConfigError, match="distill.kd_loss: not supported with task.type regression"
+    ):
+        load(task={"type": "regression", "labels": ["score"]}, distill={"kd_loss": "mse"})
     with pytest.raises(ConfigError, match="needs the teacher's ONNX export"):
         load(export={"teacher": False}, quantize={"teacher": True})
 
