@@ -1,6 +1,7 @@
 """Sentence pairs end to end: a generated pair task read from both sentences (synthetic:verdict),
-on a family with segment embeddings (BERT: token_type_ids) and one without (RoBERTa: `</s></s>`
-between the sentences), through export, int8, bench and an int8 bundle fed pairs."""
+on a family with segment embeddings (BERT: token_type_ids) and three without (RoBERTa: `</s></s>`
+between the sentences; DistilBERT; DeBERTa-v3-style, whose tokenizer emits segment ids its model
+ignores), through export, int8, bench and an int8 bundle fed pairs."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from tests.test_families import family_recipe
 PAIR_TASK = {"text_columns": ["text_a", "text_b"], "label_column": "label", "labels": ["no", "yes"]}
 
 
-@pytest.fixture(scope="module", params=["bert", "roberta"])
+@pytest.fixture(scope="module", params=["bert", "roberta", "distilbert", "deberta-v2"])
 def pair_run(request, tmp_path_factory):
     family = request.param
     tmp = tmp_path_factory.mktemp(f"pairs-{family}")
