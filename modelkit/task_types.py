@@ -2,13 +2,13 @@
 score per artifact (the `accuracy` of manifests, reports and gates) is computed from them.
 
 - single_label: one label of `task.labels` per row; softmax outputs; score = accuracy.
-- multi_label: any subset of `task.labels` per row (a list of names or indices, or a 0/1 list as
-  long as the labels); one sigmoid per label, > 0.5 means present; score = micro-F1.
+- multi_label: any subset of `task.labels` per row (a list of names or indices, or, in a column of
+  them only, a 0/1 list as long as the labels); one sigmoid per label, > 0.5 means present; score = micro-F1.
 - regression: one number per row; `task.labels` names the single output; score = Pearson r.
 
 Every score is higher-is-better, so the quantize gate (drop in points), the report's
 recommendation (within a drop of the teacher) and the student search treat them alike; the
-manifests record which metric the score is (`metric`) beside the metric under its own name.
+manifests hold the score as `accuracy` and again under the metric's own name.
 Written with numpy because `evaluate` fetches its metric scripts from the Hub at run time and
 scipy is not a dependency; Spearman is Pearson on average ranks.
 """
@@ -29,7 +29,6 @@ class TaskType:
     name: str
     problem_type: str  # transformers' config.problem_type: picks the model's own loss
     metric: str  # the score's name
-    outputs: str  # what the model's outputs are, in words (for messages and the model card)
 
     def predictions(self, logits: np.ndarray) -> np.ndarray:
         return PREDICTIONS[self.name](np.asarray(logits, dtype=np.float64))
@@ -56,12 +55,17 @@ class TaskType:
         """The score of `values()`-style predictions against labels of the same form."""
         return self.score(self._as_logits(predicted, n_labels), self._as_labels(gold, n_labels))
 
+    def agreement_values(self, reference: list, candidate: list, n_labels: int) -> float:
+        """`agreement` of two `values()`-style prediction lists."""
+        return self.agreement(
+            self._as_logits(reference, n_labels), self._as_logits(candidate, n_labels)
+        )
+
     def _as_logits(self, values: list, n_labels: int) -> np.ndarray:
         if self.name == "regression":
             return np.asarray(values, dtype=np.float64).reshape(-1, 1)
-        hot = self._as_labels(values, n_labels) if self.name == "multi_label" else None
-        if hot is not None:
-            return hot - 0.5  # > 0 where present
+        if self.name == "multi_label":
+            return self._as_labels(values, n_labels) - 0.5  # > 0 where present
         out = np.zeros((len(values), n_labels))
         out[np.arange(len(values)), np.asarray(values, dtype=np.int64)] = 1.0
         return out
@@ -88,9 +92,9 @@ class TaskType:
 TASK_TYPES: dict[str, TaskType] = {
     t.name: t
     for t in (
-        TaskType("single_label", "single_label_classification", "accuracy", "one logit per label"),
-        TaskType("multi_label", "multi_label_classification", "micro_f1", "one sigmoid per label"),
-        TaskType("regression", "regression", "pearson", "one value"),
+        TaskType("single_label", "single_label_classification", "accuracy"),
+        TaskType("multi_label", "multi_label_classification", "micro_f1"),
+        TaskType("regression", "regression", "pearson"),
     )
 }
 
