@@ -61,9 +61,9 @@ demo-transfer: $(INSTALLED) ## run recipes/demo-transfer.yaml offline (a small t
 	$(DISTILLERY) run recipes/demo-transfer.yaml $(SET_ARGS) $(RUN_FLAGS)
 	@echo "report: runs/demo-transfer/report/README.md  edge bundle: runs/demo-transfer/bundle/"
 
-demo-tasks: $(INSTALLED) ## run the offline task-type demos: sentence pairs, regression, multi-label
-	for kind in pairs regression multilabel; do $(DISTILLERY) run recipes/demo-$$kind.yaml $(SET_ARGS) $(RUN_FLAGS) || exit 1; done
-	@echo "reports: runs/demo-{pairs,regression,multilabel}/report/README.md"
+demo-tasks: $(INSTALLED) ## run the offline task-type demos: sentence pairs, regression, multi-label, NER
+	for kind in pairs regression multilabel ner; do $(DISTILLERY) run recipes/demo-$$kind.yaml $(SET_ARGS) $(RUN_FLAGS) || exit 1; done
+	@echo "reports: runs/demo-{pairs,regression,multilabel,ner}/report/README.md"
 
 pipeline: $(INSTALLED) ## run every stage of RECIPE, skipping the ones already done
 	$(DISTILLERY) run $(RECIPE) $(SET_ARGS) $(RUN_FLAGS)

@@ -18,6 +18,7 @@ from distill.heads import TaskHeads
 from distill.multitask import TaskBatchSampler
 from distill.trainer import DistillationModule, DistillationTrainer, TeacherLogitsCollator
 from modelkit.batching import longest_first, padded_batches
+from modelkit.task_types import TASK_TYPES
 
 
 @dataclass
@@ -103,7 +104,9 @@ def distill(
         model=DistillationModule(student, loss, tasks.student_heads, tasks.weights),
         args=args,
         train_dataset=dataset,
-        data_collator=TeacherLogitsCollator(tokenizer),
+        data_collator=TeacherLogitsCollator(
+            tokenizer, token_labels=TASK_TYPES[spec.task_type].token_level
+        ),
         processing_class=tokenizer,
         teacher=teacher,
         teacher_heads=tasks.teacher_heads,

@@ -1,5 +1,6 @@
 """The combined loss: L = w_task·CE + w_kd·KD(T) + Σ_i w_i·match_i, every term reported on its own
-(multi-label: BCE and sigmoid KD; regression: MSE to the labels and to the teacher).
+(multi-label: BCE and sigmoid KD; regression: MSE to the labels and to the teacher; token
+classification: CE over the tagged word pieces, KD over every real token of the attention mask).
 
 This is the seed article's `L_total = L_source + λ·L_target` with the teacher as the source of
 knowledge: CE on the labels is the target-task term, KD and the intermediate matches transfer the
@@ -143,9 +144,15 @@ class CombinedLoss(torch.nn.Module):
         spec = self.spec
         temperature = spec.temperature.at(progress)
         w = {name: schedule.at(progress) for name, schedule in spec.weights.items()}
+        logits_s = out_s.logits
+        if logits_s.dim() == 3:  # token classification: KD per real token (mask), not padding
+            real = mask.bool() if mask is not None else torch.ones_like(labels, dtype=torch.bool)
+            kd_s, kd_t = logits_s[real], logits_t[real]
+        else:
+            kd_s, kd_t = logits_s, logits_t
         terms = {
-            "task": self.task_loss(out_s.logits, labels, spec.label_smoothing),
-            "kd": self.kd(out_s.logits, logits_t, temperature),
+            "task": self.task_loss(logits_s, labels, spec.label_smoothing),  # CE skips -100
+            "kd": self.kd(kd_s, kd_t, temperature),
         }
         for name in spec.matches:
             terms[name] = self.match_term(name, out_s, out_t, mask, relations_s or {})

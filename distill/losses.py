@@ -172,7 +172,8 @@ PROJECTIONS: dict[str, Callable[[int, int], torch.nn.Module]] = {"linear": linea
 def task_ce(
     logits_s: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
 ) -> torch.Tensor:
-    """Cross-entropy against the gold labels [batch], over labelled rows only.
+    """Cross-entropy against the gold labels [batch] (token classification: [batch, tokens]),
+    over labelled rows (tokens) only.
 
     Rows labelled -100 (augmented rows, which only the teacher labels) are left out; a batch with
     no labelled row gives 0 (cross_entropy alone would give NaN: a mean over no rows)."""
@@ -230,6 +231,7 @@ TASK_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "single_label": task_ce,
     "multi_label": task_bce,
     "regression": task_mse,
+    "token_classification": task_ce,  # [batch, tokens, labels]: the -100 pieces are left out
 }
 TYPED_KD: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]] = {
     "multi_label": kd_sigmoid,

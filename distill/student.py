@@ -1,6 +1,7 @@
 """Build the student: teacher layers copied, a fresh BERT from a config, or a pretrained checkpoint.
 
-Every student is a plain `…ForSequenceClassification` with the teacher's labels; nothing
+Every student is a plain `…ForSequenceClassification` (`…ForTokenClassification` for a token
+teacher) with the teacher's labels; nothing
 training-only (projections, hooks) is attached to it. torch is imported inside the functions, so
 recipe validation reads EMBEDDING_INITS without loading it.
 """
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from modelkit.errors import InputError
 from modelkit.families import encoder_layers, family_of
+from modelkit.task_types import task_type_of
 
 if TYPE_CHECKING:
     import torch
@@ -81,10 +83,10 @@ def from_config(
     more of the teacher's geometry than dropping dimensions; 'none' keeps the random init.
     """
     import torch
-    from transformers import BertConfig, BertForSequenceClassification
+    import transformers
 
     t = teacher.config
-    config = BertConfig(
+    config = transformers.BertConfig(
         vocab_size=t.vocab_size,
         hidden_size=hidden_size,
         num_hidden_layers=num_hidden_layers,
@@ -101,7 +103,7 @@ def from_config(
         problem_type=getattr(t, "problem_type", None),
     )
     torch.manual_seed(seed)
-    student = BertForSequenceClassification(config)
+    student = getattr(transformers, f"BertFor{task_type_of(t).head}")(config)
     if init_embeddings not in EMBEDDING_INITS:
         raise InputError(
             f"student.init_embeddings: unknown {init_embeddings!r}; known: {list(EMBEDDING_INITS)}"
@@ -163,9 +165,10 @@ def check_same_vocab(tokenizer_t, tokenizer_s, where: str) -> None:
 def load_pretrained_student(
     path: str, teacher, *, use_safetensors: bool = True, trust_remote_code: bool = False
 ):
-    from transformers import AutoModelForSequenceClassification
+    import transformers
 
-    student = AutoModelForSequenceClassification.from_pretrained(
+    head = task_type_of(teacher.config).head
+    student = getattr(transformers, f"AutoModelFor{head}").from_pretrained(
         path,
         num_labels=teacher.config.num_labels,
         id2label=dict(teacher.config.id2label),

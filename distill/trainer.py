@@ -226,12 +226,14 @@ def as_float32(output: Any):
 
 
 class TeacherLogitsCollator:
-    """Pads token fields like `DataCollatorWithPadding` and stacks cached `teacher_logits`."""
+    """Pads token fields like `DataCollatorWithPadding` and stacks cached `teacher_logits`;
+    `token_labels`: per-token labels, padded with -100 (`DataCollatorForTokenClassification`)."""
 
-    def __init__(self, tokenizer):
-        from transformers import DataCollatorWithPadding
+    def __init__(self, tokenizer, token_labels: bool = False):
+        from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
-        self.pad = DataCollatorWithPadding(tokenizer)
+        pad = DataCollatorForTokenClassification if token_labels else DataCollatorWithPadding
+        self.pad = pad(tokenizer)
 
     def __call__(self, features):
         logits = (

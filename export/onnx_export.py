@@ -1,4 +1,6 @@
-"""Export a fine-tuned `…ForSequenceClassification` folder to ONNX with optimum-onnx.
+"""Export a fine-tuned `…ForSequenceClassification` folder to ONNX with optimum-onnx (a
+`…ForTokenClassification` one as optimum's token-classification task: logits
+`[batch_size, sequence_length, num_labels]`).
 
 The out folder holds `model.onnx` (inputs `input_ids`, `attention_mask`, `token_type_ids` where the
 architecture has them, each `[batch_size, sequence_length]` int64; output `logits`
@@ -21,6 +23,7 @@ from typing import Any
 
 from modelkit.errors import InputError
 from modelkit.families import family_of
+from modelkit.task_types import task_type_of
 
 DEVICES = ("cpu", "cuda")
 FEATURES_SUBDIR = "features"  # encoder export, beside the classifier
@@ -51,11 +54,12 @@ def export_classifier(
     _check_device(device)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    _main_export(model_dir, out_dir, "text-classification", opset, device, trust_remote_code)
+    task = task_type_of(config).export_task  # text- or token-classification
+    _main_export(model_dir, out_dir, task, opset, device, trust_remote_code)
     info: dict[str, Any] = {
         "model_dir": str(model_dir),
         "model_type": config.model_type,
-        "task": "text-classification",
+        "task": task,
         "device": device,
         "labels": [config.id2label[i] for i in sorted(config.id2label)],
         **describe_onnx(out_dir / "model.onnx"),
@@ -129,11 +133,13 @@ def _check_architecture(config, model_dir: Path) -> None:
     architectures = getattr(config, "architectures", None) or []
     arch = ", ".join(architectures) or "(none listed in config.json)"
     family_of(config, f"export of {model_dir}")
-    if architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
+    heads = ("ForSequenceClassification", "ForTokenClassification")
+    if architectures and not any(a.endswith(heads) for a in architectures):
         # optimum would load it with a fresh, random classification head and export that.
         raise InputError(
-            f"export: {model_dir} holds {arch}, not a …ForSequenceClassification model; export "
-            "the fine-tuned classifier (teacher or student folder), not the bare encoder."
+            f"export: {model_dir} holds {arch}, not a …ForSequenceClassification or "
+            "…ForTokenClassification model; export the fine-tuned classifier (teacher or student "
+            "folder), not the bare encoder."
         )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from modelkit.batching import MODEL_INPUTS, padded_batches
+from modelkit.batching import MODEL_INPUTS, concat_logits, padded_batches
 from modelkit.task_types import TASK_TYPES
 
 _ORT_INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
@@ -55,9 +55,11 @@ def compare(
     min_agreement: float,
     max_accuracy_drop: float | None = None,
     task_type: str = "single_label",
+    names: list[str] | None = None,
 ) -> ParityReport:
-    """Logits `[rows, num_labels]` of both, labels `[rows]` (multi-label: `[rows, num_labels]`)
-    → a ParityReport. Agreement and accuracy are the task type's (`modelkit.task_types`: argmax,
+    """Logits `[rows, num_labels]` of both, labels `[rows]` (multi-label: `[rows, num_labels]`;
+    token classification: logits `[rows, tokens, num_labels]`, labels `[rows, tokens]` with
+    -100 where no word starts, and the tag `names`) → a ParityReport. Agreement and accuracy are the task type's (`modelkit.task_types`: argmax,
     the set of labels over 0.5, or the value within 1% of the range; accuracy, micro-F1, Pearson).
 
     Passes when max |Δlogit| ≤ atol (skipped if None), argmax agreement ≥ min_agreement, and
@@ -66,7 +68,9 @@ def compare(
     ref = np.asarray(reference_logits, dtype=np.float64)
     cand = np.asarray(candidate_logits, dtype=np.float64)
     labels = np.asarray(labels)
-    if ref.shape != cand.shape or ref.ndim != 2 or labels.shape[:1] != ref.shape[:1]:
+    kind = TASK_TYPES[task_type]
+    dims = 3 if kind.token_level else 2  # token classification: [rows, tokens, labels]
+    if ref.shape != cand.shape or ref.ndim != dims or labels.shape[:1] != ref.shape[:1]:
         raise ValueError(
             f"compare: expected reference and candidate logits [rows, num_labels] and labels "
             f"[rows]; got {ref.shape}, {cand.shape} and {labels.shape}"
@@ -74,13 +78,14 @@ def compare(
     if len(ref) == 0:
         raise ValueError("compare: no rows to compare; pass a non-empty evaluation split.")
     diff = np.abs(ref - cand)
-    kind = TASK_TYPES[task_type]
-    acc_ref, acc_cand = kind.score(ref, labels), kind.score(cand, labels)
+    if kind.token_level:  # the tagged pieces only: padding's logits are not outputs anyone reads
+        diff = diff[labels != -100]
+    acc_ref, acc_cand = kind.score(ref, labels, names), kind.score(cand, labels, names)
     report = ParityReport(
         rows=len(ref),
         max_abs_diff=float(diff.max()),
         mean_abs_diff=float(diff.mean()),
-        agreement=kind.agreement(ref, cand),
+        agreement=kind.agreement(ref, cand, labels),
         accuracy_reference=acc_ref,
         accuracy_candidate=acc_cand,
         accuracy_delta=acc_cand - acc_ref,
@@ -161,7 +166,7 @@ def onnx_logits(
             for name, kind in declared.items()
         }
         chunks.append(session.run([output], feed)[0].astype(np.float32))
-    return _concat(chunks)
+    return concat_logits(chunks)
 
 
 def torch_logits(model, dataset, tokenizer, batch_size: int = 32) -> np.ndarray:
@@ -175,7 +180,7 @@ def torch_logits(model, dataset, tokenizer, batch_size: int = 32) -> np.ndarray:
         for _, batch in padded_batches(dataset, tokenizer.pad_token_id, batch_size):
             inputs = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
             chunks.append(model(**inputs).logits.float().cpu().numpy())
-    return _concat(chunks)
+    return concat_logits(chunks)
 
 
 def _session(session_or_path, threads: int | None):
@@ -192,9 +197,3 @@ def _session(session_or_path, threads: int | None):
     if threads is not None:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _concat(chunks: list[np.ndarray]) -> np.ndarray:
-    if not chunks:
-        raise ValueError("no rows: the dataset is empty")
-    return np.concatenate(chunks).astype(np.float32)

@@ -82,3 +82,27 @@ def padded_batches(
 def longest_first(lengths: Sequence[int]) -> list[int]:
     """Row indices sorted by length, longest first (stable)."""
     return sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+
+def label_array(labels: Sequence) -> np.ndarray:
+    """A split's `labels` as one array: as they are, or, when rows differ in length (token
+    classification: a label per word piece), right-padded with -100 (ignored) to the longest,
+    the width of the logits `padded_batches` give for the same rows."""
+    rows = list(labels)
+    if rows and isinstance(rows[0], (list, tuple)) and len({len(r) for r in rows}) > 1:
+        out = np.full((len(rows), max(len(r) for r in rows)), -100, dtype=np.int64)
+        for i, row in enumerate(rows):
+            out[i, : len(row)] = row
+        return out
+    return np.asarray(rows)
+
+
+def concat_logits(chunks: list[np.ndarray]) -> np.ndarray:
+    """Batches' logits in order, as float32; per-token logits `[batch, tokens, labels]` are
+    zero-padded to the longest batch first."""
+    if not chunks:
+        raise ValueError("no rows: the dataset is empty")
+    if chunks[0].ndim == 3:
+        width = max(c.shape[1] for c in chunks)
+        chunks = [np.pad(c, ((0, 0), (0, width - c.shape[1]), (0, 0))) for c in chunks]
+    return np.concatenate(chunks).astype(np.float32)

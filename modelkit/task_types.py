@@ -5,6 +5,10 @@ score per artifact (the `accuracy` of manifests, reports and gates) is computed 
 - multi_label: any subset of `task.labels` per row (a list of names or indices, or, in a column of
   them only, a 0/1 list as long as the labels); one sigmoid per label, > 0.5 means present; score = micro-F1.
 - regression: one number per row; `task.labels` names the single output; score = Pearson r.
+- token_classification: one BIO tag of `task.labels` per word (the text column holds the words);
+  logits `[rows, tokens, labels]`, labels `[rows, tokens]` with -100 wherever no word starts
+  (special tokens, a word's later pieces, padding); score = entity F1 (`modelkit.entities`), which
+  needs the label names (`names=`).
 
 Every score is higher-is-better, so the quantize gate (drop in points), the report's
 recommendation (within a drop of the teacher) and the student search treat them alike; the
@@ -15,48 +19,77 @@ scipy is not a dependency; Spearman is Pearson on average ranks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from modelkit.entities import entity_scores
 from modelkit.errors import InputError
 
 
 @dataclass(frozen=True)
 class TaskType:
     name: str
-    problem_type: str  # transformers' config.problem_type: picks the model's own loss
+    problem_type: str | None  # transformers' config.problem_type: picks the model's own loss
     metric: str  # the score's name
+    head: str = "SequenceClassification"  # transformers' AutoModelFor<head> / BertFor<head>
+    export_task: str = "text-classification"  # optimum's exporter task
+    token_level: bool = False  # one prediction per word, not per row
 
     def predictions(self, logits: np.ndarray) -> np.ndarray:
         return PREDICTIONS[self.name](np.asarray(logits, dtype=np.float64))
 
-    def metrics(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    def metrics(
+        self, logits: np.ndarray, labels: np.ndarray, names: Sequence[str] | None = None
+    ) -> dict[str, float]:
         """Every metric of this type, the score also under `accuracy` (see the module doc)."""
-        out = METRICS[self.name](np.asarray(logits, dtype=np.float64), np.asarray(labels))
+        if self.token_level:
+            gold = np.asarray(labels)
+            out = entity_scores(
+                word_rows(np.asarray(logits).argmax(-1), gold), word_rows(gold, gold), _names(names)
+            )
+        else:
+            out = METRICS[self.name](np.asarray(logits, dtype=np.float64), np.asarray(labels))
         return {"accuracy": out[self.metric], **out}
 
-    def score(self, logits: np.ndarray, labels: np.ndarray) -> float:
-        return self.metrics(logits, labels)["accuracy"]
+    def score(
+        self, logits: np.ndarray, labels: np.ndarray, names: Sequence[str] | None = None
+    ) -> float:
+        return self.metrics(logits, labels, names)["accuracy"]
 
-    def values(self, logits: np.ndarray) -> list:
+    def values(self, logits: np.ndarray, labels: np.ndarray | None = None) -> list:
         """Per-row predictions as JSON values, as a bundle's predict.py reports them: a label
-        index, the sorted indices of the labels present, or the value rounded to 6 decimals."""
+        index, the sorted indices of the labels present, the value rounded to 6 decimals, or
+        (token_classification) the tag index of each word, read where `labels` is not -100."""
         preds = self.predictions(logits)
+        if self.token_level:
+            return word_rows(preds, np.asarray(_required(labels, "values")))
         if self.name == "multi_label":
             return [[int(j) for j in np.flatnonzero(row)] for row in preds]
         if self.name == "regression":
             return [round(float(v), 6) for v in preds]
         return [int(v) for v in preds]
 
-    def score_values(self, predicted: list, gold: list, n_labels: int) -> float:
-        """The score of `values()`-style predictions against labels of the same form."""
+    def score_values(
+        self, predicted: list, gold: list, n_labels: int, names: Sequence[str] | None = None
+    ) -> float:
+        """The score of `values()`-style predictions against labels of the same form (token
+        classification: each gold row cut to the words predicted, as truncation cuts them)."""
+        if self.token_level:
+            cut = [g[: len(p)] for p, g in zip(predicted, gold, strict=True)]
+            return entity_scores(predicted, cut, _names(names))[self.metric]
         return self.score(self._as_logits(predicted, n_labels), self._as_labels(gold, n_labels))
 
     def agreement_values(self, reference: list, candidate: list, n_labels: int) -> float:
         """`agreement` of two `values()`-style prediction lists."""
+        if self.token_level:  # per word
+            pairs = [
+                a == b
+                for r, c in zip(reference, candidate, strict=True)
+                for a, b in zip(r, c, strict=True)
+            ]
+            return float(np.mean(pairs)) if pairs else 1.0
         return self.agreement(
             self._as_logits(reference, n_labels), self._as_logits(candidate, n_labels)
         )
@@ -78,10 +111,15 @@ class TaskType:
             return hot
         return np.asarray(values, dtype=np.float64 if self.name == "regression" else np.int64)
 
-    def agreement(self, reference: np.ndarray, candidate: np.ndarray) -> float:
+    def agreement(
+        self, reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None = None
+    ) -> float:
         """Share of rows whose prediction is the same in both (regression: within 1% of the
-        reference's range)."""
+        reference's range; token_classification: share of words, where `labels` is not -100)."""
         ref, cand = self.predictions(reference), self.predictions(candidate)
+        if self.token_level:
+            words = np.asarray(_required(labels, "agreement")) != -100
+            return float((ref == cand)[words].mean()) if words.any() else 1.0
         if self.name == "regression":
             spread = float(np.ptp(ref)) if len(ref) else 0.0
             return float((np.abs(ref - cand) <= 0.01 * max(spread, 1e-6)).mean())
@@ -95,6 +133,14 @@ TASK_TYPES: dict[str, TaskType] = {
         TaskType("single_label", "single_label_classification", "accuracy"),
         TaskType("multi_label", "multi_label_classification", "micro_f1"),
         TaskType("regression", "regression", "pearson"),
+        TaskType(
+            "token_classification",
+            None,  # transformers' token heads have one loss (CE over labels != -100)
+            "entity_f1",
+            head="TokenClassification",
+            export_task="token-classification",
+            token_level=True,
+        ),
     )
 }
 
@@ -106,7 +152,12 @@ def task_type(name: str) -> TaskType:
 
 
 def task_type_of(config) -> TaskType:
-    """The task type of a transformers config (its problem_type; unset = single label)."""
+    """The task type of a transformers config (a token head by its architecture, else its
+    problem_type; unset = single label)."""
+    if any(
+        a.endswith("ForTokenClassification") for a in getattr(config, "architectures", None) or []
+    ):
+        return TASK_TYPES["token_classification"]
     problem = getattr(config, "problem_type", None) or "single_label_classification"
     for t in TASK_TYPES.values():
         if t.problem_type == problem:
@@ -117,13 +168,36 @@ def task_type_of(config) -> TaskType:
 # ---------------------------------------------------------------- predictions
 
 
-METRIC_LABELS = {"accuracy": "accuracy", "micro_f1": "micro-F1", "pearson": "Pearson r"}
+METRIC_LABELS = {
+    "accuracy": "accuracy",
+    "micro_f1": "micro-F1",
+    "pearson": "Pearson r",
+    "entity_f1": "entity F1",
+}
 
 PREDICTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "single_label": lambda logits: logits.argmax(-1),
+    "token_classification": lambda logits: logits.argmax(-1),
     "multi_label": lambda logits: (logits > 0).astype(np.int64),  # sigmoid > 0.5
     "regression": lambda logits: logits[:, 0],
 }
+
+
+def word_rows(values: np.ndarray, labels: np.ndarray) -> list[list[int]]:
+    """Per row, `values` `[rows, tokens]` read where `labels` is not -100 (one per word)."""
+    return [[int(v) for v in row[gold != -100]] for row, gold in zip(values, labels, strict=True)]
+
+
+def _required(labels, what: str):
+    if labels is None:
+        raise ValueError(f"token_classification {what} needs the labels (where the words start)")
+    return labels
+
+
+def _names(names: Sequence[str] | None) -> list[str]:
+    if names is None:
+        raise ValueError("token_classification metrics need the label (tag) names: names=...")
+    return list(names)
 
 
 # ---------------------------------------------------------------- metrics
@@ -182,55 +256,4 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], dict[str, float]]] = {
     "single_label": _single_label,
     "multi_label": _multi_label,
     "regression": _regression,
-}
-
-
-# ---------------------------------------------------------------- labels
-
-
-def is_multi_hot(values: list[Any], labels: list[str]) -> bool:
-    """Whether a multi-label column is 0/1 lists (every row a list of 0s and 1s as long as the
-    labels) rather than lists of indices. Decided over the whole column: a row [0, 1] with two
-    labels means "the second label" in a 0/1 column and "both" in an index column."""
-    return bool(values) and all(_hot_row(v, len(labels)) for v in values)
-
-
-def _hot_row(value: Any, width: int) -> bool:
-    return (
-        isinstance(value, (list, tuple))
-        and len(value) == width
-        and all(not isinstance(v, (bool, str)) and v in (0, 1) for v in value)
-    )
-
-
-def encode_label(kind: str, value: Any, labels: list[str], multi_hot: bool = False) -> Any:
-    """A raw label as the model trains on it, or None when it is not valid for `kind`
-    (multi_label: a 0/1 float list, from names or indices, or from a 0/1 list when the column
-    is one, see `is_multi_hot`; regression: a float)."""
-    if kind == "regression":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None
-        return float(value) if np.isfinite(value) else None
-    if kind == "multi_label":
-        if not isinstance(value, (list, tuple)):
-            return None
-        if multi_hot:
-            return [float(v) for v in value] if _hot_row(value, len(labels)) else None
-        index = {name: i for i, name in enumerate(labels)}
-        hot = [0.0] * len(labels)
-        for v in value:
-            if isinstance(v, str) and v in index:
-                hot[index[v]] = 1.0
-            elif isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(labels):
-                hot[v] = 1.0
-            else:
-                return None
-        return hot
-    raise ValueError(f"encode_label: {kind!r} is encoded by the single-label path")
-
-
-LABEL_FORMS = {
-    "multi_label": 'a list of label names or indices (e.g. ["plot", "cast"]), or a 0/1 list '
-    "as long as task.labels",
-    "regression": "a number",
 }

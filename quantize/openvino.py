@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from modelkit.batching import MODEL_INPUTS, pad_rows
+from modelkit.batching import MODEL_INPUTS, concat_logits, pad_rows
 from modelkit.errors import InputError
 from modelkit.files import copy_config_and_tokenizer
 
@@ -208,13 +208,16 @@ class OVClassifier:
         return value.get_type_name() if hasattr(value, "get_type_name") else str(value)  # "f32"
 
     def logits(self, batch: Mapping[str, np.ndarray], output: str | None = None) -> np.ndarray:
-        """The first output (`logits`), or the output named (a task head's `logits_<task>`)."""
+        """The first output (`logits`), or the output named (a task head's `logits_<task>`);
+        per-token logits are cut back to the batch's own length."""
         feed = {name: np.asarray(batch[name], dtype=np.int64) for name in self.input_names}
+        width = feed[self.input_names[0]].shape[1]
         if self.static_shapes:
             feed = pad_to_multiple(feed, SEQ_MULTIPLE)
         shape = tuple(feed[self.input_names[0]].shape)
         result = self.compiled(shape).infer(feed)
-        return np.asarray(result[output] if output else result[0], dtype=np.float32)
+        logits = np.asarray(result[output] if output else result[0], dtype=np.float32)
+        return logits[:, :width] if logits.ndim == 3 else logits
 
 
 def pad_to_multiple(feed: dict[str, np.ndarray], multiple: int) -> dict[str, np.ndarray]:
@@ -229,5 +232,6 @@ def pad_to_multiple(feed: dict[str, np.ndarray], multiple: int) -> dict[str, np.
 def openvino_logits(
     model: OVClassifier, batches: Iterable[Mapping[str, np.ndarray]], output: str | None = None
 ) -> np.ndarray:
-    """Logits of consecutive padded batches, concatenated in order."""
-    return np.concatenate([model.logits(batch, output) for batch in batches])
+    """Logits of consecutive padded batches, concatenated in order (per-token logits
+    zero-padded to the longest batch, as `export.parity.onnx_logits` gives them)."""
+    return concat_logits([model.logits(batch, output) for batch in batches])

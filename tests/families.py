@@ -31,8 +31,8 @@ def corpus_words(task: str = "sentiment") -> list[str]:
         w
         for row in generate(task, 400, seed=0)
         for k, v in row.items()
-        if k != "label"
-        for w in v.split()
+        if k not in ("label", "tags")  # tags: the entities task's labels
+        for w in (v if isinstance(v, list) else v.split())
     }
     return sorted(words)
 

@@ -165,7 +165,7 @@ def test_synthetic_source_unknown_name(tmp_path):
     )
     with pytest.raises(
         DataError,
-        match=r"unknown synthetic task 'nope'; known: \['pairs', 'rating', 'sentiment', 'sentiment_hard', 'tags', 'topic', 'verdict'\]",
+        match=r"unknown synthetic task 'nope'; known: \['entities', 'pairs', 'rating', 'sentiment', 'sentiment_hard', 'tags', 'topic', 'verdict'\]",
     ):
         load_task_data(recipe)
 

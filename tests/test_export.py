@@ -306,7 +306,9 @@ def test_bare_encoder_raises(tiny_dir, tmp_path):
     config = AutoConfig.from_pretrained(tiny_dir)
     config.architectures = ["BertModel"]
     config.save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="not a …ForSequenceClassification model"):
+    with pytest.raises(
+        ValueError, match="not a …ForSequenceClassification or …ForTokenClassification model"
+    ):
         export_classifier(tmp_path, tmp_path / "onnx")
 
 

@@ -13,7 +13,8 @@ import torch
 from distill.combined import CombinedLoss, LossSpec
 from distill.losses import kd_regression, kd_sigmoid, task_bce, task_mse
 from export.parity import onnx_logits
-from modelkit.task_types import TASK_TYPES, encode_label, is_multi_hot
+from modelkit.label_forms import encode_label, is_multi_hot
+from modelkit.task_types import TASK_TYPES
 from pipelines.bundle.verify import run_predict, verify_bundle
 from pipelines.core.config import load_recipe
 from pipelines.core.errors import ConfigError, DataError

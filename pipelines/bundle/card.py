@@ -175,6 +175,8 @@ def what_it_predicts(config: dict[str, Any]) -> str:
         return f"A regression model (one value, {labels[0]})"
     if kind == "multi_label":
         return f"A multi-label tagger (any of {', '.join(labels)}; a sigmoid each)"
+    if kind == "token_classification":
+        return f"A token classifier (a BIO tag per word: {', '.join(labels)})"
     return f"A {len(labels)}-way text classifier ({', '.join(labels)})"
 
 
@@ -184,6 +186,11 @@ def output_example(config: dict[str, Any]) -> str:
         return '{"line": 1, "value": 3.52}'
     if kind == "multi_label":
         return f'{{"line": 1, "labels": ["{labels[0]}"], "probabilities": {{...}}}}'
+    if kind == "token_classification":
+        return (
+            '{"line": 1, "words": ["alice", "lives", "in", "oslo"], "tags": [...], '
+            '"entities": [{"type": "PER", "start": 0, "end": 1, "text": "alice"}, ...]}'
+        )
     return f'{{"line": 1, "label": "{labels[0]}", "probabilities": {{...}}}}'
 
 

@@ -32,14 +32,17 @@ def predictions_hash(predicted: list) -> str:
 
 def gold_value(kind: str, label: Any) -> Any:
     """A dataset's `labels` entry in the form predictions take (`TaskType.values`): an index,
-    the sorted indices of the labels present (multi_label), or a float (regression)."""
+    the sorted indices of the labels present (multi_label), a float (regression), or a tag
+    index per word (token_classification; from per-piece labels, the -100s dropped)."""
+    if kind == "token_classification":
+        return [int(t) for t in label if t != -100]
     if kind == "multi_label":
         return [j for j, v in enumerate(label) if v > 0.5]
     return float(label) if kind == "regression" else int(label)
 
 
 def _label_json(kind: str, label: Any, labels: list[str]) -> Any:
-    if kind == "multi_label":
+    if kind in ("multi_label", "token_classification"):
         return [labels[j] for j in label]
     return label if kind == "regression" else labels[label]
 
@@ -82,24 +85,37 @@ def read_rows(path: Path, config: dict[str, Any]) -> list[Row]:
             row = None
         if not isinstance(row, dict):
             raise DataError(f"{path}: line {number} is not a JSON object.")
-        missing = [c for c in columns if not isinstance(row.get(c), str)]
+        kind = config.get("task_type", "single_label")
+        missing = [c for c in columns if not _is_text(row.get(c), kind)]
         key = next((k for k in keys if k in row), None)
         if missing or key is None:
+            what = "a list of words" if kind == "token_classification" else "the text"
             raise DataError(
-                f"{path}: line {number} lacks {missing or keys}; each line needs the text "
-                f"column(s) {columns} and a label under {' or '.join(keys)}."
+                f"{path}: line {number} lacks {missing or keys}; each line needs {what} under "
+                f"{columns} and a label under {' or '.join(keys)}."
             )
-        kind = config.get("task_type", "single_label")
-        rows.append((tuple(row[c] for c in columns), _label(kind, row[key], labels, path, number)))
+        label = _label(kind, row[key], labels, path, number)
+        if kind == "token_classification" and len(label) != len(row[columns[0]]):
+            raise DataError(
+                f"{path}: line {number}: {len(label)} tags for {len(row[columns[0]])} words; "
+                "give one tag per word."
+            )
+        rows.append((tuple(row[c] for c in columns), label))
     if not rows:
         raise DataError(f"{path}: no rows.")
     return rows
 
 
+def _is_text(value: Any, kind: str) -> bool:
+    if kind == "token_classification":
+        return isinstance(value, list) and bool(value) and all(isinstance(w, str) for w in value)
+    return isinstance(value, str)
+
+
 def _label(kind: str, value: Any, labels: list[str], path: Path, number: int) -> Any:
     if kind == "single_label":
         return _label_id(value, labels, path, number)
-    from modelkit.task_types import LABEL_FORMS, encode_label
+    from modelkit.label_forms import LABEL_FORMS, encode_label
 
     encoded = encode_label(kind, value, labels)
     if encoded is None:
@@ -140,6 +156,8 @@ def split_rows(split, task) -> list[Row]:
 def predicted_values(results: list[dict[str, Any]], config: dict[str, Any]) -> list:
     """predict.py's output lines → predictions in `TaskType.values` form."""
     kind, labels = config.get("task_type", "single_label"), config["labels"]
+    if kind == "token_classification":
+        return [[labels.index(t) for t in r["tags"]] for r in results]
     if kind == "multi_label":
         return [sorted(labels.index(n) for n in r["labels"]) for r in results]
     if kind == "regression":

@@ -178,7 +178,9 @@ def verify_bundle(
         raise BundleError(f"{folder}/predict.py returned {len(results)} rows for {len(rows)}.")
     predicted = predicted_values(results, config)
     gold = [label for _, label in rows]
-    accuracy = TASK_TYPES[kind].score_values(predicted, gold, len(config["labels"]))
+    accuracy = TASK_TYPES[kind].score_values(
+        predicted, gold, len(config["labels"]), config["labels"]
+    )
     same_rows = fingerprint(rows) == reference["eval_fingerprint"]
     summary = {
         "rows": len(rows),

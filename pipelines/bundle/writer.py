@@ -10,6 +10,7 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
+from modelkit.batching import label_array
 from modelkit.files import ONNX_FILES
 from modelkit.task_types import TASK_TYPES
 from pipelines.bench.artifacts import OV_FILES, Artifact, discover_artifacts
@@ -209,10 +210,11 @@ def reference_predictions(ctx: StageContext, artifact: Artifact, tokenizer) -> d
         logits = openvino_logits(OVClassifier(artifact.path), batches)
     else:
         logits = onnx_logits(Path(artifact.path) / "model.onnx", eval_set, tokenizer, batch)
-    kind = TASK_TYPES[ctx.recipe.task.type]
-    predicted = kind.values(logits)  # what predict.py reports, so the two compare exactly
+    kind, names = TASK_TYPES[ctx.recipe.task.type], list(ctx.recipe.task.labels)
+    # what predict.py reports, so the two compare exactly (token classification: per word)
+    predicted = kind.values(logits, label_array(eval_set["labels"]))
     gold = [gold_value(kind.name, v) for v in eval_set["labels"]]
-    accuracy = kind.score_values(predicted, gold, len(ctx.recipe.task.labels))
+    accuracy = kind.score_values(predicted, gold, len(names), names)
     # regression scores the 6-decimal values predict.py prints: equal to ~1e-6, not bit for bit
     tolerance = 1e-5 if kind.name == "regression" else 0.0
     if artifact.accuracy is not None and abs(accuracy - artifact.accuracy) > tolerance:

@@ -74,14 +74,19 @@ class ModelShape(Section):
 
 
 class TaskConfig(Section):
-    type: Literal["single_label", "multi_label", "regression"] = f(
+    type: Literal["single_label", "multi_label", "regression", "token_classification"] = f(
         "single_label",
-        help="single_label (softmax), multi_label (a sigmoid per label) or regression (a number)",
+        help="single_label (softmax), multi_label (a sigmoid per label), regression (a number) "
+        "or token_classification (a BIO tag per word, e.g. NER)",
     )
-    text_columns: list[Str] = f(["text"], help="one column, or two for sentence pairs")
+    text_columns: list[Str] = f(
+        ["text"],
+        help="one column, or two for sentence pairs (token_classification: one column of word lists)",
+    )
     label_column: Str = f(
         "label",
-        help="label column: an index or name; multi_label a list of them; regression a number",
+        help="label column: an index or name; multi_label a list of them; regression a number; "
+        "token_classification a list of tags, one per word",
     )
     labels: list[Str] = f(
         ["negative", "positive"], help="label names, in index order (regression: one output name)"
@@ -94,6 +99,8 @@ class TaskConfig(Section):
                 f"task.text_columns: {self.text_columns!r} has {len(self.text_columns)} columns; "
                 "allowed values: one column (single sentence) or two (sentence pair)."
             )
+        if self.type == "token_classification":
+            self._check_tags()
         if self.type == "regression":
             if len(self.labels) != 1:
                 raise ConfigError(
@@ -103,6 +110,21 @@ class TaskConfig(Section):
         elif len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
             raise ConfigError(
                 f"task.labels: {self.labels!r}; give at least two distinct label names, in index order."
+            )
+
+    def _check_tags(self) -> None:
+        from modelkit.entities import bad_tags
+
+        if len(self.text_columns) != 1:
+            raise ConfigError(
+                f"task.text_columns: {self.text_columns!r}; token_classification reads one column "
+                "of word lists (sentence pairs are not tagged). Give one column."
+            )
+        bad = bad_tags(self.labels)
+        if bad:
+            raise ConfigError(
+                f"task.labels: {bad} are not BIO tags; token_classification labels are 'O', "
+                "'B-TYPE' and 'I-TYPE' (e.g. [O, B-PER, I-PER, B-LOC, I-LOC])."
             )
 
 
@@ -605,8 +627,9 @@ class Recipe(Section):
             self._check_task_type()
 
     def _check_task_type(self) -> None:
-        """What multi-label and regression runs do not do yet (each reads class predictions),
-        refused before any work with the reason."""
+        """What multi-label, regression and token-classification runs do not do yet (each reads
+        one class prediction per row), refused before any work with the reason."""
+        tokens = self.task.type == "token_classification"
         refused = {
             "transfer.sources": self.transfer.enabled,
             "distill.qat.epochs": self.distill.qat.epochs > 0,
@@ -614,8 +637,13 @@ class Recipe(Section):
             "distill.ablation": self.distill.ablation,
             "distill.cache_speedup_steps": bool(self.distill.cache_speedup_steps),
             "search.enabled": self.search.enabled,
-            # the type's own KD (sigmoid KD, MSE to the teacher) replaces the softmax KD losses
-            "distill.kd_loss": self.distill.kd_loss != "kl",
+            # the type's own KD (sigmoid KD, MSE to the teacher) replaces the softmax KD losses;
+            # token classification is softmax KD per word, so any kd_loss applies
+            "distill.kd_loss": self.distill.kd_loss != "kl" and not tokens,
+            # prune builds a …ForSequenceClassification (INC: skipped by the quantize stage)
+            "student.init_weights prune": tokens
+            and self.student.init == "config"
+            and self.student.init_weights == "prune",
         }
         for key, used in refused.items():
             if used:

@@ -53,17 +53,36 @@ def resolve_model(value: str, security: SecurityConfig, key: str) -> Source:
     return source
 
 
-def load_tokenizer(source: Source, security: SecurityConfig):
+def load_tokenizer(source: Source, security: SecurityConfig, **kwargs):
+    """AutoTokenizer of `source`; kwargs go to from_pretrained (e.g. add_prefix_space)."""
     from transformers import AutoTokenizer
 
     try:
         return AutoTokenizer.from_pretrained(
-            source.value, trust_remote_code=security.trust_remote_code
+            source.value, trust_remote_code=security.trust_remote_code, **kwargs
         )
     except Exception as exc:
         raise DistilleryError(
             f"{source.key}: cannot load a tokenizer from {source.value}: {exc}"
         ) from None
+
+
+def head_class(head: str, family: str = "Auto"):
+    """transformers' `<family>For<head>` class: AutoModelForTokenClassification,
+    BertForSequenceClassification, ... (`TaskType.head` names the head)."""
+    import transformers
+
+    return getattr(transformers, f"{family}For{head}")
+
+
+def saved_head(folder: Path, trust_remote_code: bool = False) -> str:
+    """The head (`TaskType.head`) of a model folder this pipeline saved, from its config."""
+    from transformers import AutoConfig
+
+    from modelkit.task_types import task_type_of
+
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    return task_type_of(config).head
 
 
 def load_classifier(
@@ -72,11 +91,12 @@ def load_classifier(
     security: SecurityConfig,
     *,
     finetuned: bool,
-    problem_type: str = "single_label_classification",
+    problem_type: str | None = "single_label_classification",
+    head: str = "SequenceClassification",
 ):
-    """AutoModelForSequenceClassification with the task's labels and problem type (which loss
-    transformers computes); errors name the file."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    """AutoModelFor<head> with the task's labels and problem type (which loss transformers
+    computes; None for token heads, which have one); errors name the file."""
+    from transformers import AutoConfig
 
     id2label = dict(enumerate(labels))
     try:
@@ -97,10 +117,11 @@ def load_classifier(
         "num_labels": len(labels),
         "id2label": id2label,
         "label2id": {v: k for k, v in id2label.items()},
-        "problem_type": problem_type,
     }
+    if problem_type is not None:
+        kwargs["problem_type"] = problem_type
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        return head_class(head, "AutoModel").from_pretrained(
             source.value,
             use_safetensors=not security.allow_pickle,
             trust_remote_code=security.trust_remote_code,
@@ -151,10 +172,11 @@ def bert_from_shape(
     labels: list[str],
     max_positions: int,
     seed: int,
-    problem_type: str = "single_label_classification",
+    problem_type: str | None = "single_label_classification",
+    head: str = "SequenceClassification",
 ):
     import torch
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertConfig
 
     id2label = dict(enumerate(labels))
     config = BertConfig(
@@ -170,7 +192,7 @@ def bert_from_shape(
         problem_type=problem_type,
     )
     torch.manual_seed(seed)
-    return BertForSequenceClassification(config)
+    return head_class(head, "Bert")(config)
 
 
 def teacher_sources(recipe: Recipe) -> list[tuple[Source, str]]:
@@ -191,11 +213,11 @@ def load_stage_model(folder: Path, security: SecurityConfig):
     A teacher with its own code (trusted by `security.trust_remote_code`) saved that code beside
     its weights; it is loaded with the same trust, never with a prompt.
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     trust = security.trust_remote_code
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
+        model = head_class(saved_head(folder, trust), "AutoModel").from_pretrained(
             folder, use_safetensors=True, trust_remote_code=trust
         )
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
@@ -221,6 +243,8 @@ def save_model(model, tokenizer, folder: Path) -> None:
     code (`auto_map` in its config, trusted by the recipe) gets that code saved beside it, so
     the next stage loads it from this folder alone."""
     if getattr(model.config, "auto_map", None):
-        model.register_for_auto_class("AutoModelForSequenceClassification")
+        from modelkit.task_types import task_type_of
+
+        model.register_for_auto_class(f"AutoModelFor{task_type_of(model.config).head}")
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)

@@ -1,5 +1,6 @@
 """Labels as the model trains on them, checked row by row: an index for single-label tasks
-(`label_ids`), a 0/1 float list or a float for multi-label and regression (`typed_labels`).
+(`label_ids`), a 0/1 float list or a float for multi-label and regression (`typed_labels`), a
+tag index per word for token classification (`tag_ids`).
 Every error names the split, the row (or file line) and what the label must be.
 """
 
@@ -54,7 +55,7 @@ def typed_labels(
     multi_hot: bool = False,
 ) -> list[Any]:
     """Multi-label (multi-hot float lists) or regression (floats) labels, naming the first bad row."""
-    from modelkit.task_types import LABEL_FORMS, encode_label
+    from modelkit.label_forms import LABEL_FORMS, encode_label
 
     out = []
     for row, value in enumerate(values):
@@ -64,6 +65,36 @@ def typed_labels(
             raise DataError(
                 f"split '{split}', {row_name(row, where)}: label {shown} is not valid for "
                 f"task.type {kind}: each label must be {LABEL_FORMS[kind]} (task.labels: {labels})."
+            )
+        out.append(encoded)
+    return out
+
+
+def tag_ids(
+    values: list[Any],
+    labels: list[str],
+    split: str,
+    where: Where = None,
+    *,
+    words: list[list[str]],
+) -> list[list[int]]:
+    """token_classification: a tag index per word, naming the first row whose tags are not
+    tag names/indices or do not number its words."""
+    from modelkit.label_forms import LABEL_FORMS, encode_label
+
+    out = []
+    for row, (value, row_words) in enumerate(zip(values, words, strict=True)):
+        encoded = encode_label("token_classification", value, labels)
+        if encoded is None:
+            shown = "(empty)" if value is None else repr(value)[:120]
+            raise DataError(
+                f"split '{split}', {row_name(row, where)}: tags {shown} are not valid: each row "
+                f"needs {LABEL_FORMS['token_classification']} (task.labels: {labels})."
+            )
+        if len(encoded) != len(row_words):
+            raise DataError(
+                f"split '{split}', {row_name(row, where)}: {len(encoded)} tags for "
+                f"{len(row_words)} words; give exactly one tag per word."
             )
         out.append(encoded)
     return out

@@ -16,11 +16,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from modelkit.task_types import is_multi_hot
+from modelkit.label_forms import is_multi_hot
 from pipelines.core.config import Recipe
 from pipelines.core.errors import DataError
 from pipelines.core.sources import Source, dataset_source
-from pipelines.data.labels import Where, label_ids, row_name, typed_labels
+from pipelines.data.labels import Where, label_ids, row_name, tag_ids, typed_labels
 
 FORMATS = {"jsonl": "json", "json": "json", "csv": "csv", "tsv": "csv", "parquet": "parquet"}
 
@@ -201,17 +201,38 @@ def check_texts(dataset, columns: list[str], split: str, where: Where = None) ->
                 )
 
 
+def check_words(dataset, column: str, split: str, where: Where = None) -> list[list[str]]:
+    """token_classification: every row holds a non-empty list of strings (the words)."""
+    rows = list(dataset[column])
+    for row, value in enumerate(rows):
+        if not (isinstance(value, list) and value and all(isinstance(w, str) for w in value)):
+            raise DataError(
+                f"split '{split}', {row_name(row, where)}: text column '{column}' holds "
+                f"{str(value)[:80]!r}; task.type token_classification needs a non-empty list of "
+                'words there (e.g. ["Alice", "lives", "in", "Paris"]). Fix or drop that row.'
+            )
+    return rows
+
+
 def _finish(dataset, recipe: Recipe, split: str, limit: int | None, where: Where = None):
     check_columns(dataset, recipe, split)
-    check_texts(dataset, recipe.task.text_columns, split, where)
     label_column, labels, kind = recipe.task.label_column, recipe.task.labels, recipe.task.type
     values = list(dataset[label_column])
+    if kind == "token_classification":
+        words = check_words(dataset, recipe.task.text_columns[0], split, where)
+        encode = partial(tag_ids, words=words)
+    else:
+        check_texts(dataset, recipe.task.text_columns, split, where)
     if kind == "single_label":
         encode = label_ids
-    else:  # a 0/1 column or names/indices: decided once, over the whole split
+    elif kind != "token_classification":  # a 0/1 column or names/indices: decided once
         hot = kind == "multi_label" and is_multi_hot(values, labels)
         encode = partial(typed_labels, kind, multi_hot=hot)
-    encode(values, labels, split, where)  # every row checked
+    encoded = encode(values, labels, split, where)  # every row checked
+    if kind == "token_classification":  # checked against each row's words: stored as checked
+        words_column = recipe.task.text_columns[0]
+        dataset = dataset.select_columns([words_column]).add_column("labels", encoded)
+        return _limit(dataset, recipe, limit)
 
     def to_ids(batch):  # a map (not add_column) so datasets caches it with the source files
         return {"labels": encode(batch[label_column], labels, split)}
@@ -219,6 +240,10 @@ def _finish(dataset, recipe: Recipe, split: str, limit: int | None, where: Where
     keep = set(recipe.task.text_columns)
     drop = [c for c in dataset.column_names if c not in keep]
     dataset = dataset.map(to_ids, batched=True, remove_columns=drop, desc="labels")
+    return _limit(dataset, recipe, limit)
+
+
+def _limit(dataset, recipe: Recipe, limit: int | None):
     if limit is not None and limit < len(dataset):
         dataset = dataset.shuffle(seed=recipe.seed).select(range(limit))
     return dataset
@@ -252,8 +277,13 @@ def require_rows(dataset, split: str, minimum: int, why: str) -> None:
 
 
 def tokenize(dataset, tokenizer, recipe: Recipe):
-    """Truncate to `data.max_length`, no padding (the collator pads each batch)."""
+    """Truncate to `data.max_length`, no padding (the collator pads each batch). Token
+    classification: `pipelines.data.words.tokenize_words` (labels aligned to word pieces)."""
     columns = recipe.task.text_columns
+    if recipe.task.type == "token_classification":
+        from pipelines.data.words import tokenize_words
+
+        return tokenize_words(dataset, tokenizer, columns[0], recipe.data.max_length)
 
     def encode(batch):
         texts = [batch[c] for c in columns]

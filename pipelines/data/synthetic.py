@@ -1,8 +1,9 @@
 """Generated tasks for the offline demo and the tests (`data.source: synthetic:NAME`).
 
 Each generator is deterministic in its seed and returns plain rows `{"text": ..., "label": int}`
-(pairs: `text_a`, `text_b`; `rating`: a float label, `tags`: a list of label names). The tasks are learnable by a 2-layer BERT but not by a bag of words
-alone: negation flips the sentiment, so word order matters.
+(pairs: `text_a`, `text_b`; `rating`: a float label, `tags`: a list of label names; `entities`:
+`tokens` and `tags`, a word list and a BIO tag per word). The tasks are learnable by a 2-layer BERT
+but not by a bag of words alone: negation flips the sentiment, so word order matters.
 
 `sentiment_hard` (the demo's task) is made so that a teacher, a smaller student and an int8 copy
 score differently, which is the trade-off the demo exists to show: most rows hold two clauses of
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+
+from pipelines.data.entities import entities_row
 
 POSITIVE = [
     "good",
@@ -169,6 +172,7 @@ GENERATORS: dict[str, Callable[[random.Random], dict]] = {
     "verdict": _verdict_row,
     "rating": _rating_row,
     "tags": _tags_row,
+    "entities": entities_row,  # token classification (pipelines/data/entities.py)
 }
 
 

@@ -114,12 +114,14 @@ def train_in_two_steps(
     live), then step 2 (the
     recipe's epochs of logits, from cached logits when there are). A finished step 1 leaves the
     student in `checkpoints/step1-done`, so a resumed run starts at step 2."""
-    from transformers import AutoModelForSequenceClassification
+    from pipelines.core.models import head_class, saved_head
 
     first, second = two_step(spec)
     done = checkpoints / "step1-done"
     if (done / "config.json").is_file():
-        student = AutoModelForSequenceClassification.from_pretrained(done, use_safetensors=True)
+        student = head_class(saved_head(done), "AutoModel").from_pretrained(
+            done, use_safetensors=True
+        )
         log.info("two-step distillation: step 1 already done (%s)", done)
     else:
         trainer, _, _ = train_student(

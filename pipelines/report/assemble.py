@@ -22,7 +22,7 @@ from pipelines.report.recommend import (
     recommend,
     teacher_accuracy,
 )
-from pipelines.report.rows import devices, measured_rows, pick_batch
+from pipelines.report.rows import devices, measured_rows, pick_batch, score_metric, task_type_name
 from pipelines.report.schema import validate_results
 from pipelines.report.speed import busy, show, speedup
 from pipelines.report.tables import PEER, fmt, markdown_table, real_length_table, summary_table
@@ -130,21 +130,6 @@ def write_report(
         "pareto_points": points,
         "latency_series": series,
     }
-
-
-def task_type_name(manifests: dict[str, dict]) -> str:
-    for manifest in manifests.values():
-        task = ((manifest or {}).get("config") or {}).get("task") or {}
-        if task:
-            return task.get("type", "single_label")
-    return "single_label"
-
-
-def score_metric(manifests: dict[str, dict]) -> str:
-    """The name of the score the `accuracy` fields hold (modelkit.task_types)."""
-    from modelkit.task_types import METRIC_LABELS, TASK_TYPES
-
-    return METRIC_LABELS[TASK_TYPES[task_type_name(manifests)].metric]
 
 
 def summary_lines(best, withheld, rows, manifests, rule, out_dir: Path) -> list[str]:

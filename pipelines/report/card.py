@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.report.recommend import RecommendRule
+from pipelines.report.rows import task_type_name
 from pipelines.report.tables import fmt
 
 
@@ -17,13 +18,15 @@ def _load_snippet(row: dict[str, Any], manifests: dict[str, dict]) -> str:
     entry = (manifests.get("quantize") or {}).get("quantized", {}).get(row["artifact"], {})
     if entry.get("load_with"):
         return entry["load_with"]
-    path = row.get("path", "PATH")
+    from modelkit.task_types import TASK_TYPES
+
+    path, head = row.get("path", "PATH"), TASK_TYPES[task_type_name(manifests)].head
     if row["backend"] == "torch":
-        return f"transformers.AutoModelForSequenceClassification.from_pretrained('{path}')"
+        return f"transformers.AutoModelFor{head}.from_pretrained('{path}')"
     if row["backend"] == "inc":
         return f"quantize.inc.load_inc_model('{path}')"
     return (
-        f"optimum.onnxruntime.ORTModelForSequenceClassification.from_pretrained('{path}', "
+        f"optimum.onnxruntime.ORTModelFor{head}.from_pretrained('{path}', "
         "file_name='model.onnx')  # or onnxruntime.InferenceSession(f'{path}/model.onnx')"
     )
 

@@ -1,4 +1,5 @@
-"""Which benchmark rows are compared: measured grid rows, at one shape, on one device."""
+"""Which benchmark rows are compared: measured grid rows, at one shape, on one device; and the
+task type (so the score's name) the manifests were written for."""
 
 from __future__ import annotations
 
@@ -39,3 +40,18 @@ def pick_batch(rows: list[dict[str, Any]], wanted: int, largest: bool = False) -
 
 def devices(rows: list[dict[str, Any]]) -> list[str]:
     return [d for d in ("cpu", "cuda") if any(r["device"] == d for r in rows)]
+
+
+def task_type_name(manifests: dict[str, dict]) -> str:
+    for manifest in manifests.values():
+        task = ((manifest or {}).get("config") or {}).get("task") or {}
+        if task:
+            return task.get("type", "single_label")
+    return "single_label"
+
+
+def score_metric(manifests: dict[str, dict]) -> str:
+    """The name of the score the `accuracy` fields hold (modelkit.task_types)."""
+    from modelkit.task_types import METRIC_LABELS, TASK_TYPES
+
+    return METRIC_LABELS[TASK_TYPES[task_type_name(manifests)].metric]

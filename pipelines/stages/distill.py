@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from modelkit.task_types import TASK_TYPES
 from pipelines.core.config import TORCH_DTYPES, StudentConfig
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.distributed import is_main, main_first
@@ -76,7 +77,9 @@ def main(ctx: StageContext) -> StageResult:
     cache_info: dict = {}
     logits = None
     live_teacher = spec.needs_teacher_features and not d.two_step  # step 2 of two is logits only
-    if d.cache_teacher_logits and not live_teacher:
+    # per-token logits ([rows, tokens, labels]) are not cached: the teacher runs live
+    per_token = TASK_TYPES[r.task.type].token_level
+    if d.cache_teacher_logits and not live_teacher and not per_token:
         logits, cache_info = cached_teacher_logits(ctx, teacher, train_set, tokenizer, device)
     transfer, transfer_logits, augment_info = train_set, logits, None
     if d.augment.factor > 0:  # the augmented transfer set: new rows the teacher labelled

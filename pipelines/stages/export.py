@@ -18,6 +18,7 @@ from export.heads import add_task_heads
 from export.onnx_export import export_classifier
 from export.optimize import optimize_onnx
 from export.parity import ParityError, check, compare, onnx_logits, torch_logits
+from modelkit.batching import label_array
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.errors import DistilleryError, StageFailedError
 from pipelines.core.models import load_stage_model
@@ -77,6 +78,7 @@ def export_one(ctx: StageContext, name: str, model_dir, eval_set, labels, task_s
             atol=atol,
             min_agreement=e.min_agreement,
             task_type=ctx.recipe.task.type,
+            names=list(ctx.recipe.task.labels),
         )
         log.info("parity %s: %s", artifact, report.to_dict())
         try:
@@ -126,7 +128,7 @@ def main(ctx: StageContext) -> StageResult:
             )
     _, tokenizer = load_stage_model(ctx.input_dir("distill"), ctx.recipe.security)
     eval_set = tokenize(ctx.data().eval, tokenizer, r)
-    labels = np.asarray(eval_set["labels"])
+    labels = label_array(eval_set["labels"])
     task_sets = []
     if r.transfer.enabled:  # each extra head checked on its own task's eval split
         tasks = transfer_tasks(r, ctx.data())

@@ -17,7 +17,7 @@ import shutil
 import numpy as np
 
 from export.parity import compare, onnx_logits, torch_logits
-from modelkit.batching import padded_batches
+from modelkit.batching import label_array, padded_batches
 from modelkit.onnx_graph import op_counts
 from modelkit.task_types import TASK_TYPES
 from pipelines.core.context import StageContext, StageResult
@@ -112,13 +112,15 @@ def main(ctx: StageContext) -> StageResult:
     log.info("quantization preset %s: %s", preset.name, reason)
     model, tokenizer = load_stage_model(ctx.input_dir("distill"), ctx.recipe.security)
     eval_set = tokenize(ctx.data().eval, tokenizer, r)
-    labels = np.asarray(eval_set["labels"])
-    kind = r.task.type
+    labels = label_array(eval_set["labels"])
+    kind, names = r.task.type, list(r.task.labels)
     reference = torch_logits(model, eval_set, tokenizer)
     records: dict[str, dict] = {}
 
     def record(name: str, logits: np.ndarray, info: dict) -> None:
-        report = compare(reference, logits, labels, atol=None, min_agreement=0.0, task_type=kind)
+        report = compare(
+            reference, logits, labels, atol=None, min_agreement=0.0, task_type=kind, names=names
+        )
         records[name] = {"parity": report.to_dict(), "accuracy": report.accuracy_candidate, **info}
         log.info(
             "%s: accuracy %.4f, agreement %.4f", name, report.accuracy_candidate, report.agreement
@@ -157,7 +159,13 @@ def main(ctx: StageContext) -> StageResult:
             onnx_logits(out, eval_set, tokenizer),
             {"path": "student-int8-static", **info},
         )
-    if "inc" in q.methods:
+    skipped: dict[str, str] = {}
+    if "inc" in q.methods and TASK_TYPES[kind].token_level:
+        skipped["student-int8-inc"] = (
+            "Neural Compressor's path here quantizes a …ForSequenceClassification PyTorch model; "
+            "token classifiers are quantized by the ONNX methods"
+        )
+    elif "inc" in q.methods:
         info, logits = run_inc(ctx, model, tokenizer, eval_set, labels)
         record("student-int8-inc", logits, {"path": "student-int8-inc", **info})
     qat = ctx.inputs["distill"].get("qat")
@@ -176,7 +184,6 @@ def main(ctx: StageContext) -> StageResult:
         record(
             "student-int8-qat", onnx_logits(out, eval_set, tokenizer), {"path": out.name, **info}
         )
-    skipped: dict[str, str] = {}
     if qat and "openvino" in q.methods:  # the same QDQ graph, run by OpenVINO's int8 kernels
         missing = openvino_available()
         if missing:
@@ -216,7 +223,7 @@ def main(ctx: StageContext) -> StageResult:
         info = quantize_dynamic(_onnx_source(ctx, "teacher", q.dynamic_graph), out, preset, **knobs)
         t_logits = onnx_logits(out, eval_set, tokenizer)
         t_report = compare(
-            t_reference, t_logits, labels, atol=None, min_agreement=0.0, task_type=kind
+            t_reference, t_logits, labels, atol=None, min_agreement=0.0, task_type=kind, names=names
         )
         teacher_record = {
             "teacher-int8-dynamic": {
@@ -241,6 +248,7 @@ def main(ctx: StageContext) -> StageResult:
                 atol=None,
                 min_agreement=0.0,
                 task_type=kind,
+                names=names,
             )
             baselines[f"{who}-int8-peer"] = {
                 "path": f"{who}-int8-peer",
@@ -252,7 +260,7 @@ def main(ctx: StageContext) -> StageResult:
 
     if r.transfer.enabled:  # every artifact's extra heads, each on its own task's rows
         _task_scores(ctx, tokenizer, {**records, **teacher_record, **baselines})
-    reference_accuracy = TASK_TYPES[kind].score(reference, labels)
+    reference_accuracy = TASK_TYPES[kind].score(reference, labels, names)
     try:
         verdict = gate(
             {k: v["accuracy"] for k, v in records.items()}, reference_accuracy, q.max_drop

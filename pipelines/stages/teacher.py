@@ -17,6 +17,7 @@ from pipelines.core.context import StageContext, StageResult
 from pipelines.core.distributed import is_main, main_first
 from pipelines.core.models import MODEL_ARTIFACTS, save_model
 from pipelines.data.loading import require_rows, tokenize
+from pipelines.data.words import collator
 from pipelines.train.callbacks import logging_callback, sampler_rng_sync
 from pipelines.train.checkpoints import (
     last_checkpoint,
@@ -31,7 +32,7 @@ log = logging.getLogger("distillery")
 
 
 def main(ctx: StageContext) -> StageResult:
-    from transformers import DataCollatorWithPadding, set_seed
+    from transformers import set_seed
 
     from pipelines.train.trainer import CheckedTrainer
 
@@ -73,7 +74,7 @@ def main(ctx: StageContext) -> StageResult:
             model=model,
             args=args,
             train_dataset=train_set,
-            data_collator=DataCollatorWithPadding(tokenizer),
+            data_collator=collator(tokenizer, recipe.task.type),
             processing_class=tokenizer,
             callbacks=[logging_callback(), sampler_rng_sync()],
         )

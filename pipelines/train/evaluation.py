@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from modelkit.batching import longest_first, padded_batches
+from modelkit.batching import label_array, longest_first, padded_batches
 from modelkit.task_types import TASK_TYPES, task_type_of
 from pipelines.core.errors import DistilleryError
 
@@ -36,6 +36,7 @@ def predict_logits(
 
     lengths = [len(ids) for ids in dataset["input_ids"]]
     out = None  # its width is the output's: a task head may have other labels than the config
+    # token classification: [rows, longest, labels], each row's tokens from 0, zeros after
     model.eval().to(device)
     batches = padded_batches(dataset, tokenizer.pad_token_id, batch_size, longest_first(lengths))
     total = -(-len(dataset) // batch_size)
@@ -44,8 +45,12 @@ def predict_logits(
             inputs = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
             logits = model(**inputs).logits.float().cpu().numpy()
             if out is None:
-                out = np.zeros((len(dataset), logits.shape[-1]), dtype=np.float32)
-            out[idx] = logits
+                tokens = (max(lengths),) if logits.ndim == 3 else ()
+                out = np.zeros((len(dataset), *tokens, logits.shape[-1]), dtype=np.float32)
+            if logits.ndim == 3:
+                out[idx, : logits.shape[1]] = logits
+            else:
+                out[idx] = logits
     return out if out is not None else np.zeros((0, model.config.num_labels), dtype=np.float32)
 
 
@@ -53,14 +58,15 @@ def evaluate_model(
     model, dataset, tokenizer, batch_size: int = 128, device: str = "cpu", desc: str = "evaluate"
 ) -> tuple[dict[str, Any], np.ndarray]:
     logits = predict_logits(model, dataset, tokenizer, batch_size, device, desc)
-    bad = int((~np.isfinite(logits)).any(-1).sum())
+    bad = int((~np.isfinite(logits)).reshape(len(logits), -1).any(-1).sum())
     if bad:
         raise DistilleryError(
             f"{desc}: the model's logits are NaN or infinite on {bad} of {len(logits)} eval rows, "
             "so its weights are broken (training diverged). Lower the learning rate and rerun; "
             "nothing was saved."
         )
-    labels = np.asarray(dataset["labels"])
-    metrics = task_type_of(model.config).metrics(logits, labels)
+    labels = label_array(dataset["labels"])
+    names = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+    metrics = task_type_of(model.config).metrics(logits, labels, names)
     metrics["eval_rows"] = len(labels)
     return metrics, logits

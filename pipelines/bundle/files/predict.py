@@ -12,7 +12,11 @@ A multi-task bundle answers for its target task, or for `--task NAME` (one of co
 Output, one JSON line per row and in input order:
     {"line": 3, "label": "positive", "probabilities": {"negative": 0.02, "positive": 0.98}}
 (config.json `task_type` multi_label: `"labels": [...]`, the labels whose sigmoid is over 0.5,
-and each label's probability; regression: `"value": 3.52`.)
+and each label's probability; regression: `"value": 3.52`; token_classification: the input is a
+list of words (a JSON object's text column, or plain text split on spaces) and the answer
+`"words"`, `"tags"` (one BIO tag per word, read on its first word piece), `"entities"` (type,
+start and end word index, end exclusive, and text) and `"untagged"`, the number of words past
+max_length, when there are any.)
 A line that cannot be read (not UTF-8, not the JSON the model needs) gets an error line instead,
     {"line": 4, "error": "not valid UTF-8 (byte 0xe9 at column 5)"}
 also reported on standard error, and the other lines are still predicted (exit status 1 at the
@@ -122,6 +126,7 @@ class Predictor:
             self.config = {**self.config, **tasks[task]}
         self.labels: list[str] = self.config["labels"]
         self.text_columns: list[str] = self.config["text_columns"]
+        self.kind: str = self.config.get("task_type", "single_label")
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         # Padding is done below, per batch; truncation must be the training one (longest_first
         # to max_length, as transformers' `truncation=True` does).
@@ -138,22 +143,36 @@ class Predictor:
                 f"the model declares inputs {unknown}; this script feeds {MODEL_INPUTS}"
             )
 
-    def logits(self, rows: list[tuple[str, ...]], batch_size: int, order: str) -> np.ndarray:
-        """Logits `[rows, labels]` (float32), in the order of `rows`.
+    def encode(self, rows: list[tuple]) -> list:
+        """One `tokenizers.Encoding` per row (token_classification: of its list of words)."""
+        if self.kind == "token_classification":
+            return self.tokenizer.encode_batch([list(r[0]) for r in rows], is_pretokenized=True)
+        return self.tokenizer.encode_batch([r[0] if len(r) == 1 else r for r in rows])
+
+    def logits(self, rows: list[tuple], batch_size: int, order: str, encodings=None) -> np.ndarray:
+        """Logits `[rows, labels]` (float32; token_classification `[rows, tokens, labels]`,
+        zeros past each batch's length), in the order of `rows`.
 
         order "length" batches rows of similar token length together (least padding, fastest);
         "input" keeps consecutive rows together, as distillery's evaluation does, so the same rows
         give bit-identical logits (dynamic int8 scales each batch by its own range).
         """
-        encodings = self.tokenizer.encode_batch([r[0] if len(r) == 1 else r for r in rows])
+        encodings = encodings or self.encode(rows)
         indices = list(range(len(rows)))
         if order == "length":
             indices.sort(key=lambda i: len(encodings[i].ids))
-        out = np.zeros((len(rows), len(self.labels)), dtype=np.float32)
+        tokens = (
+            (max(len(e.ids) for e in encodings),) if self.kind == "token_classification" else ()
+        )
+        out = np.zeros((len(rows), *tokens, len(self.labels)), dtype=np.float32)
         for start in range(0, len(indices), batch_size):
             chosen = indices[start : start + batch_size]
             feed = self._padded([encodings[i] for i in chosen])
-            out[chosen] = self.engine.run(feed)
+            result = self.engine.run(feed)
+            if tokens:
+                out[chosen, : result.shape[1]] = result[:, : out.shape[1]]
+            else:
+                out[chosen] = result
         return out
 
     def _padded(self, encodings) -> dict[str, np.ndarray]:
@@ -178,8 +197,15 @@ class Predictor:
     def predict(
         self, rows: list[tuple[str, ...]], batch_size: int = 32, order: str = "length"
     ) -> list[dict]:
+        kind = self.kind
+        if kind == "token_classification":
+            encodings = self.encode(rows)
+            logits = self.logits(rows, batch_size, order, encodings)
+            return [
+                self._tagged(list(r[0]), e.word_ids, row)
+                for r, e, row in zip(rows, encodings, logits, strict=True)
+            ]
         logits = self.logits(rows, batch_size, order).astype(np.float64)
-        kind = self.config.get("task_type", "single_label")
         if kind == "regression":  # one output: the value
             return [{"value": round(float(row[0]), 6)} for row in logits]
         if kind == "multi_label":  # one sigmoid per label; present above 0.5
@@ -205,9 +231,45 @@ class Predictor:
             for row_logits, row_probs in zip(logits, probs, strict=True)
         ]
 
+    def _tagged(self, words: list[str], word_ids: list, logits: np.ndarray) -> dict:
+        """Each word's tag (argmax on its first piece), and the entities the tags spell."""
+        tags, previous = [], None
+        for position, word in enumerate(word_ids):
+            if word is not None and word != previous:
+                tags.append(self.labels[int(np.argmax(logits[position]))])
+            previous = word
+        out = {
+            "words": words,
+            "tags": tags,
+            "entities": [
+                {"type": kind, "start": a, "end": b, "text": " ".join(words[a:b])}
+                for kind, a, b in spans(tags)
+            ],
+        }
+        if len(tags) < len(words):
+            out["untagged"] = len(words) - len(tags)
+        return out
+
+
+def spans(tags: list[str]) -> list[tuple[str, int, int]]:
+    """(type, start, end) of each entity in BIO tags, read as seqeval's default mode reads them:
+    a span starts at B-X, or at I-X after O or another type. A copy of distillery's
+    modelkit.entities.spans, which the pipeline scores with (this file ships alone)."""
+    found, current = [], None
+    for i, tag in enumerate(tags):
+        prefix, kind = (tag[0], tag[2:]) if tag != "O" else ("O", "")
+        if current and (prefix != "I" or kind != current[0]):
+            found.append((current[0], current[1], i))
+            current = None
+        if prefix == "B" or (prefix == "I" and current is None):
+            current = [kind, i]
+    if current:
+        found.append((current[0], current[1], len(tags)))
+    return found
+
 
 def read_rows(
-    lines: Iterable[str | bytes], columns: list[str], fmt: str
+    lines: Iterable[str | bytes], columns: list[str], fmt: str, words: bool = False
 ) -> Iterator[tuple[int, tuple | InputError]]:
     """(line number, texts) per non-blank line, or (line number, InputError) for one that
     cannot be read; texts has one entry per text column."""
@@ -228,12 +290,15 @@ def read_rows(
         if not line.strip():
             continue
         try:
-            yield number, parse_row(line, number, columns, fmt)
+            yield number, parse_row(line, number, columns, fmt, words)
         except InputError as exc:
             yield number, exc
 
 
-def parse_row(line: str, number: int, columns: list[str], fmt: str) -> tuple:
+def parse_row(line: str, number: int, columns: list[str], fmt: str, words: bool = False) -> tuple:
+    """The texts of one line; `words` (a token classifier): one list of words."""
+    if words:
+        return (parse_words(line, number, columns[0], fmt),)
     value = line
     if fmt != "text":
         try:
@@ -258,6 +323,28 @@ def parse_row(line: str, number: int, columns: list[str], fmt: str) -> tuple:
         f"line {number}: expected a JSON object with keys {columns} "
         + ("(this model reads sentence pairs)" if len(columns) > 1 else "or plain text")
     )
+
+
+def parse_words(line: str, number: int, column: str, fmt: str) -> list[str]:
+    value = line
+    if fmt != "text":
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            if fmt == "jsonl":
+                raise InputError(f"line {number}: not valid JSON; use --format text") from None
+    if isinstance(value, dict):
+        found = value.get(column)
+        if not (isinstance(found, list) and found and all(isinstance(w, str) for w in found)):
+            raise InputError(
+                f"line {number}: the JSON object needs a non-empty list of words under "
+                f"'{column}' (config.json text_columns)"
+            )
+        return found
+    found = (value if isinstance(value, str) else line).split()
+    if not found:
+        raise InputError(f"line {number}: no words")
+    return found
 
 
 def chunks(rows: Iterable, size: int) -> Iterator[list]:
@@ -354,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     first_s = None
     failed = 0
     try:
-        rows = read_rows(source, predictor.text_columns, args.format)
+        words = predictor.kind == "token_classification"
+        rows = read_rows(source, predictor.text_columns, args.format, words)
         if args.benchmark:
             found = [texts for _, texts in rows if not isinstance(texts, InputError)]
             print(json.dumps(benchmark(predictor, found, batch_size, args.benchmark)))

@@ -1,0 +1,60 @@
+"""Token classification inputs: word lists → word pieces, each word's tag on its first piece.
+
+As transformers' token-classification examples do it: -100 (ignored by the loss, the KD mask's
+label side and the metrics) on special tokens and on every piece of a word after its first;
+truncation to `data.max_length` drops the words past it, whose tags are then not scored.
+"""
+
+from __future__ import annotations
+
+from pipelines.core.errors import DataError
+
+
+def align_tags(word_ids: list[int | None], tags: list[int]) -> list[int]:
+    """Per word piece: the tag of the word it starts, else -100."""
+    out, previous = [], None
+    for word in word_ids:
+        out.append(-100 if word is None or word == previous else tags[word])
+        previous = word
+    return out
+
+
+def tokenize_words(dataset, tokenizer, column: str, max_length: int):
+    """Tokenize the word lists in `column` (no padding) and align `labels` to the pieces."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise DataError(
+            f"task.type token_classification needs a fast tokenizer (word ids per piece); "
+            f"{type(tokenizer).__name__} is not one. Save the model with its tokenizer.json."
+        )
+
+    def encode(batch):
+        try:
+            encoded = tokenizer(
+                batch[column], is_split_into_words=True, truncation=True, max_length=max_length
+            )
+        except ValueError as exc:  # byte-level BPE (RoBERTa) without add_prefix_space
+            raise DataError(
+                f"token_classification: the tokenizer cannot read word lists ({exc}). For a "
+                "byte-level BPE tokenizer, save it with add_prefix_space=True and point "
+                "teacher.tokenizer at that folder."
+            ) from None
+        encoded["labels"] = [
+            align_tags(encoded.word_ids(i), tags) for i, tags in enumerate(batch["labels"])
+        ]
+        return encoded
+
+    return dataset.map(encode, batched=True, remove_columns=[column], desc="tokenize")
+
+
+def collator(tokenizer, kind: str):
+    """The Trainer's batch padding: token labels pad with -100, row labels are stacked."""
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
+
+    if kind == "token_classification":
+        return DataCollatorForTokenClassification(tokenizer)
+    return DataCollatorWithPadding(tokenizer)
+
+
+def joined_words(values: list) -> list[str]:
+    """Texts for a vocabulary built from the data: word lists joined by spaces."""
+    return [" ".join(v) if isinstance(v, list) else v for v in values]
