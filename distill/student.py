@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from modelkit.errors import InputError
 from modelkit.families import encoder_layers, family_of
-from modelkit.task_types import task_type_of
+from modelkit.task_types import task_type_of_model
 
 if TYPE_CHECKING:
     import torch
@@ -103,7 +103,7 @@ def from_config(
         problem_type=getattr(t, "problem_type", None),
     )
     torch.manual_seed(seed)
-    student = getattr(transformers, f"BertFor{task_type_of(t).head}")(config)
+    student = getattr(transformers, f"BertFor{task_type_of_model(teacher).head}")(config)
     if init_embeddings not in EMBEDDING_INITS:
         raise InputError(
             f"student.init_embeddings: unknown {init_embeddings!r}; known: {list(EMBEDDING_INITS)}"
@@ -167,7 +167,7 @@ def load_pretrained_student(
 ):
     import transformers
 
-    head = task_type_of(teacher.config).head
+    head = task_type_of_model(teacher).head
     student = getattr(transformers, f"AutoModelFor{head}").from_pretrained(
         path,
         num_labels=teacher.config.num_labels,

@@ -72,8 +72,10 @@ def compare(
     dims = 3 if kind.token_level else 2  # token classification: [rows, tokens, labels]
     if ref.shape != cand.shape or ref.ndim != dims or labels.shape[:1] != ref.shape[:1]:
         raise ValueError(
-            f"compare: expected reference and candidate logits [rows, num_labels] and labels "
-            f"[rows]; got {ref.shape}, {cand.shape} and {labels.shape}"
+            f"compare: expected reference and candidate logits "
+            f"{'[rows, tokens, num_labels]' if kind.token_level else '[rows, num_labels]'} and "
+            f"labels [rows{', tokens' if kind.token_level else ''}]; got {ref.shape}, "
+            f"{cand.shape} and {labels.shape}"
         )
     if len(ref) == 0:
         raise ValueError("compare: no rows to compare; pass a non-empty evaluation split.")

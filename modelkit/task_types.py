@@ -152,12 +152,24 @@ def task_type(name: str) -> TaskType:
 
 
 def task_type_of(config) -> TaskType:
-    """The task type of a transformers config (a token head by its architecture, else its
-    problem_type; unset = single label)."""
+    """The task type of a saved model's config (a token head by its architecture, which
+    save_pretrained records, else its problem_type; unset = single label)."""
     if any(
         a.endswith("ForTokenClassification") for a in getattr(config, "architectures", None) or []
     ):
         return TASK_TYPES["token_classification"]
+    return _by_problem_type(config)
+
+
+def task_type_of_model(model) -> TaskType:
+    """The task type of a model in memory: by its class (config.architectures is only set when
+    it is saved, and a checkpoint's may name another head), else its config's problem_type."""
+    if type(model).__name__.endswith("ForTokenClassification"):
+        return TASK_TYPES["token_classification"]
+    return _by_problem_type(model.config)
+
+
+def _by_problem_type(config) -> TaskType:
     problem = getattr(config, "problem_type", None) or "single_label_classification"
     for t in TASK_TYPES.values():
         if t.problem_type == problem:

@@ -117,10 +117,23 @@ def output_record(
         "size_bytes": out_path.stat().st_size,
         "files_copied": copied,
         "load_with": (
-            "optimum.onnxruntime.ORTModelForSequenceClassification.from_pretrained("
+            f"optimum.onnxruntime.{ort_class(out_path.parent, onnx_path.parent)}.from_pretrained("
             f"{str(out_path.parent)!r}, file_name={out_path.name!r})"
         ),
     }
+
+
+def ort_class(*folders: Path) -> str:
+    """optimum's ORTModel class for the config.json in the first folder holding one: the token
+    head's for a …ForTokenClassification, else the sequence classifier's."""
+    for folder in folders:
+        config = folder / "config.json"
+        if config.is_file():
+            heads = json.loads(config.read_text()).get("architectures") or []
+            if any(a.endswith("ForTokenClassification") for a in heads):
+                return "ORTModelForTokenClassification"
+            break
+    return "ORTModelForSequenceClassification"
 
 
 def check_paths(onnx_path: str | Path, out_path: str | Path) -> tuple[Path, Path]:

@@ -13,7 +13,7 @@ import torch
 
 from distill.combined import CombinedLoss, LossSpec
 from export.parity import onnx_logits
-from modelkit.batching import label_array
+from modelkit.batching import label_array, padded_batches
 from modelkit.entities import entity_scores, spans
 from modelkit.task_types import TASK_TYPES
 from pipelines.bundle.verify import run_predict, verify_bundle
@@ -25,6 +25,7 @@ from pipelines.data.loading import load_task_data, tokenize
 from pipelines.data.words import align_tags
 from pipelines.stages.runner import run_pipeline
 from pipelines.train.evaluation import predict_logits
+from quantize.openvino import OVClassifier, openvino_logits
 from tests.conftest import tiny_recipe, write_jsonl, write_recipe
 from tests.families import build_family, corpus_words
 from tests.test_bundle import SECTIONS
@@ -180,6 +181,96 @@ def test_kd_is_over_real_tokens_and_ce_over_tagged_pieces():
     assert terms["task"].item() == pytest.approx(expected.item())
 
 
+def _tiny_token_teacher(tmp_path):
+    """An in-memory BertForTokenClassification (config.architectures unset, as before saving)
+    with a word tokenizer, and a tokenized eval split of generated entities."""
+    import datasets
+    from transformers import BertConfig, BertForTokenClassification
+
+    from pipelines.core.models import build_word_vocab
+    from pipelines.data.synthetic import generate
+    from pipelines.data.words import tokenize_words
+
+    rows = generate("entities", 32, seed=3)
+    tokenizer = build_word_vocab([" ".join(r["tokens"]) for r in rows], tmp_path)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=len(TAGS),
+        id2label=dict(enumerate(TAGS)),
+        label2id={t: i for i, t in enumerate(TAGS)},
+    )
+    torch.manual_seed(0)
+    teacher = BertForTokenClassification(config)
+    split = datasets.Dataset.from_list(
+        [{"tokens": r["tokens"], "labels": [TAGS.index(t) for t in r["tags"]]} for r in rows]
+    )
+    return teacher, tokenizer, tokenize_words(split, tokenizer, "tokens", 32)
+
+
+def test_config_students_of_token_teachers_are_token_classifiers(tmp_path):
+    from distill.student import from_config
+    from pipelines.train.evaluation import evaluate_model
+
+    teacher, tokenizer, eval_set = _tiny_token_teacher(tmp_path)
+    assert not getattr(teacher.config, "architectures", None)  # set only by save_pretrained
+    student = from_config(teacher, 1, 32, 2, 64)
+    assert type(student).__name__ == "BertForTokenClassification"
+    metrics, logits = evaluate_model(student, eval_set, tokenizer)
+    assert logits.ndim == 3 and metrics["accuracy"] == metrics["entity_f1"]
+    assert 0.0 <= metrics["tag_accuracy"] <= 1.0
+
+
+def test_a_fine_tuned_checkpoint_with_another_head_is_refused(tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from pipelines.core.config import SecurityConfig
+    from pipelines.core.errors import DistilleryError
+    from pipelines.core.models import load_classifier
+    from pipelines.core.sources import model_source
+
+    config = BertConfig(
+        vocab_size=30,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=len(TAGS),
+    )
+    BertForSequenceClassification(config).save_pretrained(tmp_path / "seq")
+    source = model_source(str(tmp_path / "seq"), "teacher.model")
+    with pytest.raises(
+        DistilleryError, match=r"BertForSequenceClassification, not a …ForTokenClassification"
+    ):
+        load_classifier(
+            source,
+            TAGS,
+            SecurityConfig(),
+            finetuned=True,
+            problem_type=None,
+            head="TokenClassification",
+        )
+
+
+def test_a_word_without_pieces_is_refused_with_its_row(tmp_path):
+    import datasets
+
+    from pipelines.data.words import tokenize_words
+
+    _, tokenizer, _ = _tiny_token_teacher(tmp_path)
+    split = datasets.Dataset.from_list(
+        [
+            {"tokens": ["alice", "flew"], "labels": [1, 0]},
+            {"tokens": ["alice", "\u200b", "flew"], "labels": [1, 0, 0]},
+        ]
+    )
+    with pytest.raises(DataError, match=r"row 2 .*word 2 \('\\u200b'\) gives no word pieces"):
+        tokenize_words(split, tokenizer, "tokens", 32)
+
+
 # ---------------------------------------------------------------- end to end
 
 
@@ -194,7 +285,7 @@ def token_run(request, tmp_path_factory):
             "task": TASK,
             "data": DATA,
             "distill": {**SECTIONS["distill"], "epochs": 1, "matches": ["hidden_mse"]},
-            "quantize": {"methods": ["dynamic", "static"], "teacher": False},
+            "quantize": {"methods": ["dynamic", "static", "openvino"], "teacher": False},
             "bundle": {**SECTIONS["bundle"], "artifact": "student-int8-dynamic"},
             "bench": {**SECTIONS["bench"], "artifacts": BENCHED},
         }
@@ -219,7 +310,8 @@ def test_entity_f1_is_recomputed_from_the_saved_models(token_run):
     assert teacher["accuracy"] == teacher["entity_f1"] >= 0.7, teacher
     student, tokenizer = load_stage_model(run / "distill", recipe.security)
     assert type(student).__name__.endswith("ForTokenClassification")
-    assert getattr(tokenizer, "add_prefix_space", True)  # RoBERTa's: set for word lists
+    if recipe.name == "ner-roberta":  # loaded with add_prefix_space for word lists
+        assert tokenizer.add_prefix_space
     eval_set = tokenize(load_task_data(recipe).eval, tokenizer, recipe)
     labels = label_array(eval_set["labels"])
     logits = predict_logits(student, eval_set, tokenizer, progress=False)
@@ -234,6 +326,18 @@ def test_entity_f1_is_recomputed_from_the_saved_models(token_run):
     assert recorded == pytest.approx(KIND.score(int8, labels, TAGS))
     parity = manifests["export"]["exports"]["student-onnx"]["parity"]
     assert parity["agreement"] == 1.0 and 0 < parity["max_abs_diff"] < 1e-4
+    skipped = manifests["quantize"].get("skipped") or {}
+    if "student-int8-openvino" in skipped:  # RoBERTa's graph: OpenVINO 2026.4 refuses to compile it
+        assert (
+            recipe.name == "ner-roberta"
+            and "OpenVINO could not" in skipped["student-int8-openvino"]
+        )
+        return
+    batches = (b for _, b in padded_batches(eval_set, tokenizer.pad_token_id, 32))
+    ov = openvino_logits(OVClassifier(run / "quantize" / "student-int8-openvino"), batches)
+    assert ov.shape == logits.shape  # padded to multiples of 16 inside, cut back per batch
+    recorded = manifests["quantize"]["metrics"]["student-int8-openvino_accuracy"]
+    assert recorded == pytest.approx(KIND.score(ov, labels, TAGS))
 
 
 def test_the_bundle_tags_words_and_names_entities(token_run, tmp_path):
@@ -260,9 +364,14 @@ def test_the_bundle_tags_words_and_names_entities(token_run, tmp_path):
     # plain text is split on spaces; a sentence longer than max_length leaves words untagged
     long = " ".join(["alice", "flew", "to", "oslo"] * 12)
     plain = tmp_path / "plain.txt"
-    plain.write_text("alice flew to oslo\n" + long + "\n")
-    short, cut = run_predict(bundle, plain, order="input")
+    zero_width = json.dumps({"tokens": ["alice", "\u200b", "flew", "to", "oslo"]})
+    array = json.dumps(["alice", "flew", "to", "oslo"])
+    plain.write_text("\n".join(["alice flew to oslo", long, zero_width, array]) + "\n")
+    short, cut, gap, listed = run_predict(bundle, plain, order="input")
     assert short["words"] == ["alice", "flew", "to", "oslo"] and "untagged" not in short
     assert cut["untagged"] == 48 - len(cut["tags"]) > 0
+    # a word with no pieces is tagged O and the others keep their tags and places
+    assert gap["tags"] == [short["tags"][0], "O", *short["tags"][1:]]
+    assert listed == {**short, "line": 4}
     report = (run / "report" / "README.md").read_text()
     assert "Scores are **entity F1**" in report

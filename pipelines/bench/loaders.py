@@ -40,10 +40,12 @@ def _load_torch(job: dict[str, Any]) -> Runner:
     import inspect
 
     import torch
-    from transformers import AutoModelForSequenceClassification
+
+    from pipelines.core.models import head_class, saved_head
 
     device = torch.device(job["device"])
-    model = AutoModelForSequenceClassification.from_pretrained(job["path"]).eval().to(device)
+    model_class = head_class(saved_head(job["path"]), "AutoModel")  # a token head or not
+    model = model_class.from_pretrained(job["path"]).eval().to(device)
     params = inspect.signature(model.forward).parameters
     names = [n for n in MODEL_INPUTS if n in params]
     if job["precision"] == "bf16":

@@ -31,12 +31,13 @@ def bench_rows(ctx: StageContext, name: str) -> list[dict[str, Any]]:
     ]
 
 
-def hub_metadata(engine: str, precision: str) -> list[str]:
+def hub_metadata(engine: str, precision: str, task_type: str = "single_label") -> list[str]:
     """The Hub's model-card metadata block, so `distillery push` ships a card the Hub indexes."""
+    tag = "token-classification" if task_type == "token_classification" else "text-classification"
     return [
         "---",
         f"library_name: {engine}",
-        "pipeline_tag: text-classification",
+        f"pipeline_tag: {tag}",
         f"tags: [distillery, knowledge-distillation, {engine}, {precision}]",
         "---",
         "",
@@ -71,7 +72,7 @@ def bundle_card(
         else " (float rounding differs with the padded width)"
     )
     out = [
-        *hub_metadata(engine, artifact.precision),
+        *hub_metadata(engine, artifact.precision, config.get("task_type", "single_label")),
         f"# {r.name}: `{artifact.name}` edge bundle",
         "",
         f"{what_it_predicts(config)} over "

@@ -107,6 +107,13 @@ def load_classifier(
         raise DistilleryError(
             f"{source.key}: cannot read the config of {source.value}: {exc}"
         ) from None
+    heads = getattr(config, "architectures", None) or []
+    if finetuned and heads and not any(a.endswith(f"For{head}") for a in heads):
+        raise DistilleryError(
+            f"{source.key}: {source.value} is a {', '.join(heads)}, not a …For{head} model, which "
+            "this task type needs (task.type). Use a checkpoint fine-tuned for this kind of task, "
+            "or set teacher.finetune: true to train a new head."
+        )
     if finetuned and config.num_labels != len(labels):
         raise DistilleryError(
             f"{source.key}: {source.value} is a classifier with {config.num_labels} labels but "
@@ -243,8 +250,8 @@ def save_model(model, tokenizer, folder: Path) -> None:
     code (`auto_map` in its config, trusted by the recipe) gets that code saved beside it, so
     the next stage loads it from this folder alone."""
     if getattr(model.config, "auto_map", None):
-        from modelkit.task_types import task_type_of
+        from modelkit.task_types import task_type_of_model
 
-        model.register_for_auto_class(f"AutoModelFor{task_type_of(model.config).head}")
+        model.register_for_auto_class(f"AutoModelFor{task_type_of_model(model).head}")
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)

@@ -27,7 +27,7 @@ def tokenize_words(dataset, tokenizer, column: str, max_length: int):
             f"{type(tokenizer).__name__} is not one. Save the model with its tokenizer.json."
         )
 
-    def encode(batch):
+    def encode(batch, indices):
         try:
             encoded = tokenizer(
                 batch[column], is_split_into_words=True, truncation=True, max_length=max_length
@@ -38,12 +38,33 @@ def tokenize_words(dataset, tokenizer, column: str, max_length: int):
                 "byte-level BPE tokenizer, save it with add_prefix_space=True and point "
                 "teacher.tokenizer at that folder."
             ) from None
+        for i, words in enumerate(batch[column]):
+            _check_pieces(
+                words, encoded.word_ids(i), len(encoded["input_ids"][i]), max_length, indices[i]
+            )
         encoded["labels"] = [
             align_tags(encoded.word_ids(i), tags) for i, tags in enumerate(batch["labels"])
         ]
         return encoded
 
-    return dataset.map(encode, batched=True, remove_columns=[column], desc="tokenize")
+    return dataset.map(
+        encode, batched=True, with_indices=True, remove_columns=[column], desc="tokenize"
+    )
+
+
+def _check_pieces(words: list[str], word_ids: list, length: int, max_length: int, row: int):
+    """Every word (up to truncation) gives at least one piece: an empty word or one the
+    tokenizer's normalizer removes whole (a zero-width space) would carry a tag no piece holds."""
+    seen = {w for w in word_ids if w is not None}
+    last = max(seen) if length >= max_length and seen else len(words) - 1  # truncated: up to there
+    missing = [w for w in range(last + 1) if w not in seen]
+    if missing:
+        raise DataError(
+            f"row {row + 1} (of the split as loaded): word {missing[0] + 1} "
+            f"({words[missing[0]]!r}) gives no word pieces "
+            "(empty, or only characters the tokenizer drops), so its tag cannot be learnt or "
+            "scored. Drop that word and its tag from the row."
+        )
 
 
 def collator(tokenizer, kind: str):

@@ -79,6 +79,8 @@ def main(ctx: StageContext) -> StageResult:
     live_teacher = spec.needs_teacher_features and not d.two_step  # step 2 of two is logits only
     # per-token logits ([rows, tokens, labels]) are not cached: the teacher runs live
     per_token = TASK_TYPES[r.task.type].token_level
+    if d.cache_teacher_logits and per_token:
+        log.info("distill: token classification runs the teacher live (no logit cache)")
     if d.cache_teacher_logits and not live_teacher and not per_token:
         logits, cache_info = cached_teacher_logits(ctx, teacher, train_set, tokenizer, device)
     transfer, transfer_logits, augment_info = train_set, logits, None

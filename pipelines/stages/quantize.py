@@ -25,6 +25,7 @@ from pipelines.core.errors import StageFailedError
 from pipelines.core.models import load_stage_model
 from pipelines.core.runs import atomic_write_json
 from pipelines.data.loading import tokenize
+from pipelines.stages.quantize_inc import run_inc
 from quantize.gate import QuantizationGateError, gate
 from quantize.openvino import OVClassifier, openvino_logits, qdq_to_openvino, quantize_openvino
 from quantize.openvino import available as openvino_available
@@ -47,46 +48,6 @@ def _calibration_rows(ctx: StageContext, tokenizer, samples: int):
     train = ctx.data().train
     rows = train.shuffle(seed=ctx.recipe.seed).select(range(min(samples, len(train))))
     return tokenize(rows, tokenizer, ctx.recipe)
-
-
-def _torch_batches(dataset, pad_token_id: int, batch_size: int):
-    import torch
-
-    return [
-        {k: torch.from_numpy(v) for k, v in b.items()}
-        for _, b in padded_batches(dataset, pad_token_id, batch_size)
-    ]
-
-
-def run_inc(ctx: StageContext, model, tokenizer, eval_set, labels) -> tuple[dict, np.ndarray]:
-    import torch
-
-    from quantize.inc import inc_quantize, load_inc_model
-
-    q = ctx.recipe.quantize
-    calib = _torch_batches(
-        _calibration_rows(ctx, tokenizer, q.inc.calibration_samples), tokenizer.pad_token_id, 16
-    )
-    eval_batches = _torch_batches(eval_set, tokenizer.pad_token_id, 64)
-
-    def logits_of(candidate) -> np.ndarray:
-        with torch.inference_mode():
-            return np.concatenate([candidate(**b).float().numpy() for b in eval_batches])
-
-    def accuracy(candidate) -> float:
-        return TASK_TYPES[ctx.recipe.task.type].score(logits_of(candidate), labels)
-
-    out = ctx.out / "student-int8-inc"
-    result = inc_quantize(
-        model,
-        calib,
-        accuracy,
-        out_dir=out,
-        tolerable_loss=q.inc.tolerable_loss,
-        configs=q.inc.configs,
-    )
-    tokenizer.save_pretrained(out)
-    return result, logits_of(load_inc_model(out))
 
 
 def _task_scores(ctx: StageContext, tokenizer, artifacts: dict[str, dict]) -> None:
@@ -166,7 +127,8 @@ def main(ctx: StageContext) -> StageResult:
             "token classifiers are quantized by the ONNX methods"
         )
     elif "inc" in q.methods:
-        info, logits = run_inc(ctx, model, tokenizer, eval_set, labels)
+        calibration = _calibration_rows(ctx, tokenizer, q.inc.calibration_samples)
+        info, logits = run_inc(ctx, model, tokenizer, eval_set, labels, calibration)
         record("student-int8-inc", logits, {"path": "student-int8-inc", **info})
     qat = ctx.inputs["distill"].get("qat")
     if qat:  # trained with fake-quant in the distill stage: its QDQ graph is one more candidate
@@ -202,16 +164,25 @@ def main(ctx: StageContext) -> StageResult:
         else:
             out = ctx.out / "student-int8-openvino"
             rows = _calibration_rows(ctx, tokenizer, q.calibration.samples)
-            info = quantize_openvino(
-                _onnx_source(ctx, "student", "plain"),
-                out,
-                rows.select_columns([c for c in rows.column_names if c != "labels"]),
-                preset=q.openvino.preset,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-            batches = (b for _, b in padded_batches(eval_set, tokenizer.pad_token_id, 32))
-            logits = openvino_logits(OVClassifier(out), batches)
-            record("student-int8-openvino", logits, {"path": out.name, **info})
+            try:
+                info = quantize_openvino(
+                    _onnx_source(ctx, "student", "plain"),
+                    out,
+                    rows.select_columns([c for c in rows.column_names if c != "labels"]),
+                    preset=q.openvino.preset,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+                batches = (b for _, b in padded_batches(eval_set, tokenizer.pad_token_id, 32))
+                logits = openvino_logits(OVClassifier(out), batches)
+            except RuntimeError as exc:  # the plugin refused this graph (e.g. a folding check)
+                shutil.rmtree(out, ignore_errors=True)
+                reason = str(exc).strip().splitlines()
+                skipped["student-int8-openvino"] = (
+                    f"OpenVINO could not compile or run this graph: {reason[-1] if reason else exc}"
+                )
+                log.warning("quantize: openvino skipped: %s", skipped["student-int8-openvino"])
+            else:
+                record("student-int8-openvino", logits, {"path": out.name, **info})
 
     teacher_record = {}
     t_reference = None

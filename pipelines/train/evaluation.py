@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from modelkit.batching import label_array, longest_first, padded_batches
-from modelkit.task_types import TASK_TYPES, task_type_of
+from modelkit.task_types import TASK_TYPES, task_type_of_model
 from pipelines.core.errors import DistilleryError
 
 
@@ -58,7 +58,7 @@ def evaluate_model(
     model, dataset, tokenizer, batch_size: int = 128, device: str = "cpu", desc: str = "evaluate"
 ) -> tuple[dict[str, Any], np.ndarray]:
     logits = predict_logits(model, dataset, tokenizer, batch_size, device, desc)
-    bad = int((~np.isfinite(logits)).reshape(len(logits), -1).any(-1).sum())
+    bad = int((~np.isfinite(logits)).any(axis=tuple(range(1, logits.ndim))).sum())
     if bad:
         raise DistilleryError(
             f"{desc}: the model's logits are NaN or infinite on {bad} of {len(logits)} eval rows, "
@@ -66,7 +66,10 @@ def evaluate_model(
             "nothing was saved."
         )
     labels = label_array(dataset["labels"])
-    names = [model.config.id2label[i] for i in range(len(model.config.id2label))]
-    metrics = task_type_of(model.config).metrics(logits, labels, names)
+    kind = task_type_of_model(model)
+    names = None
+    if kind.token_level:  # entity spans read the tag names
+        names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    metrics = kind.metrics(logits, labels, names)
     metrics["eval_rows"] = len(labels)
     return metrics, logits

@@ -25,8 +25,8 @@ def build_teacher(ctx: StageContext, data, extra_texts: list[str] = ()):
     kind = task_type(recipe.task.type)
     if t.init == "config":
         if t.tokenizer:
-            tokenizer = load_tokenizer(
-                model_source(t.tokenizer, "teacher.tokenizer"), recipe.security
+            tokenizer = _word_ready(
+                model_source(t.tokenizer, "teacher.tokenizer"), recipe.security, kind
             )
         else:
             texts = [x for c in recipe.task.text_columns for x in joined_words(data.train[c])]
@@ -44,11 +44,7 @@ def build_teacher(ctx: StageContext, data, extra_texts: list[str] = ()):
         return tokenizer, model
     source = resolve_model(t.model, recipe.security, "teacher.model")
     tokenizer_source = model_source(t.tokenizer, "teacher.tokenizer") if t.tokenizer else source
-    tokenizer = load_tokenizer(tokenizer_source, recipe.security)
-    if kind.token_level and getattr(tokenizer, "add_prefix_space", None) is False:
-        # byte-level BPE (RoBERTa) reads pre-split words only with a space marked before each,
-        # as transformers' token-classification examples load it; saved so with the teacher
-        tokenizer = load_tokenizer(tokenizer_source, recipe.security, add_prefix_space=True)
+    tokenizer = _word_ready(tokenizer_source, recipe.security, kind)
     model = load_classifier(
         source,
         recipe.task.labels,
@@ -66,3 +62,25 @@ def build_teacher(ctx: StageContext, data, extra_texts: list[str] = ()):
             "tokenizer the model was trained with (leave teacher.tokenizer unset)."
         )
     return tokenizer, model
+
+
+def _word_ready(source, security, kind):
+    """The tokenizer of `source`; for token classification a byte-level BPE one (RoBERTa) is
+    loaded with add_prefix_space=True, as transformers' token-classification examples load it:
+    it reads pre-split words only with a space marked before each (saved so with the teacher)."""
+    tokenizer = load_tokenizer(source, security)
+    if kind.token_level and _byte_level_without_prefix(tokenizer):
+        tokenizer = load_tokenizer(source, security, add_prefix_space=True)
+    return tokenizer
+
+
+def _byte_level_without_prefix(tokenizer) -> bool:
+    """Whether a fast tokenizer pre-tokenizes byte-level without marking the first word's space
+    (every tokenizer class carries `add_prefix_space`; only byte-level BPE reads it)."""
+    import json
+
+    if not getattr(tokenizer, "is_fast", False):
+        return False
+    state = json.loads(tokenizer.backend_tokenizer.to_str()).get("pre_tokenizer") or {}
+    steps = [state, *(state.get("pretokenizers") or [])]
+    return any(p.get("type") == "ByteLevel" and not p.get("add_prefix_space") for p in steps)

@@ -232,12 +232,18 @@ class Predictor:
         ]
 
     def _tagged(self, words: list[str], word_ids: list, logits: np.ndarray) -> dict:
-        """Each word's tag (argmax on its first piece), and the entities the tags spell."""
-        tags, previous = [], None
+        """Each word's tag (argmax on its first piece; "O" for a word with no pieces, such as a
+        zero-width space), and the entities the tags spell. Words past max_length are untagged."""
+        firsts: dict[int, int] = {}  # word → position of its first piece
         for position, word in enumerate(word_ids):
-            if word is not None and word != previous:
-                tags.append(self.labels[int(np.argmax(logits[position]))])
-            previous = word
+            if word is not None and word not in firsts:
+                firsts[word] = position
+        truncated = len(word_ids) >= int(self.config["max_length"])
+        tagged = max(firsts) + 1 if truncated and firsts else len(words)
+        tags = [
+            self.labels[int(np.argmax(logits[firsts[w]]))] if w in firsts else "O"
+            for w in range(tagged)
+        ]
         out = {
             "words": words,
             "tags": tags,
@@ -333,6 +339,8 @@ def parse_words(line: str, number: int, column: str, fmt: str) -> list[str]:
         except json.JSONDecodeError:
             if fmt == "jsonl":
                 raise InputError(f"line {number}: not valid JSON; use --format text") from None
+    if isinstance(value, list):  # a JSON array of words
+        value = {column: value}
     if isinstance(value, dict):
         found = value.get(column)
         if not (isinstance(found, list) and found and all(isinstance(w, str) for w in found)):
