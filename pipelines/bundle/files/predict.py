@@ -305,14 +305,7 @@ def parse_row(line: str, number: int, columns: list[str], fmt: str, words: bool 
     """The texts of one line; `words` (a token classifier): one list of words."""
     if words:
         return (parse_words(line, number, columns[0], fmt),)
-    value = line
-    if fmt != "text":
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            if fmt == "jsonl":
-                raise InputError(f"line {number}: not valid JSON; use --format text") from None
-            value = line  # auto: plain text
+    value = decoded(line, number, fmt)
     if isinstance(value, dict):
         missing = [c for c in columns if not isinstance(value.get(c), str)]
         if missing:
@@ -331,14 +324,20 @@ def parse_row(line: str, number: int, columns: list[str], fmt: str, words: bool 
     )
 
 
+def decoded(line: str, number: int, fmt: str):
+    """The line's JSON value, or the line itself (format text, or auto and not JSON)."""
+    if fmt == "text":
+        return line
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        if fmt == "jsonl":
+            raise InputError(f"line {number}: not valid JSON; use --format text") from None
+        return line  # auto: plain text
+
+
 def parse_words(line: str, number: int, column: str, fmt: str) -> list[str]:
-    value = line
-    if fmt != "text":
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            if fmt == "jsonl":
-                raise InputError(f"line {number}: not valid JSON; use --format text") from None
+    value = decoded(line, number, fmt)
     if isinstance(value, list):  # a JSON array of words
         value = {column: value}
     if isinstance(value, dict):
