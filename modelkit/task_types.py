@@ -154,11 +154,14 @@ def task_type(name: str) -> TaskType:
 def task_type_of(config) -> TaskType:
     """The task type of a saved model's config (a token head by its architecture, which
     save_pretrained records, else its problem_type; unset = single label)."""
-    if any(
-        a.endswith("ForTokenClassification") for a in getattr(config, "architectures", None) or []
-    ):
+    if is_token_head(getattr(config, "architectures", None) or []):
         return TASK_TYPES["token_classification"]
     return _by_problem_type(config)
+
+
+def is_token_head(architectures: Sequence[str]) -> bool:
+    """Whether a config's `architectures` name a token-classification head."""
+    return any(a.endswith("ForTokenClassification") for a in architectures)
 
 
 def task_type_of_model(model) -> TaskType:

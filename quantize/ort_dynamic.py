@@ -30,6 +30,7 @@ from onnxruntime.quantization import quantize_dynamic as _ort_quantize_dynamic
 from modelkit.errors import InputError
 from modelkit.files import copy_config_and_tokenizer
 from modelkit.onnx_graph import op_counts
+from modelkit.task_types import is_token_head
 from quantize.presets import QuantPreset, resolve_preset
 
 # Op types that carry int8 work in an ORT graph (QOperator and QDQ forms, fused or not).
@@ -126,14 +127,10 @@ def output_record(
 def ort_class(*folders: Path) -> str:
     """optimum's ORTModel class for the config.json in the first folder holding one: the token
     head's for a …ForTokenClassification, else the sequence classifier's."""
-    for folder in folders:
-        config = folder / "config.json"
-        if config.is_file():
-            heads = json.loads(config.read_text()).get("architectures") or []
-            if any(a.endswith("ForTokenClassification") for a in heads):
-                return "ORTModelForTokenClassification"
-            break
-    return "ORTModelForSequenceClassification"
+    config = next((f / "config.json" for f in folders if (f / "config.json").is_file()), None)
+    heads = (json.loads(config.read_text()).get("architectures") or []) if config else []
+    token = is_token_head(heads)
+    return "ORTModelForTokenClassification" if token else "ORTModelForSequenceClassification"
 
 
 def check_paths(onnx_path: str | Path, out_path: str | Path) -> tuple[Path, Path]:

@@ -38,13 +38,12 @@ def tokenize_words(dataset, tokenizer, column: str, max_length: int):
                 "byte-level BPE tokenizer, save it with add_prefix_space=True and point "
                 "teacher.tokenizer at that folder."
             ) from None
-        for i, words in enumerate(batch[column]):
-            _check_pieces(
-                words, encoded.word_ids(i), len(encoded["input_ids"][i]), max_length, indices[i]
-            )
-        encoded["labels"] = [
-            align_tags(encoded.word_ids(i), tags) for i, tags in enumerate(batch["labels"])
-        ]
+        labels = []
+        for i, (words, tags) in enumerate(zip(batch[column], batch["labels"], strict=True)):
+            word_ids = encoded.word_ids(i)
+            _check_pieces(words, word_ids, len(encoded["input_ids"][i]), max_length, indices[i])
+            labels.append(align_tags(word_ids, tags))
+        encoded["labels"] = labels
         return encoded
 
     return dataset.map(
