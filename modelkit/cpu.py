@@ -62,3 +62,11 @@ def cpu_ghz(default: float = 2.0) -> tuple[float, str]:
     if freq and (freq.max or freq.current):
         return float(freq.max or freq.current) / 1000.0, "psutil.cpu_freq"
     return default, f"fallback {default} GHz (no clock reported)"
+
+
+def cpu_vendor_family() -> tuple[str, int | None]:
+    """(vendor id, family) as cpuid reports them: ("AuthenticAMD", 25) for Zen 3/4, ("", None)
+    when unknown. The roofline needs it: the same AVX-512 flags run at half width on Zen 4."""
+    info = cpu_info()
+    family = info.get("family")
+    return str(info.get("vendor_id_raw") or ""), int(family) if family is not None else None

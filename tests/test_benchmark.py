@@ -268,18 +268,93 @@ def test_bert_flops_formula_counts_what_torch_counts(batch, seq):
 
 
 def test_roofline_peak_and_fraction():
-    cpu = {"cores": 2, "ghz": 2.0, "flags": ["avx512f", "fma", "avx512_vnni"]}
+    intel = {
+        "cores": 2,
+        "ghz": 2.0,
+        "flags": ["avx512f", "fma", "avx512_vnni"],
+        "vendor": "GenuineIntel",
+        "family": 6,
+    }
     config = {"num_hidden_layers": 2, "hidden_size": 32, "intermediate_size": 64}
-    fp32 = roofline(config, 1, 16, cpu=cpu, p50_ms=1.0)
+    fp32 = roofline(config, 1, 16, cpu=intel, p50_ms=1.0)
     assert fp32["peak_ops_per_s"] == 2 * 2.0e9 * 64
     assert fp32["achieved_ops_per_s"] == pytest.approx(fp32["flops"] / 1e-3)
     assert fp32["fraction_of_peak"] == pytest.approx(
         fp32["achieved_ops_per_s"] / fp32["peak_ops_per_s"]
     )
+    assert fp32["fraction_of_ceiling"] is None  # nothing measured, nothing claimed
     assert "2 cores × 2.00 GHz" in fp32["assumption"] and "AVX-512" in fp32["assumption"]
-    int8 = roofline(config, 1, 16, cpu=cpu, precision="int8")
+    int8 = roofline(config, 1, 16, cpu=intel, precision="int8")
     assert int8["peak_ops_per_s"] == 4 * fp32["peak_ops_per_s"] and int8["fraction_of_peak"] is None
     assert flops_per_cycle({"avx2", "fma"}) == (32, "AVX2: 8 fp32 lanes × 2 (FMA) × 2 FMA ports")
+    # Zen 4 has the same flags but runs 512-bit instructions on two 256-bit halves: half the peak
+    zen4 = {**intel, "vendor": "AuthenticAMD", "family": 25}
+    half = roofline(config, 1, 16, cpu=zen4, p50_ms=1.0, precision="int8", ceiling={"int8": 4e11})
+    assert half["peak_ops_per_s"] == int8["peak_ops_per_s"] / 2 and "Zen 4" in half["assumption"]
+    assert half["fraction_of_ceiling"] == pytest.approx(half["achieved_ops_per_s"] / 4e11)
+    zen5 = roofline(config, 1, 16, cpu={**zen4, "family": 26}, precision="int8")
+    assert zen5["peak_ops_per_s"] == int8["peak_ops_per_s"]
+
+
+def test_gemm_ceiling_model_computes_the_product_and_times_it():
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from pipelines.bench.ceiling import gemm_model, measured_ceiling
+
+    for precision in ("int8", "fp32"):
+        model = gemm_model(precision, size=16)
+        weights = numpy_helper.to_array(model.graph.initializer[0])
+        session = ort.InferenceSession(
+            model.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        rng = np.random.default_rng(3)
+        if precision == "int8":
+            a = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+            expected = a.astype(np.int64) @ weights.astype(np.int64)
+        else:
+            a = rng.standard_normal((16, 16), dtype=np.float32)
+            expected = a @ weights
+        np.testing.assert_allclose(session.run(None, {"a": a})[0], expected, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="expected one of"):
+        gemm_model("fp8")
+    measured = measured_ceiling(threads=1, size=64)  # a child process, as in the bench stage
+    assert measured["threads"] == 1 and measured["size"] == 64, measured
+    for precision in ("int8", "fp32"):
+        assert measured[precision] == pytest.approx(
+            2 * 64**3 / (measured[f"{precision}_best_ms"] / 1e3), rel=1e-2
+        )
+
+
+def test_roofline_lines_name_the_ceiling_once_and_each_fraction():
+    from pipelines.report.assemble import roofline_lines
+
+    cpu = {
+        "cores": 2,
+        "ghz": 2.0,
+        "flags": ["avx512f", "fma", "avx512_vnni"],
+        "vendor": "GenuineIntel",
+        "family": 6,
+    }
+    config = {"num_hidden_layers": 2, "hidden_size": 32, "intermediate_size": 64}
+    ceiling = {"int8": 5e11, "fp32": 1e11}
+    rows = [
+        {
+            "artifact": "student-int8",
+            **roofline(config, 1, 16, cpu=cpu, p50_ms=0.01, precision="int8", ceiling=ceiling),
+        },
+        {
+            "artifact": "student-onnx",
+            **roofline(config, 1, 16, cpu=cpu, p50_ms=0.02, ceiling=ceiling),
+        },
+    ]
+    text = "\n".join(roofline_lines(rows))
+    assert text.count("Measured GEMM ceiling") == 1 and "int8 500 GOP/s" in text
+    line = next(x for x in text.splitlines() if x.startswith("- `student-int8`"))
+    assert f"{rows[0]['fraction_of_ceiling']:.1%} of the measured ceiling" in line
+    no_ceiling = [{**r, "ceiling_ops_per_s": None, "fraction_of_ceiling": None} for r in rows]
+    assert "ceiling" not in "\n".join(roofline_lines(no_ceiling))
 
 
 def test_report_from_measured_rows(rows, run_dir, tmp_path):

@@ -136,3 +136,11 @@ def test_bench_and_report_cover_every_artifact(quantized):
     assert all(f"| {n} |" in readme for n in names)
     assert manifests["report"]["recommended"] in names
     assert manifests["bench"]["roofline"] and manifests["bench"]["roofline"][0]["flops"] > 0
+    ceiling = manifests["bench"]["ceiling"]  # measured after the grid at its top thread count
+    assert ceiling["int8"] > 0 and ceiling["fp32"] > 0, ceiling
+    int8_roof = [r for r in manifests["bench"]["roofline"] if r["precision"] == "int8"]
+    assert int8_roof and all(
+        r["fraction_of_ceiling"] == pytest.approx(r["achieved_ops_per_s"] / ceiling["int8"])
+        for r in int8_roof
+    )
+    assert "Measured GEMM ceiling" in readme

@@ -433,6 +433,13 @@ class BenchConfig(Section):
         help="recommended: fastest keeping this share of the teacher's accuracy",
     )
     timeout_s: Float = f(1800.0, min=1.0, help="per-worker timeout")
+    ceiling_size: Int = f(
+        1024,
+        min=0,
+        max=8192,
+        help="M = N = K of the GEMM that measures this CPU's int8/fp32 ceiling for the "
+        "roofline (pipelines/bench/ceiling.py); 0 = not measured",
+    )
 
 
 class SearchSpaceConfig(Section):

@@ -181,30 +181,46 @@ def conditions_text(conditions: dict[str, Any]) -> str:
 
 
 def roofline_lines(roofline: list[dict[str, Any]]) -> list[str]:
-    """The formula and the assumed peaks once, then one line per artifact."""
+    """The formula, the assumed peaks and the measured ceilings once, then one line per artifact."""
     first = roofline[0]
+    peaks = sorted(
+        {
+            f"{r['precision']} {r['peak_ops_per_s'] / 1e9:.0f} GOP/s ({r['assumption']})"
+            for r in roofline
+        }
+    )
+    ceilings = sorted(
+        {
+            f"{r['precision']} {r['ceiling_ops_per_s'] / 1e9:.0f} GOP/s"
+            for r in roofline
+            if r.get("ceiling_ops_per_s")
+        }
+    )
     lines = [
         "## Roofline",
         "",
         f"FLOPs of one encoder forward: {first['formula'].split(' = ')[0]} (embeddings and "
         f"classifier left out), at batch {first['batch']}, seq {first['seq']}. Assumed peaks: "
-        + "; ".join(
-            sorted(
-                {
-                    f"{r['precision']} {r['peak_ops_per_s'] / 1e9:.0f} GOP/s ({r['assumption']})"
-                    for r in roofline
-                }
-            )
-        )
+        + "; ".join(peaks)
         + ".",
-        "",
     ]
+    if ceilings:
+        lines += [
+            "",
+            "Measured GEMM ceiling (one large square GEMM through ONNX Runtime's int8 "
+            "`MatMulInteger` and fp32 `MatMul` kernels, at the same thread count; "
+            "pipelines/bench/ceiling.py): " + "; ".join(ceilings) + ". It is what these kernels "
+            "reach when per-op costs are amortised; above the assumed peak, the cores ran above "
+            "their base clock.",
+        ]
+    lines.append("")
     for r in sorted(roofline, key=lambda r: -(r.get("fraction_of_peak") or 0)):
-        frac = r.get("fraction_of_peak")
+        frac, of_ceiling = r.get("fraction_of_peak"), r.get("fraction_of_ceiling")
         lines.append(
             f"- `{r.get('artifact', '')}` ({r['precision']}): {r['flops'] / 1e9:.3g} GFLOP, "
             + (
                 f"{r['achieved_ops_per_s'] / 1e9:.1f} GOP/s = **{frac:.1%}** of peak"
+                + (f", {of_ceiling:.1%} of the measured ceiling" if of_ceiling else "")
                 if frac
                 else "not measured"
             )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from modelkit.cpu import usable_cores
 from pipelines.bench.artifacts import Artifact, absent_artifacts, discover_artifacts
+from pipelines.bench.ceiling import measured_ceiling
 from pipelines.bench.gpu import GPU_ROWS_FILE, TRT_CACHE, WORKER_TIMEOUT_S, gpu_rows
 from pipelines.bench.grid import run_grid
 from pipelines.bench.jobs import base_row, empty_cell
@@ -117,6 +118,8 @@ def main(ctx: StageContext) -> StageResult:
     student_config = json.loads((ctx.input_dir("distill") / "config.json").read_text())
     seq = 128 if 128 in b.seq_lens else max(b.seq_lens)
     top = max(_threads(b.threads))
+    # after the grid, so that it never runs beside a worker; with the grid's top thread count
+    ceiling = measured_ceiling(top, size=b.ceiling_size) if b.ceiling_size else None
     roof = []
     for row in rows:
         if (
@@ -138,11 +141,13 @@ def main(ctx: StageContext) -> StageResult:
                         cpu={"cores": top},
                         p50_ms=row["p50_ms"],
                         precision=row["precision"],
+                        ceiling=ceiling,
                     ),
                 }
             )
     atomic_write_json(
-        ctx.out / ROWS_FILE, {"rows": rows, "roofline": roof, "conditions": conditions}
+        ctx.out / ROWS_FILE,
+        {"rows": rows, "roofline": roof, "ceiling": ceiling, "conditions": conditions},
     )
     errors = [r for r in rows if r.get("error")]
     return StageResult(
@@ -152,6 +157,7 @@ def main(ctx: StageContext) -> StageResult:
             "measured": [a.to_dict() for a in artifacts],
             "conditions": conditions,
             "roofline": roof,
+            "ceiling": ceiling,
             "errors": [
                 {k: r.get(k) for k in ("artifact", "batch", "seq", "error")} for r in errors
             ][:20],
