@@ -267,15 +267,19 @@ def test_bert_flops_formula_counts_what_torch_counts(batch, seq):
     assert formula.startswith("batch·(2·P_lin·seq + 4·L·seq²·H)")
 
 
+# a two-port AVX-512 server core, so that the peak does not depend on the machine running the test
+INTEL_CPU = {
+    "cores": 2,
+    "ghz": 2.0,
+    "flags": ["avx512f", "fma", "avx512_vnni"],
+    "vendor": "GenuineIntel",
+    "family": 6,
+}
+TINY_SHAPE = {"num_hidden_layers": 2, "hidden_size": 32, "intermediate_size": 64}
+
+
 def test_roofline_peak_and_fraction():
-    intel = {
-        "cores": 2,
-        "ghz": 2.0,
-        "flags": ["avx512f", "fma", "avx512_vnni"],
-        "vendor": "GenuineIntel",
-        "family": 6,
-    }
-    config = {"num_hidden_layers": 2, "hidden_size": 32, "intermediate_size": 64}
+    intel, config = INTEL_CPU, TINY_SHAPE
     fp32 = roofline(config, 1, 16, cpu=intel, p50_ms=1.0)
     assert fp32["peak_ops_per_s"] == 2 * 2.0e9 * 64
     assert fp32["achieved_ops_per_s"] == pytest.approx(fp32["flops"] / 1e-3)
@@ -330,14 +334,7 @@ def test_gemm_ceiling_model_computes_the_product_and_times_it():
 def test_roofline_lines_name_the_ceiling_once_and_each_fraction():
     from pipelines.report.assemble import roofline_lines
 
-    cpu = {
-        "cores": 2,
-        "ghz": 2.0,
-        "flags": ["avx512f", "fma", "avx512_vnni"],
-        "vendor": "GenuineIntel",
-        "family": 6,
-    }
-    config = {"num_hidden_layers": 2, "hidden_size": 32, "intermediate_size": 64}
+    cpu, config = INTEL_CPU, TINY_SHAPE
     ceiling = {"int8": 5e11, "fp32": 1e11}
     rows = [
         {
