@@ -100,10 +100,14 @@ def measured_ceiling(threads: int, size: int = SIZE, timeout_s: float = 120.0) -
         )
     except subprocess.TimeoutExpired:
         return {"threads": threads, "error": f"GEMM ceiling took over {timeout_s:.0f} s"}
-    if done.returncode != 0:
+    lines = (done.stdout or "").strip().splitlines()
+    if done.returncode != 0 or not lines:
         tail = (done.stderr or "").strip().splitlines()[-1:] or ["no output"]
         return {"threads": threads, "error": f"GEMM ceiling failed: {tail[0]}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    try:  # a bench whose grid took minutes must not be lost to an unreadable line here
+        return json.loads(lines[-1])
+    except json.JSONDecodeError:
+        return {"threads": threads, "error": f"GEMM ceiling printed no JSON: {lines[-1][:200]}"}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -103,8 +103,7 @@ def roofline(
         "peak_ops_per_s": peak,
         "assumption": (
             f"{cores} cores × {ghz:.2f} GHz ({ghz_source}) × {per_cycle} ops/cycle ({why}); "
-            "no AMX, no memory limits, at the base clock (a core that boosts above it can beat this "
-            "figure; the measured GEMM ceiling shows by how much)"
+            "no AMX, no memory limits; a core boosting above that clock can beat it"
         ),
         "p50_ms": p50_ms,
         "achieved_ops_per_s": None,

@@ -118,33 +118,33 @@ def main(ctx: StageContext) -> StageResult:
     student_config = json.loads((ctx.input_dir("distill") / "config.json").read_text())
     seq = 128 if 128 in b.seq_lens else max(b.seq_lens)
     top = max(_threads(b.threads))
-    # after the grid, so that it never runs beside a worker; with the grid's top thread count
-    ceiling = measured_ceiling(top, size=b.ceiling_size) if b.ceiling_size else None
-    roof = []
-    for row in rows:
-        if (
-            row.get("mode", "grid") == "grid"
-            and row.get("batch") == 1
-            and row.get("seq") == seq
-            and row.get("threads") == top
-            and row.get("device") == "cpu"
-            and row.get("p50_ms")
-        ):
-            config = teacher_config if row["artifact"].startswith("teacher") else student_config
-            roof.append(
-                {
-                    "artifact": row["artifact"],
-                    **roofline(
-                        config,
-                        1,
-                        seq,
-                        cpu={"cores": top},
-                        p50_ms=row["p50_ms"],
-                        precision=row["precision"],
-                        ceiling=ceiling,
-                    ),
-                }
-            )
+    timed = [
+        row
+        for row in rows
+        if row.get("mode", "grid") == "grid"
+        and row.get("batch") == 1
+        and row.get("seq") == seq
+        and row.get("threads") == top
+        and row.get("device") == "cpu"
+        and row.get("p50_ms")
+    ]
+    # after the grid, so that it never runs beside a worker; only when a roofline line reads it
+    ceiling = measured_ceiling(top, size=b.ceiling_size) if b.ceiling_size and timed else None
+    roof = [
+        {
+            "artifact": row["artifact"],
+            **roofline(
+                teacher_config if row["artifact"].startswith("teacher") else student_config,
+                1,
+                seq,
+                cpu={"cores": top},
+                p50_ms=row["p50_ms"],
+                precision=row["precision"],
+                ceiling=ceiling,
+            ),
+        }
+        for row in timed
+    ]
     atomic_write_json(
         ctx.out / ROWS_FILE,
         {"rows": rows, "roofline": roof, "ceiling": ceiling, "conditions": conditions},
