@@ -37,7 +37,7 @@ def load(recipe: str | Path, overrides: dict[str, Any] | None = None):
 
 def validate(recipe: str | Path, overrides: dict[str, Any] | None = None):
     """`distillery validate`: the recipe, plus the checks made from model configs alone."""
-    from pipelines.stages.preflight import preflight_models
+    from pipelines.run.preflight import preflight_models
 
     loaded = load(recipe, overrides)
     preflight_models(loaded)
@@ -76,7 +76,7 @@ def run(
     quiet: bool = False,
 ) -> RunResult:
     """`distillery run`: `stage` and what it needs (None: every stage), finished ones skipped."""
-    from pipelines.stages.runner import run_pipeline
+    from pipelines.run.runner import run_pipeline
 
     loaded = load(recipe, overrides)
     manifests = run_pipeline(

@@ -40,7 +40,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from pipelines.core.config import load_recipe
 
     recipe = load_recipe(args.recipe, _overrides(args))
-    from pipelines.stages.preflight import preflight_models
+    from pipelines.run.preflight import preflight_models
 
     preflight_models(recipe)
     print(
@@ -52,7 +52,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.core.config import load_recipe
-    from pipelines.stages.runner import run_pipeline
+    from pipelines.run.runner import run_pipeline
 
     recipe = load_recipe(args.recipe, _overrides(args))
     run_pipeline(
@@ -64,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     """The pipeline with `search.enabled` on: the pick is distilled in full and shipped."""
     from pipelines.core.config import load_recipe
-    from pipelines.stages.runner import run_pipeline
+    from pipelines.run.runner import run_pipeline
 
     recipe = load_recipe(args.recipe, [*_overrides(args), "search.enabled=true"])
     target = "search" if args.only else None
@@ -142,7 +142,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
             "distillery bundle: give a RECIPE to build a bundle (distillery bundle "
             "recipes/demo.yaml), or --verify DIR to check one."
         )
-    from pipelines.stages.runner import run_pipeline
+    from pipelines.run.runner import run_pipeline
 
     overrides = _overrides(args) + ([f"bundle.artifact={args.artifact}"] if args.artifact else [])
     recipe = load_recipe(args.recipe, overrides)
@@ -168,7 +168,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_stages(args: argparse.Namespace) -> int:
-    from pipelines.stages.registry import STAGES
+    from pipelines.run.registry import STAGES
 
     for stage in STAGES.values():
         needs = (

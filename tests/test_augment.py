@@ -10,7 +10,7 @@ import pytest
 from distill.augment import AugmentSpec, MLMReplacer, augment_rows, planned
 from modelkit.errors import InputError
 from pipelines.core.config import load_recipe
-from pipelines.stages.runner import run_pipeline
+from pipelines.run.runner import run_pipeline
 from tests.conftest import tiny_bert, tiny_recipe, write_recipe
 
 ROWS = [

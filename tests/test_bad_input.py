@@ -4,7 +4,7 @@ import pytest
 
 from pipelines.core.config import load_recipe
 from pipelines.core.errors import DistilleryError, SourceError
-from pipelines.stages.runner import run_pipeline
+from pipelines.run.runner import run_pipeline
 from tests.conftest import tiny_recipe, write_jsonl, write_recipe
 
 

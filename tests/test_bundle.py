@@ -20,8 +20,8 @@ from pipelines import cli
 from pipelines.bundle.rows import fingerprint, predictions_hash
 from pipelines.bundle.verify import run_predict, verify_bundle
 from pipelines.core.config import load_recipe
-from pipelines.stages.registry import STAGES
-from pipelines.stages.runner import run_pipeline
+from pipelines.run.registry import STAGES
+from pipelines.run.runner import run_pipeline
 from tests.conftest import ROOT, tiny_recipe, write_recipe
 
 # The smallest run through the report: one student export (plain + O2), one int8, a 1-cell grid.

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pipelines.core.config import load_recipe
-from pipelines.stages.runner import run_pipeline
+from pipelines.run.runner import run_pipeline
 from tests.conftest import tiny_recipe, write_recipe
 
 

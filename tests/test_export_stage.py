@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.core.config import load_recipe
 from pipelines.core.errors import StageFailedError
-from pipelines.stages.runner import run_pipeline
+from pipelines.run.runner import run_pipeline
 from tests.conftest import ROOT, tiny_recipe, write_recipe
 
 

@@ -18,7 +18,7 @@ from modelkit.families import FAMILIES, encoder_layers, family_of, takes_token_t
 from pipelines.bundle.verify import verify_bundle
 from pipelines.core.config import load_recipe
 from pipelines.core.errors import ConfigError
-from pipelines.stages.runner import run_pipeline
+from pipelines.run.runner import run_pipeline
 from tests.conftest import tiny_recipe, write_recipe
 from tests.families import FAMILY_NAMES, build_family, corpus_words
 from tests.test_bundle import SECTIONS

@@ -15,7 +15,7 @@ import pytest
 
 from pipelines.core.config import load_recipe
 from pipelines.core.errors import DistilleryError
-from pipelines.stages.runner import run_pipeline
+from pipelines.run.runner import run_pipeline
 from tests.conftest import ROOT, tiny_bert, tiny_recipe, write_recipe
 
 # Runs the CLI with one write sabotaged: the process SIGKILLs itself in the middle of writing the

@@ -229,7 +229,7 @@ def test_precision_and_teacher_dtype_on_the_cpu(tmp_path):
 
 def test_half_teacher_on_the_cpu_fails_before_any_work(tmp_path):
     from pipelines.core.errors import DistilleryError
-    from pipelines.stages.runner import run_pipeline
+    from pipelines.run.runner import run_pipeline
 
     recipe = _recipe(tmp_path, distill={"teacher_dtype": "bf16"})
     with pytest.raises(DistilleryError, match="set distill.teacher_dtype: fp32"):
@@ -239,8 +239,8 @@ def test_half_teacher_on_the_cpu_fails_before_any_work(tmp_path):
 
 def test_new_keys_leave_existing_hashes_alone(tmp_path, monkeypatch):
     """teacher_dtype at its default and the cosmetic DDP key hash as runs made before them did."""
-    import pipelines.stages.hashing as stages
-    from pipelines.stages.registry import STAGES
+    import pipelines.run.hashing as stages
+    from pipelines.run.registry import STAGES
 
     recipe = _recipe(tmp_path)
     before = {n: stages.stage_hash(recipe, STAGES[n], {}, "d") for n in ("teacher", "distill")}
@@ -355,7 +355,7 @@ def test_cuda_bench_rows_measure_each_route(tiny, tmp_path):
 
 @pytest.mark.gpu
 def test_cuda_training_autocast_and_half_teacher(tmp_path):
-    from pipelines.stages.runner import run_pipeline
+    from pipelines.run.runner import run_pipeline
 
     recipe = _recipe(
         tmp_path,

@@ -15,7 +15,7 @@ from pipelines.bundle.verify import run_predict, verify_bundle
 from pipelines.core.config import load_recipe
 from pipelines.core.models import load_stage_model
 from pipelines.data.loading import load_task_data, tokenize
-from pipelines.stages.runner import run_pipeline
+from pipelines.run.runner import run_pipeline
 from tests.conftest import write_recipe
 from tests.families import build_family, corpus_words
 from tests.test_families import family_recipe

@@ -143,7 +143,7 @@ def test_recipe_validation(tmp_path, student, message):
 
 def test_distill_stage_trains_a_pruned_student(tmp_path):
     """End to end on the tiny teacher: the cut student starts near the teacher and is recorded."""
-    from pipelines.stages.runner import run_pipeline
+    from pipelines.run.runner import run_pipeline
 
     recipe = load_recipe(
         write_recipe(
@@ -206,7 +206,7 @@ def test_distill_stage_trains_a_pruned_student(tmp_path):
 
 
 def test_an_impossible_cut_is_refused_before_the_teacher_trains(tmp_path):
-    from pipelines.stages.runner import run_pipeline
+    from pipelines.run.runner import run_pipeline
 
     student = {
         "init": "config",

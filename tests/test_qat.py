@@ -87,7 +87,7 @@ def methods_run(tmp_path_factory):
     ablation: every #14 method wired into the stages."""
     pytest.importorskip("nncf", reason="QAT needs nncf: pip install 'distillery[openvino]'")
     from pipelines.core.config import load_recipe
-    from pipelines.stages.runner import run_pipeline
+    from pipelines.run.runner import run_pipeline
 
     tmp = tmp_path_factory.mktemp("methods")
     recipe = tiny_recipe(

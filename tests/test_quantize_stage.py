@@ -6,7 +6,7 @@ import pytest
 from pipelines.bench.gpu import cuda_status
 from pipelines.core.config import load_recipe
 from pipelines.core.errors import StageFailedError
-from pipelines.stages.runner import run_pipeline
+from pipelines.run.runner import run_pipeline
 from quantize.openvino import available as openvino_missing
 from tests.conftest import tiny_recipe, write_recipe
 

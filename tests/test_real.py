@@ -3,7 +3,7 @@
 import pytest
 
 from pipelines.core.config import load_recipe
-from pipelines.stages.runner import run_pipeline
+from pipelines.run.runner import run_pipeline
 from tests.conftest import ROOT, SHARED
 
 pytestmark = pytest.mark.real

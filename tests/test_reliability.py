@@ -16,7 +16,7 @@ import torch
 
 from pipelines.core.config import load_recipe
 from pipelines.core.errors import ConfigError, DataError, DistilleryError
-from pipelines.stages.runner import run_pipeline
+from pipelines.run.runner import run_pipeline
 from tests.conftest import ROOT, tiny_bert, tiny_recipe, write_jsonl, write_recipe
 from tests.test_bundle import SECTIONS as BUNDLE_SECTIONS
 

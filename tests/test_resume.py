@@ -64,7 +64,7 @@ def test_checkpoints_of_another_config_are_not_resumed(tmp_path):
     old training under the new config's hash."""
     from pipelines.core.config import load_recipe
     from pipelines.core.runs import RunDir
-    from pipelines.stages.runner import run_pipeline
+    from pipelines.run.runner import run_pipeline
 
     runs = tmp_path / "runs"
     run = RunDir(runs, "tiny")

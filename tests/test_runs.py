@@ -6,7 +6,7 @@ import pytest
 
 from pipelines.core.machine import machine
 from pipelines.core.runs import RunDir, atomic_write_json, atomic_write_text, canonical_hash
-from pipelines.stages.registry import STAGES, plan
+from pipelines.run.registry import STAGES, plan
 from pipelines.train.checkpoints import last_checkpoint
 
 

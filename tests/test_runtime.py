@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipelines.core.config import load_recipe
-from pipelines.stages.runner import run_pipeline
+from pipelines.run.runner import run_pipeline
 from quantize.openvino import available as openvino_missing
 from tests.conftest import tiny_bert, tiny_recipe, write_recipe
 

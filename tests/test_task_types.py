@@ -20,9 +20,9 @@ from pipelines.core.config import load_recipe
 from pipelines.core.errors import ConfigError, DataError
 from pipelines.core.models import load_stage_model
 from pipelines.data.loading import load_task_data, tokenize
-from pipelines.stages.hashing import stage_hash
-from pipelines.stages.registry import STAGES
-from pipelines.stages.runner import run_pipeline
+from pipelines.run.hashing import stage_hash
+from pipelines.run.registry import STAGES
+from pipelines.run.runner import run_pipeline
 from pipelines.train.evaluation import predict_logits
 from tests.conftest import tiny_recipe, write_jsonl, write_recipe
 from tests.families import build_family, corpus_words

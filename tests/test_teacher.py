@@ -5,7 +5,7 @@ import torch
 
 from pipelines.core.config import load_recipe
 from pipelines.core.errors import DistilleryError, UnsafeSourceError
-from pipelines.stages.runner import run_pipeline
+from pipelines.run.runner import run_pipeline
 from tests.conftest import tiny_recipe, write_recipe
 
 

@@ -23,7 +23,7 @@ from pipelines.core.models import load_stage_model
 from pipelines.data.entities import TAGS
 from pipelines.data.loading import load_task_data, tokenize
 from pipelines.data.words import align_tags
-from pipelines.stages.runner import run_pipeline
+from pipelines.run.runner import run_pipeline
 from pipelines.train.evaluation import predict_logits
 from quantize.openvino import OVClassifier, openvino_logits
 from tests.conftest import tiny_recipe, write_jsonl, write_recipe

@@ -211,8 +211,8 @@ def test_transfer_recipes_that_cannot_run_are_refused(tmp_path, transfer, extra,
 
 def test_single_task_stage_hashes_do_not_see_the_transfer_section(tmp_path):
     from pipelines.core.config import load_recipe
-    from pipelines.stages.hashing import stage_hash
-    from pipelines.stages.registry import STAGES
+    from pipelines.run.hashing import stage_hash
+    from pipelines.run.registry import STAGES
 
     plain = load_recipe(write_recipe(tmp_path / "a.yaml", tiny_recipe()))
     raw = tiny_recipe()

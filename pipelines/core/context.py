@@ -3,11 +3,13 @@
 A stage is a plain function `main(ctx: StageContext) -> StageResult` (setup → run → save). It
 reads its recipe, its inputs' manifests and the shared task data from the context, writes its
 artifacts under `ctx.out`, and returns metrics, the artifacts by name and anything else its
-manifest should hold; the runner (`pipelines.stages.runner`) writes the manifest.
+manifest should hold; the runner (`pipelines.run.runner`) writes the manifest. The runner also
+hands the context its data loader (`load_data`), so `core` imports nothing above it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ class StageContext:
     name: str
     inputs: dict[str, dict[str, Any]]  # upstream stage → its manifest
     _cache: dict[str, Any]
+    load_data: Callable[[Recipe], Any]  # recipe -> TaskData (pipelines.data.loading.load_task_data)
 
     @property
     def out(self) -> Path:
@@ -41,7 +44,5 @@ class StageContext:
     def data(self):
         """The task data, loaded once per pipeline run and shared by its stages."""
         if "data" not in self._cache:
-            from pipelines.data.loading import load_task_data
-
-            self._cache["data"] = load_task_data(self.recipe)
+            self._cache["data"] = self.load_data(self.recipe)
         return self._cache["data"]

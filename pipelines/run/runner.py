@@ -26,9 +26,10 @@ from pipelines.core.errors import DistilleryError
 from pipelines.core.lock import RunLock
 from pipelines.core.machine import machine, versions
 from pipelines.core.runs import RunDir, check_writable, damaged_files, file_digests, verify_files
-from pipelines.stages.hashing import is_done, stage_hash, stage_sources
-from pipelines.stages.preflight import preflight_sources
-from pipelines.stages.registry import STAGES, Stage, plan
+from pipelines.data.loading import load_task_data
+from pipelines.run.hashing import is_done, stage_hash, stage_sources
+from pipelines.run.preflight import preflight_sources
+from pipelines.run.registry import STAGES, Stage, plan
 
 log = logging.getLogger("distillery")
 
@@ -187,7 +188,7 @@ def _run_stage(
     for upstream in needs:  # a damaged input is named now, not as a decoder's traceback
         verify_files(run.stage(upstream), upstream, done[upstream])
     echo(f"[{stage.name}] running: {stage.describe} → {out}")
-    ctx = StageContext(recipe, run, stage.name, {n: done[n] for n in needs}, cache)
+    ctx = StageContext(recipe, run, stage.name, {n: done[n] for n in needs}, cache, load_task_data)
     started = time.time()
     if not main:
         stage.main(ctx)  # writes nothing: pipelines.core.distributed

@@ -24,7 +24,7 @@ from pipelines.core.config import (
     recipe_to_dict,
 )
 from pipelines.core.runs import canonical_hash
-from pipelines.stages.registry import Stage
+from pipelines.run.registry import Stage
 
 COSMETIC = {
     "train": ("logging_steps", "report_to", "dataloader_num_workers", "ddp_find_unused_parameters")
