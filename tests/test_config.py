@@ -165,6 +165,6 @@ def test_build_round_trips_through_yaml():
 
 @pytest.mark.parametrize("path", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_recipe_validates(path):
-    """The recipes the README points to load with today's keys (a renamed key breaks here, not
+    """The recipes docs/recipes.md lists load with today's keys (a renamed key breaks here, not
     in front of a user); real-data paths are only resolved, not read."""
     load_recipe(path)  # raises ConfigError naming the key
