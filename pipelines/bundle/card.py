@@ -15,8 +15,8 @@ from modelkit.cpu import cpu_model
 from pipelines.bench.artifacts import Artifact
 from pipelines.bundle.verify import SUMS
 from pipelines.core.context import StageContext
-from pipelines.report.card import lineage
-from pipelines.report.schema import load_results
+from pipelines.report.recommended_card import lineage
+from pipelines.report.results_schema import load_results
 
 
 def bench_rows(ctx: StageContext, name: str) -> list[dict[str, Any]]:

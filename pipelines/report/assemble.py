@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.core.runs import atomic_write_json, atomic_write_text
-from pipelines.report.card import recommended_card
 from pipelines.report.plots import latency_series, pareto_points, plot_latency, plot_pareto
 from pipelines.report.recommend import (
     RecommendRule,
@@ -22,8 +21,15 @@ from pipelines.report.recommend import (
     recommend,
     teacher_accuracy,
 )
-from pipelines.report.rows import devices, measured_rows, pick_batch, score_metric, task_type_name
-from pipelines.report.schema import validate_results
+from pipelines.report.recommended_card import recommended_card
+from pipelines.report.results_schema import validate_results
+from pipelines.report.selection import (
+    devices,
+    measured_rows,
+    pick_batch,
+    score_metric,
+    task_type_name,
+)
 from pipelines.report.speed import busy, show, speedup
 from pipelines.report.tables import PEER, fmt, markdown_table, real_length_table, summary_table
 

@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 from pipelines.bundle.card import bundle_card
+from pipelines.bundle.labelled_rows import fingerprint, predictions_hash, split_rows, write_rows
 from pipelines.bundle.latency import measure_cold_start, measure_steady_state
-from pipelines.bundle.rows import fingerprint, predictions_hash, split_rows, write_rows
 from pipelines.bundle.verify import RUN_RECORDS, SUMS, write_sha256sums
 from pipelines.bundle.writer import (
     artifact_tokenizer,

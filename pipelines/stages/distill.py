@@ -24,12 +24,12 @@ from pipelines.core.distributed import is_main, main_first
 from pipelines.core.models import MODEL_ARTIFACTS, load_stage_model, save_model
 from pipelines.data.loading import require_rows, tokenize
 from pipelines.distillation.ablation import int8_accuracy, run_ablation
-from pipelines.distillation.augment import augmented_set, train_texts
+from pipelines.distillation.augmented_set import augmented_set, train_texts
 from pipelines.distillation.logits import cached_teacher_logits
 from pipelines.distillation.loss import loss_spec
-from pipelines.distillation.qat import quantization_aware
+from pipelines.distillation.qat_phase import quantization_aware
 from pipelines.distillation.speedup import measure_cache_speedup
-from pipelines.distillation.student import build_student
+from pipelines.distillation.student_choice import build_student
 from pipelines.distillation.training import train_in_two_steps, train_student, two_step
 from pipelines.train.checkpoints import train_loss_across_resume
 from pipelines.train.evaluation import evaluate_model
@@ -44,10 +44,6 @@ def main(ctx: StageContext) -> StageResult:
     from transformers import set_seed
 
     r, d = ctx.recipe, ctx.recipe.distill
-    if r.transfer.enabled:  # source tasks: a student with one head per task
-        from pipelines.transfer.distill import main_multitask
-
-        return main_multitask(ctx)
     picked = (ctx.inputs.get("search") or {}).get("chosen")
     if picked:  # the search stage's pick replaces the recipe's `student` section
         r = r.model_copy(update={"student": StudentConfig(**picked["student"])})

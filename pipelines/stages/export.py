@@ -23,7 +23,7 @@ from pipelines.core.context import StageContext, StageResult
 from pipelines.core.errors import DistilleryError, StageFailedError
 from pipelines.core.models import load_stage_model
 from pipelines.data.loading import tokenize
-from pipelines.transfer.tasks import tokenized_tasks, transfer_tasks
+from pipelines.multitask.tasks import tokenized_tasks, transfer_tasks
 
 log = logging.getLogger("distillery")
 

@@ -233,7 +233,7 @@ def _transfer_set(ctx: StageContext, teacher, tokenizer, train_set, device: str)
     import numpy as np
     from datasets import concatenate_datasets
 
-    from pipelines.distillation.augment import augmented_set, train_texts
+    from pipelines.distillation.augmented_set import augmented_set, train_texts
     from pipelines.distillation.logits import cached_teacher_logits
 
     d = ctx.recipe.distill

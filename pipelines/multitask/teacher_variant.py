@@ -1,4 +1,5 @@
-"""The teacher stage of a transfer recipe: one encoder, one head per task.
+"""The teacher stage's `multitask` variant (a recipe with `transfer.enabled`): one encoder, one
+head per task. pipelines/run/registry.py runs its `main` instead of pipelines/stages/teacher.py's.
 
 - joint: one run over every task's rows, each batch one task's (transfer.sampling), its
   cross-entropy times the task's λ: the sum L = Σ_t λ_t·L_t in expectation over the batches.
@@ -20,11 +21,11 @@ from distill.multitask import TaskBatchLoader, TaskBatchSampler
 from modelkit.files import atomic_write
 from pipelines.core.context import StageContext
 from pipelines.data.loading import require_rows
+from pipelines.multitask.tasks import Task, tokenized_tasks
+from pipelines.teacher.checked_trainer import CheckedTrainer
 from pipelines.train.callbacks import logging_callback
 from pipelines.train.checkpoints import last_checkpoint
 from pipelines.train.settings import batch_info, training_arguments
-from pipelines.train.trainer import CheckedTrainer
-from pipelines.transfer.tasks import Task, tokenized_tasks
 
 log = logging.getLogger("distillery")
 
@@ -173,8 +174,8 @@ def _batches_per_task(batches: TaskBatchSampler, names: list[str]) -> dict[str, 
     return {name: int(sum(1 for t in order if t == i)) for i, name in enumerate(names)}
 
 
-def main_multitask(ctx: StageContext):
-    """The teacher stage for a transfer recipe (pipelines/stages/teacher.py hands over)."""
+def main(ctx: StageContext):
+    """The teacher stage for a transfer recipe (the registry's `multitask` variant)."""
     import shutil
 
     from transformers import set_seed
@@ -182,10 +183,10 @@ def main_multitask(ctx: StageContext):
     from pipelines.core.context import StageResult
     from pipelines.core.distributed import is_main
     from pipelines.core.models import HEADS_ARTIFACTS, MODEL_ARTIFACTS, save_model
+    from pipelines.multitask.evaluate import evaluate_tasks
+    from pipelines.multitask.tasks import transfer_tasks
+    from pipelines.teacher.model import build_teacher
     from pipelines.train.settings import resolve_device
-    from pipelines.train.teacher_model import build_teacher
-    from pipelines.transfer.evaluate import evaluate_tasks
-    from pipelines.transfer.tasks import transfer_tasks
 
     recipe, t = ctx.recipe, ctx.recipe.teacher
     device = resolve_device(recipe)

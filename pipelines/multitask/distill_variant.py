@@ -1,5 +1,6 @@
-"""The distill stage of a transfer recipe: one student with a head per task learns from the
-multi-task teacher (TextBrewer's MultiTaskDistiller, one teacher head per task here).
+"""The distill stage's `multitask` variant (a recipe with `transfer.enabled`; the registry runs
+its `main` instead of pipelines/stages/distill.py's): one student with a head per task learns
+from the multi-task teacher (TextBrewer's MultiTaskDistiller, one teacher head per task here).
 
 Every task's train rows form the transfer set; each batch is one task's (transfer.sampling), the
 student's head for that task is trained on the combined loss (w_task·CE + w_kd·KD + matches)
@@ -30,16 +31,16 @@ from pipelines.core.models import (
 from pipelines.data.loading import require_rows
 from pipelines.distillation.logits import cached_teacher_logits
 from pipelines.distillation.loss import loss_spec
-from pipelines.distillation.student import build_student
+from pipelines.distillation.student_choice import build_student
 from pipelines.distillation.training import train_student
+from pipelines.multitask.evaluate import evaluate_tasks
+from pipelines.multitask.tasks import tokenized_tasks, transfer_tasks
 from pipelines.train.settings import batch_info, resolve_device, resolve_teacher_dtype
-from pipelines.transfer.evaluate import evaluate_tasks
-from pipelines.transfer.tasks import tokenized_tasks, transfer_tasks
 
 log = logging.getLogger("distillery")
 
 
-def main_multitask(ctx: StageContext) -> StageResult:
+def main(ctx: StageContext) -> StageResult:
     import torch
     from datasets import concatenate_datasets
     from transformers import set_seed
