@@ -3,7 +3,7 @@
 Variants (`distill.ablation_variants`, in this order; those the recipe cannot make are left out):
 - `labels_only`: task cross-entropy alone (the student without its teacher);
 - `logits_kd`: task + logit KD;
-- `kd_augment`: task + KD on the augmented transfer set (needs `distill.augment`);
+- `kd_augment`: task + KD on the augmented training set (needs `distill.augment`);
 - `kd_matches`: + the recipe's intermediate matches (hidden_mse, attention_kl when it has none);
   `kd_augment_matches` on the augmented set;
 - `two_step`: the same matches in TinyBERT's two steps (matches alone, then logits);
@@ -44,7 +44,7 @@ VARIANTS = ABLATION_VARIANTS  # names (and order) in pipelines.core.config, buil
 class Variant:
     name: str  # the row's name in the table
     config: DistillConfig  # the recipe's distill section, changed to this variant
-    augmented: bool  # trained on the augmented transfer set
+    augmented: bool  # trained on the augmented training set
 
 
 def variants(d: DistillConfig, augmented: bool) -> list[Variant]:

@@ -1,4 +1,4 @@
-"""The run's augmented transfer set: `runs/<name>/cache/augment-<key>/`, made and labelled in
+"""The run's augmented training set: `runs/<name>/cache/augment-<key>/`, made and labelled in
 resumable chunks.
 
 Each chunk is `rows-NNNNN.jsonl` (the new rows) and `logits-NNNNN.npy` (the teacher's logits on
@@ -131,7 +131,7 @@ def augmented_set(ctx: StageContext, teacher, tokenizer, train_rows, device: str
         "seconds": round(time.time() - started, 1),
         "examples": [_to_json(row) for row in all_rows[:5]],
     }
-    log.info("augmented transfer set: %s", {k: v for k, v in record.items() if k != "config"})
+    log.info("augmented training set: %s", {k: v for k, v in record.items() if k != "config"})
     return dataset, logits.astype(np.float32), record
 
 

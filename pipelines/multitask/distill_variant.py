@@ -2,7 +2,7 @@
 its `main` instead of pipelines/stages/distill.py's): one student with a head per task learns
 from the multi-task teacher (TextBrewer's MultiTaskDistiller, one teacher head per task here).
 
-Every task's train rows form the transfer set; each batch is one task's (transfer.sampling), the
+Every task's train rows form the training set; each batch is one task's (transfer.sampling), the
 student's head for that task is trained on the combined loss (w_task·CE + w_kd·KD + matches)
 against the teacher's head for the same task, times the task's λ. Terms are logged per task
 (`loss_<task>/kd`, `loss_<task>/task`, `lambda_<task>`). The student's heads start as copies of
@@ -80,15 +80,19 @@ def main(ctx: StageContext) -> StageResult:
                 ctx, teacher, rows, tokenizer, device, task=task, heads=teacher_heads
             )
             logits.extend(task_logits)
-    transfer = concatenate_datasets(train_sets)
+    training_rows = concatenate_datasets(train_sets)
     batches = TaskBatchSampler(
-        transfer["task"], d.batch_size, r.transfer.sampling, r.transfer.sampling_temperature, r.seed
+        training_rows["task"],
+        d.batch_size,
+        r.transfer.sampling,
+        r.transfer.sampling_temperature,
+        r.seed,
     )
     multitask = MultiTask(student_heads, teacher_heads, {t.name: t.weight for t in tasks}, batches)
     checkpoints = ctx.out / "checkpoints"
     started = time.time()
     trainer, resumed, _ = train_student(
-        ctx, teacher, student, tokenizer, transfer, spec, checkpoints, logits, tasks=multitask
+        ctx, teacher, student, tokenizer, training_rows, spec, checkpoints, logits, tasks=multitask
     )
     train_seconds = time.time() - started + getattr(trainer, "seconds_before_resume", 0.0)
     student, student_heads = trainer.model.student, trainer.model.heads

@@ -79,23 +79,23 @@ def main(ctx: StageContext) -> StageResult:
         log.info("distill: token classification runs the teacher live (no logit cache)")
     if d.cache_teacher_logits and not live_teacher and not per_token:
         logits, cache_info = cached_teacher_logits(ctx, teacher, train_set, tokenizer, device)
-    transfer, transfer_logits, augment_info = train_set, logits, None
-    if d.augment.factor > 0:  # the augmented transfer set: new rows the teacher labelled
+    training_rows, training_logits, augment_info = train_set, logits, None
+    if d.augment.factor > 0:  # the augmented training set: new rows the teacher labelled
         texts = train_texts(data.train, r.task.text_columns)
         rows, rows_logits, augment_info = augmented_set(ctx, teacher, tokenizer, texts, device)
-        transfer = concatenate_datasets([train_set, rows.cast(train_set.features)])
+        training_rows = concatenate_datasets([train_set, rows.cast(train_set.features)])
         if logits is not None:
-            transfer_logits = np.concatenate([logits, rows_logits])
+            training_logits = np.concatenate([logits, rows_logits])
 
     checkpoints = ctx.out / "checkpoints"
     started = time.time()
     if d.two_step and spec.matches:
         trainer, resumed, before = train_in_two_steps(
-            ctx, teacher, student, tokenizer, transfer, spec, checkpoints, transfer_logits
+            ctx, teacher, student, tokenizer, training_rows, spec, checkpoints, training_logits
         )
     else:
         trainer, resumed, before = train_student(
-            ctx, teacher, student, tokenizer, transfer, spec, checkpoints, transfer_logits
+            ctx, teacher, student, tokenizer, training_rows, spec, checkpoints, training_logits
         )
     # a resumed run: this session's time plus what the checkpoint had trained (callbacks.py)
     train_seconds = time.time() - started + getattr(trainer, "seconds_before_resume", 0.0)
@@ -137,10 +137,10 @@ def main(ctx: StageContext) -> StageResult:
                 trainer.state.global_step,
                 before,
             ),
-            "train_rows": len(transfer),
-            "augmented_rows": len(transfer) - len(train_set),
+            "train_rows": len(training_rows),
+            "augmented_rows": len(training_rows) - len(train_set),
             "two_step": d.two_step if spec.matches else 0.0,
-            "cached_teacher_logits": transfer_logits is not None,
+            "cached_teacher_logits": training_logits is not None,
             "cache": cache_info,
             "train_seconds": round(train_seconds, 1),
             "log_history": trainer.state.log_history[-1:],
@@ -157,10 +157,10 @@ def main(ctx: StageContext) -> StageResult:
             teacher,
             student,
             tokenizer,
-            transfer,
+            training_rows,
             eval_set,
             final_spec,
-            transfer_logits,
+            training_logits,
             device,
         )
         metrics["qat_fake_quant_accuracy"] = extra["qat"]["fake_quant_accuracy"]
@@ -173,7 +173,7 @@ def main(ctx: StageContext) -> StageResult:
         main_row = {
             "accuracy": metrics["accuracy"],
             "int8_accuracy": int8_accuracy(student, tokenizer, eval_set),
-            "train_rows": len(transfer),
+            "train_rows": len(training_rows),
             "seconds": round(train_seconds, 1),
             "weights": {k: v.start for k, v in spec.weights.items()},
             "matches": list(spec.matches),
@@ -185,7 +185,7 @@ def main(ctx: StageContext) -> StageResult:
             initial,
             tokenizer,
             (train_set, logits),
-            (transfer, transfer_logits) if augment_info else None,
+            (training_rows, training_logits) if augment_info else None,
             eval_set,
             device,
             copied,

@@ -127,7 +127,7 @@ def main(ctx: StageContext) -> StageResult:
     # Stage 2: short distillation of the survivors (every rank trains; rank 0 writes).
     teacher_acc = ctx.inputs["teacher"]["metrics"]["accuracy"]
     floor_accuracy = s.floor * teacher_acc
-    transfer = _transfer_set(ctx, teacher, tokenizer, train_set, device)
+    training = _training_set(ctx, teacher, tokenizer, train_set, device)
     latency = dict((c.id, ms) for c, ms in kept)
     trained: list[dict] = []
     order = training_order(kept, s.budget_ms)
@@ -141,7 +141,7 @@ def main(ctx: StageContext) -> StageResult:
     for c in order[: s.max_trained]:
         key = canonical_hash({"build": build_keys[c.id], **short_settings})
         rec = short_distill(
-            ctx, c, folders[c.id], key, teacher, tokenizer, transfer, eval_set, device
+            ctx, c, folders[c.id], key, teacher, tokenizer, training, eval_set, device
         )
         trained.append(
             {
@@ -227,7 +227,7 @@ def _no_acc(rec: dict) -> dict:
     return out
 
 
-def _transfer_set(ctx: StageContext, teacher, tokenizer, train_set, device: str):
+def _training_set(ctx: StageContext, teacher, tokenizer, train_set, device: str):
     """(dataset, cached teacher logits or None) the short runs draw from: the train split (and the
     augmented rows when configured), with the same caches the distill stage reuses."""
     import numpy as np
