@@ -32,7 +32,7 @@ from pipelines.core.config import ABLATION_VARIANTS, DistillConfig
 from pipelines.core.distributed import is_main
 from pipelines.core.runs import atomic_write_json, atomic_write_text
 from pipelines.distillation.loss import loss_spec
-from pipelines.distillation.training import train_in_two_steps, train_student
+from pipelines.distillation.training import train_once
 from pipelines.train.evaluation import evaluate_model
 
 DEFAULT_MATCHES = ["hidden_mse", "attention_kl"]
@@ -131,22 +131,18 @@ def run_ablation(
         out = ctx.out / "ablation" / v.name
         started = time.time()
         student = copy.deepcopy(initial)
-        if cfg.two_step and spec.matches:
-            trainer, _, _ = train_in_two_steps(
-                ctx, teacher, student, tokenizer, dataset, spec, out, logits, cfg.two_step
-            )
-        else:
-            trainer, _, _ = train_student(
-                ctx,
-                teacher,
-                student,
-                tokenizer,
-                dataset,
-                spec,
-                out,
-                None if spec.needs_teacher_features else logits,
-                save_strategy="no",
-            )
+        trainer, _, _ = train_once(
+            ctx,
+            teacher,
+            student,
+            tokenizer,
+            dataset,
+            spec,
+            out,
+            logits,
+            cfg.two_step,
+            save_strategy="no",
+        )
         seconds = time.time() - started
         student = trainer.model.student
         metrics, _ = evaluate_model(student, eval_set, tokenizer, d.eval_batch_size, device, v.name)

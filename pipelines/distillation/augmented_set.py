@@ -135,6 +135,22 @@ def augmented_set(ctx: StageContext, teacher, tokenizer, train_rows, device: str
     return dataset, logits.astype(np.float32), record
 
 
+def with_augmented_rows(ctx: StageContext, teacher, tokenizer, train_set, logits, device: str):
+    """(rows, their teacher logits or None, augmentation facts or None): the tokenized train
+    split, plus the augmented rows the teacher labelled when `distill.augment.factor` > 0 (their
+    logits joined to `logits`, the train split's cached ones, when given). The distill stage and
+    the search's short runs train on the same rows."""
+    from datasets import concatenate_datasets
+
+    if ctx.recipe.distill.augment.factor <= 0:
+        return train_set, logits, None
+    texts = train_texts(ctx.data().train, ctx.recipe.task.text_columns)
+    rows, rows_logits, info = augmented_set(ctx, teacher, tokenizer, texts, device)
+    combined = concatenate_datasets([train_set, rows.cast(train_set.features)])
+    combined_logits = None if logits is None else np.concatenate([logits, rows_logits])
+    return combined, combined_logits, info
+
+
 def train_texts(dataset, columns: list[str]) -> list:
     """The split's texts: strings, or tuples for sentence pairs."""
     if len(columns) == 1:

@@ -48,16 +48,7 @@ def main(ctx: StageContext) -> StageResult:
     r, d = ctx.recipe, ctx.recipe.distill
     device = resolve_device(r)
     set_seed(r.seed)
-    teacher_dir = ctx.input_dir("teacher")
-    teacher, tokenizer = load_stage_model(teacher_dir, r.security)
-    teacher_heads = load_heads(teacher_dir, teacher)
-    tasks = transfer_tasks(r, ctx.data())
-    if teacher_heads is None or teacher_heads.names != [t.name for t in tasks]:
-        raise DistilleryError(
-            f"distill: the teacher in {teacher_dir} has heads "
-            f"{teacher_heads.names if teacher_heads else 'for one task'}, the recipe's tasks are "
-            f"{[t.name for t in tasks]}; rerun the teacher stage (--stage teacher --force)."
-        )
+    teacher, tokenizer, teacher_heads, tasks = teacher_and_tasks(ctx)
     train_sets = tokenized_tasks(tasks, tokenizer, "train")
     eval_sets = tokenized_tasks(tasks, tokenizer, "eval")
     for task, rows in zip(tasks, train_sets, strict=True):
@@ -99,52 +90,86 @@ def main(ctx: StageContext) -> StageResult:
     per_task = evaluate_tasks(
         student, student_heads, tasks, eval_sets, tokenizer, d.eval_batch_size, device, "student"
     )
+    metrics = target_metrics(ctx, per_task, tasks[0].name)
+    if is_main():
+        save_model(student, tokenizer, ctx.out)
+        student_heads.save(ctx.out, {t.name: t.metric for t in tasks})
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    facts = {
+        "resumed_from": resumed,
+        "train_rows": {t.name: len(rows) for t, rows in zip(tasks, train_sets, strict=False)},
+        "cached_teacher_logits": logits is not None,
+        "cache": cache_info,
+        "train_seconds": round(train_seconds, 1),
+        "teacher_dtype": teacher_dtype,
+    }
+    return StageResult(
+        metrics=metrics,
+        artifacts={**MODEL_ARTIFACTS, **HEADS_ARTIFACTS},
+        extra=manifest_extra(ctx, tasks, per_task, student, copied, spec, trainer, facts),
+    )
+
+
+def teacher_and_tasks(ctx: StageContext):
+    """(teacher, tokenizer, its task heads, the recipe's tasks); a teacher whose heads are not
+    the recipe's tasks (trained for another recipe) is refused with the command that fixes it."""
+    teacher_dir = ctx.input_dir("teacher")
+    teacher, tokenizer = load_stage_model(teacher_dir, ctx.recipe.security)
+    teacher_heads = load_heads(teacher_dir, teacher)
+    tasks = transfer_tasks(ctx.recipe, ctx.data())
+    if teacher_heads is None or teacher_heads.names != [t.name for t in tasks]:
+        raise DistilleryError(
+            f"distill: the teacher in {teacher_dir} has heads "
+            f"{teacher_heads.names if teacher_heads else 'for one task'}, the recipe's tasks are "
+            f"{[t.name for t in tasks]}; rerun the teacher stage (--stage teacher --force)."
+        )
+    return teacher, tokenizer, teacher_heads, tasks
+
+
+def target_metrics(ctx: StageContext, per_task: dict, target: str) -> dict:
+    """The stage's metrics: the target task's, with what it retains of the teacher; each task's
+    entry in `per_task` gains its teacher score and retained fraction."""
     teacher_tasks = ctx.inputs["teacher"].get("tasks") or {}
     for name, metrics in per_task.items():
         teacher_score = (teacher_tasks.get(name) or {}).get("score")
         metrics["teacher_score"] = teacher_score
         metrics["retained"] = metrics["score"] / teacher_score if teacher_score else None
-    target = per_task[tasks[0].name]
     teacher_acc = ctx.inputs["teacher"]["metrics"]["accuracy"]
-    metrics = {k: v for k, v in target.items() if k not in ("metric", "teacher_score", "retained")}
+    skip = ("metric", "teacher_score", "retained")
+    metrics = {k: v for k, v in per_task[target].items() if k not in skip}
     metrics["teacher_accuracy"] = teacher_acc
     metrics["retained"] = metrics["accuracy"] / teacher_acc if teacher_acc else 0.0
-    if is_main():
-        save_model(student, tokenizer, ctx.out)
-        student_heads.save(ctx.out, {t.name: t.metric for t in tasks})
-        shutil.rmtree(checkpoints, ignore_errors=True)
-    history = trainer.state.log_history
-    return StageResult(
-        metrics=metrics,
-        artifacts={**MODEL_ARTIFACTS, **HEADS_ARTIFACTS},
-        extra={
-            "tasks": per_task,
-            "student": {
-                "init": r.student.init,
-                "layers": copied,
-                "parameters": sum(p.numel() for p in student.parameters()),
-                "hidden_size": student.config.hidden_size,
-                "num_hidden_layers": student.config.num_hidden_layers,
-            },
-            "loss": {
-                "kd_loss": spec.kd_loss,
-                "matches": spec.matches,
-                "weights": {k: vars(v) for k, v in spec.weights.items()},
-                "task_weights": {t.name: vars(t.weight) for t in tasks},
-                "sampling": r.transfer.sampling,
-            },
-            "training": {
-                "resumed_from": resumed,
-                "global_step": trainer.state.global_step,
-                "train_rows": {
-                    t.name: len(rows) for t, rows in zip(tasks, train_sets, strict=False)
-                },
-                "cached_teacher_logits": logits is not None,
-                "cache": cache_info,
-                "train_seconds": round(train_seconds, 1),
-                "log_history": history[-2:],
-                "teacher_dtype": teacher_dtype,
-                **batch_info(trainer.args),
-            },
+    return metrics
+
+
+def manifest_extra(ctx, tasks, per_task, student, copied, spec, trainer, facts: dict) -> dict:
+    """The manifest's `tasks`, `student`, `loss` and `training` entries."""
+    r = ctx.recipe
+    return {
+        "tasks": per_task,
+        "student": {
+            "init": r.student.init,
+            "layers": copied,
+            "parameters": sum(p.numel() for p in student.parameters()),
+            "hidden_size": student.config.hidden_size,
+            "num_hidden_layers": student.config.num_hidden_layers,
         },
-    )
+        "loss": {
+            "kd_loss": spec.kd_loss,
+            "matches": spec.matches,
+            "weights": {k: vars(v) for k, v in spec.weights.items()},
+            "task_weights": {t.name: vars(t.weight) for t in tasks},
+            "sampling": r.transfer.sampling,
+        },
+        "training": {
+            "resumed_from": facts["resumed_from"],
+            "global_step": trainer.state.global_step,
+            "train_rows": facts["train_rows"],
+            "cached_teacher_logits": facts["cached_teacher_logits"],
+            "cache": facts["cache"],
+            "train_seconds": facts["train_seconds"],
+            "log_history": trainer.state.log_history[-2:],
+            "teacher_dtype": facts["teacher_dtype"],
+            **batch_info(trainer.args),
+        },
+    }

@@ -98,11 +98,8 @@ def train_multitask_teacher(ctx: StageContext, model, tokenizer, tasks: list[Tas
     for phase, chosen, epochs in phases(ctx, tasks):
         done = checkpoints / f"{phase}-done"
         if (done / "phase.json").is_file():  # finished before an interruption
-            from transformers import AutoModelForSequenceClassification
-
-            model = AutoModelForSequenceClassification.from_pretrained(done, use_safetensors=True)
-            heads = load_heads(done, model)
-            facts["phases"].append(json.loads((done / "phase.json").read_text()))
+            model, heads, phase_facts = _load_phase(done)
+            facts["phases"].append(phase_facts)
             log.info("teacher phase %s already done (%s)", phase, done)
             continue
         data = concatenate_datasets([train_sets[i] for i in chosen])
@@ -140,26 +137,22 @@ def train_multitask_teacher(ctx: StageContext, model, tokenizer, tasks: list[Tas
             log.info("resuming teacher phase %s from %s", phase, resume)
         output = trainer.train(resume_from_checkpoint=resume)
         model, heads = trainer.model.model, trainer.model.task_heads
+        names = {i: tasks[i].name for i in chosen}
         facts["phases"].append(
             {
                 "phase": phase,
-                "tasks": [tasks[i].name for i in chosen],
-                "rows": {tasks[i].name: len(train_sets[i]) for i in chosen},
+                "tasks": list(names.values()),
+                "rows": {name: len(train_sets[i]) for i, name in names.items()},
                 "epochs": epochs,
                 "global_step": trainer.state.global_step,
                 "resumed_from": resume,
                 "train_loss": output.training_loss,
                 "train_seconds": output.metrics.get("train_runtime"),
-                "batches_per_task": _batches_per_task(batches, [tasks[i].name for i in chosen]),
+                "batches_per_task": _batches_per_task(batches, list(names.values())),
                 **batch_info(args),
             }
         )
-        # the phase's result, its facts last: a folder with phase.json is a finished phase
-        done.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(done, safe_serialization=True)
-        heads.save(done)
-        text = json.dumps(facts["phases"][-1], indent=2, default=str)
-        atomic_write(done / "phase.json", lambda handle, text=text: handle.write(text))
+        _save_phase(done, model, heads, facts["phases"][-1])
     facts["sampling"] = recipe.transfer.sampling if recipe.transfer.mode == "joint" else None
     facts["weights"] = (
         {task.name: vars(task.weight) for task in tasks}
@@ -167,6 +160,23 @@ def train_multitask_teacher(ctx: StageContext, model, tokenizer, tasks: list[Tas
         else "not used: sequential mode trains one task at a time"
     )
     return model, heads, facts
+
+
+def _load_phase(done):
+    """(model, heads, phase facts) of a phase finished before an interruption."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(done, use_safetensors=True)
+    return model, load_heads(done, model), json.loads((done / "phase.json").read_text())
+
+
+def _save_phase(done, model, heads, phase_facts: dict) -> None:
+    """The phase's result, its facts last: a folder with phase.json is a finished phase."""
+    done.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(done, safe_serialization=True)
+    heads.save(done)
+    text = json.dumps(phase_facts, indent=2, default=str)
+    atomic_write(done / "phase.json", lambda handle, text=text: handle.write(text))
 
 
 def _batches_per_task(batches: TaskBatchSampler, names: list[str]) -> dict[str, int]:
