@@ -85,14 +85,7 @@ def train_multitask_teacher(ctx: StageContext, model, tokenizer, tasks: list[Tas
 
     recipe, tcfg = ctx.recipe, ctx.recipe.teacher
     heads = TaskHeads.for_model(model, {task.name: task.labels for task in tasks})
-    train_sets = tokenized_tasks(tasks, tokenizer, "train")
-    for task, rows in zip(tasks, train_sets, strict=True):
-        require_rows(
-            rows,
-            f"{task.name}: {task.recipe.data.train_split}",
-            tcfg.batch_size,
-            f"teacher.batch_size is {tcfg.batch_size}",
-        )
+    train_sets = _train_sets(tasks, tokenizer, tcfg.batch_size)
     facts: dict = {"mode": recipe.transfer.mode, "phases": []}
     checkpoints = ctx.out / "checkpoints"
     for phase, chosen, epochs in phases(ctx, tasks):
@@ -160,6 +153,19 @@ def train_multitask_teacher(ctx: StageContext, model, tokenizer, tasks: list[Tas
         else "not used: sequential mode trains one task at a time"
     )
     return model, heads, facts
+
+
+def _train_sets(tasks: list[Task], tokenizer, batch_size: int) -> list:
+    """Each task's tokenized train split, each checked to hold a batch."""
+    train_sets = tokenized_tasks(tasks, tokenizer, "train")
+    for task, rows in zip(tasks, train_sets, strict=True):
+        require_rows(
+            rows,
+            f"{task.name}: {task.recipe.data.train_split}",
+            batch_size,
+            f"teacher.batch_size is {batch_size}",
+        )
+    return train_sets
 
 
 def _load_phase(done):
