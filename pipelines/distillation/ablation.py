@@ -32,7 +32,7 @@ from pipelines.core.config import ABLATION_VARIANTS, DistillConfig
 from pipelines.core.distributed import is_main
 from pipelines.core.runs import atomic_write_json, atomic_write_text
 from pipelines.distillation.loss import loss_spec
-from pipelines.distillation.training import train_once
+from pipelines.distillation.training import train_student
 from pipelines.train.evaluation import evaluate_model
 
 DEFAULT_MATCHES = ["hidden_mse", "attention_kl"]
@@ -131,7 +131,8 @@ def run_ablation(
         out = ctx.out / "ablation" / v.name
         started = time.time()
         student = copy.deepcopy(initial)
-        trainer, _, _ = train_once(
+        live = spec.needs_teacher_features and not cfg.two_step  # one run matching features
+        trainer, _, _ = train_student(
             ctx,
             teacher,
             student,
@@ -139,8 +140,8 @@ def run_ablation(
             dataset,
             spec,
             out,
-            logits,
-            cfg.two_step,
+            None if live else logits,
+            two_step_epochs=cfg.two_step,
             save_strategy="no",
         )
         seconds = time.time() - started

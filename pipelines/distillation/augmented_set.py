@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -31,19 +32,13 @@ IGNORED_LABEL = -100  # cross-entropy's ignore_index: no gold label on an augmen
 
 
 def spec_of(ctx: StageContext, tokenizer) -> AugmentSpec:
+    """The recipe's `distill.augment` as the library's AugmentSpec: every field the two share,
+    passed through by name (a new key in both is one edit each), and the tokenizer's mask."""
     a = ctx.recipe.distill.augment
-    return AugmentSpec(
-        factor=a.factor,
-        methods=tuple(a.methods),
-        p_mask=a.p_mask,
-        max_ngram=a.max_ngram,
-        p_drop=a.p_drop,
-        window=a.window,
-        p_mlm=a.p_mlm,
-        top_k=a.top_k,
-        max_rows=a.max_rows,
-        mask_token=tokenizer.mask_token or "[MASK]",
-    )
+    shared = {f.name for f in fields(AugmentSpec)} & set(type(a).model_fields)
+    values = {name: getattr(a, name) for name in shared}
+    values["methods"] = tuple(a.methods)
+    return AugmentSpec(**values, mask_token=tokenizer.mask_token or "[MASK]")
 
 
 def mlm_source(ctx: StageContext) -> str | None:

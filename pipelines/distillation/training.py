@@ -33,8 +33,16 @@ def train_student(  # -> (trainer, checkpoint resumed from, loss summed before i
     logits: np.ndarray | None,
     callbacks: list | None = None,
     tasks=None,
+    two_step_epochs: float = 0.0,
     **overrides,
 ):
+    """One distillation run, or TinyBERT's two steps (`train_in_two_steps`, step 1 running
+    `two_step_epochs`) when `two_step_epochs` > 0 and the spec has matches. `overrides` set
+    fields of the one run's TrainingArguments."""
+    if two_step_epochs and spec.matches:
+        return train_in_two_steps(
+            ctx, teacher, student, tokenizer, train_set, spec, out_dir, logits, two_step_epochs
+        )
     d = ctx.recipe.distill
     args = training_arguments(
         ctx.recipe,
@@ -73,40 +81,6 @@ def train_student(  # -> (trainer, checkpoint resumed from, loss summed before i
     )
     trainer.seconds_before_resume = earlier_seconds  # the distill stage adds them to its time
     return trainer, resume, before
-
-
-def train_once(  # -> (trainer, checkpoint resumed from, loss summed before it)
-    ctx: StageContext,
-    teacher,
-    student,
-    tokenizer,
-    train_set,
-    spec: LossSpec,
-    out_dir: Path,
-    logits: np.ndarray | None,
-    two_step_epochs: float,
-    **overrides,
-):
-    """One distillation as the spec asks: TinyBERT's two steps when `two_step_epochs` > 0 and
-    the spec has matches (step 1 runs `two_step_epochs`), else one run, which reads no cached
-    logits when it matches teacher features (the teacher runs live). `overrides` go to the
-    one-run TrainingArguments."""
-    if two_step_epochs and spec.matches:
-        return train_in_two_steps(
-            ctx, teacher, student, tokenizer, train_set, spec, out_dir, logits, two_step_epochs
-        )
-    live = spec.needs_teacher_features
-    return train_student(
-        ctx,
-        teacher,
-        student,
-        tokenizer,
-        train_set,
-        spec,
-        out_dir,
-        None if live else logits,
-        **overrides,
-    )
 
 
 def two_step(spec: LossSpec) -> tuple[LossSpec, LossSpec]:

@@ -35,7 +35,7 @@ from pipelines.distillation.loss import loss_spec
 from pipelines.distillation.qat_phase import quantization_aware
 from pipelines.distillation.speedup import measure_cache_speedup
 from pipelines.distillation.student_choice import build_student
-from pipelines.distillation.training import train_once, two_step
+from pipelines.distillation.training import train_student, two_step
 from pipelines.train.checkpoints import train_loss_across_resume
 from pipelines.train.evaluation import evaluate_model
 from pipelines.train.settings import batch_info, resolve_device, resolve_teacher_dtype
@@ -71,8 +71,16 @@ def main(ctx: StageContext) -> StageResult:
     )
     checkpoints = ctx.out / "checkpoints"
     started = time.time()
-    trainer, resumed, before = train_once(
-        ctx, s.teacher, s.student, s.tokenizer, rows, s.spec, checkpoints, rows_logits, d.two_step
+    trainer, resumed, before = train_student(
+        ctx,
+        s.teacher,
+        s.student,
+        s.tokenizer,
+        rows,
+        s.spec,
+        checkpoints,
+        rows_logits,
+        two_step_epochs=d.two_step,
     )
     # a resumed run: this session's time plus what the checkpoint had trained (callbacks.py)
     train_seconds = time.time() - started + getattr(trainer, "seconds_before_resume", 0.0)
