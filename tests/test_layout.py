@@ -224,6 +224,26 @@ def test_every_module_imports(package):
         importlib.import_module(module_name(path, ROOT))
 
 
+def test_every_stage_and_variant_module_has_a_main():
+    """The registry's module strings name real modules (a rename that misses one fails here), and
+    a transfer recipe runs the teacher and distill stages' multitask variants, nothing else."""
+    from pipelines.core.config import load_recipe
+    from pipelines.run.registry import STAGES
+
+    for stage in STAGES.values():
+        for module in (stage.module, *(v.module for v in stage.variants)):
+            assert callable(importlib.import_module(module).main), module
+    plain = load_recipe(ROOT / "recipes" / "demo.yaml")
+    transfer = load_recipe(ROOT / "recipes" / "demo-transfer.yaml")
+    assert {n: s.module_for(plain) for n, s in STAGES.items()} == {
+        n: f"pipelines.stages.{n}" for n in STAGES
+    }
+    assert {n: s.module_for(transfer) for n, s in STAGES.items() if s.variants} == {
+        "teacher": "pipelines.multitask.teacher_variant",
+        "distill": "pipelines.multitask.distill_variant",
+    }
+
+
 def test_validating_a_recipe_loads_no_backend():
     """Recipe names are checked against the registries, and none of them needs torch or ORT."""
     code = (
