@@ -1,10 +1,12 @@
-"""Augmented transfer set: new unlabeled rows made from the training rows, for the teacher to label.
+"""Augmented training set: new unlabeled rows made from the training rows, for the teacher to
+label (the distillation literature's "transfer set"; here `transfer` is only the recipe's
+cross-task section).
 
     rows = augment_rows(texts, AugmentSpec(factor=3, methods=("mask", "ngram", "shuffle")), seed=0)
     rows = augment_rows(texts, spec, seed=0, mlm=MLMReplacer.load("bert-base-uncased"))
 
 Tang et al. 2019 ("Distilling Task-Specific Knowledge from BERT into Simple Neural Networks")
-and TinyBERT (Jiao et al. 2020) grow the transfer set this way: the student learns the teacher's
+and TinyBERT (Jiao et al. 2020) grow the training set this way: the student learns the teacher's
 soft outputs on sentences the task's data does not hold, which is where distillation beats
 training on labels. Each new row applies one method, picked at random, to a training row:
 
@@ -20,7 +22,7 @@ tuples for pairs); labels are the teacher's, so none are made here. Everything i
 `seed` and the row's index, so a chunk of rows can be generated again, or resumed, alone.
 
 Written here because no maintained library does it for distillation: TextAttack and nlpaug carry
-heavy resources (WordNet, embeddings) and augment for robustness, not transfer sets.
+heavy resources (WordNet, embeddings) and augment for robustness, not distillation.
 """
 
 from __future__ import annotations

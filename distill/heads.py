@@ -11,6 +11,8 @@ one, and the heads save beside it (`heads.safetensors` + `heads.json`).
 Written here because transformers' classifiers have one head and neither TextBrewer (its
 MultiTaskDistiller takes one model per task) nor a maintained library keeps extra heads on a
 Hugging Face model without changing its class.
+
+The same heads one layer on, in the exported graph (one ONNX output per task): export.heads.
 """
 
 from __future__ import annotations

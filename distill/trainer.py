@@ -68,7 +68,7 @@ class DistillationModule(torch.nn.Module):
         super().__init__()
         self.student = student
         self.loss = loss
-        # Multi-task (pipelines/transfer): one head per task, each batch one task's, its loss
+        # Multi-task (pipelines/multitask): one head per task, each batch one task's, its loss
         # times the task's λ; every term is reported as <task>/<term>.
         self.heads = heads
         self.task_weights = task_weights or {}

@@ -1,4 +1,8 @@
-"""The one exception the libraries raise for input their caller can fix."""
+"""The one exception the libraries raise for input their caller can fix.
+
+The same idea one layer up: pipelines.core.errors, the pipeline's own user-facing errors (the
+runner and the CLI print both kinds as one-line messages).
+"""
 
 from __future__ import annotations
 

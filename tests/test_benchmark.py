@@ -357,7 +357,7 @@ def test_roofline_lines_name_the_ceiling_once_and_each_fraction():
 
 def test_report_from_measured_rows(rows, run_dir, tmp_path):
     from pipelines.report.assemble import write_report
-    from pipelines.report.schema import validate_results
+    from pipelines.report.results_schema import validate_results
 
     manifests = {
         s: json.loads((run_dir / s / "manifest.json").read_text())

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from pipelines import cli
-from pipelines.bundle.rows import fingerprint, predictions_hash
+from pipelines.bundle.labelled_rows import fingerprint, predictions_hash
 from pipelines.bundle.verify import run_predict, verify_bundle
 from pipelines.core.config import load_recipe
 from pipelines.run.registry import STAGES

@@ -182,7 +182,7 @@ def test_distill_stage_trains_a_pruned_student(tmp_path):
 
     from distill.student import from_config
     from pipelines.data.loading import load_task_data, tokenize
-    from pipelines.distillation.student import build_student
+    from pipelines.distillation.student_choice import build_student
     from pipelines.train.evaluation import predict_logits
 
     folder = tmp_path / "runs" / "tiny" / "teacher"

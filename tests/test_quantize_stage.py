@@ -96,7 +96,7 @@ def test_gate_failure_lists_each_drop_and_keeps_the_candidates(quantized, tmp_pa
 
 
 def test_bench_and_report_cover_every_artifact(quantized):
-    from pipelines.report.schema import validate_results
+    from pipelines.report.results_schema import validate_results
 
     tmp, manifests = quantized
     report = tmp / "runs" / "tiny" / "report"

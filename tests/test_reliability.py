@@ -186,7 +186,7 @@ def test_3_a_non_finite_distillation_loss_stops_training_naming_step_and_term(tr
 
 
 def test_3_a_diverging_teacher_stops_at_the_step_and_records_nothing(tmp_path, monkeypatch):
-    from pipelines.train.trainer import CheckedTrainer
+    from pipelines.teacher.checked_trainer import CheckedTrainer
 
     real = CheckedTrainer.compute_loss
 

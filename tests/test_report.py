@@ -11,7 +11,7 @@ import pytest
 from pipelines.report.assemble import write_report
 from pipelines.report.plots import pareto_points
 from pipelines.report.recommend import RecommendRule, recommend
-from pipelines.report.schema import RESULTS_SCHEMA, validate_results
+from pipelines.report.results_schema import RESULTS_SCHEMA, validate_results
 from pipelines.report.tables import terminal_table
 
 # name: (backend, precision, accuracy, size MB, ms per (batch·seq) token at 1 thread)

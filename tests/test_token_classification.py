@@ -20,7 +20,7 @@ from pipelines.bundle.verify import run_predict, verify_bundle
 from pipelines.core.config import load_recipe
 from pipelines.core.errors import ConfigError, DataError
 from pipelines.core.models import load_stage_model
-from pipelines.data.entities import TAGS
+from pipelines.data.entity_sentences import TAGS
 from pipelines.data.loading import load_task_data, tokenize
 from pipelines.data.words import align_tags
 from pipelines.run.runner import run_pipeline

@@ -239,8 +239,8 @@ def _run(path, runs, stage):
 def test_multitask_run_per_task_metrics_lambda_and_export_parity(tmp_path):
     from pipelines.core.config import load_recipe
     from pipelines.core.models import load_stage_model
-    from pipelines.transfer.evaluate import evaluate_tasks
-    from pipelines.transfer.tasks import tokenized_tasks, transfer_tasks
+    from pipelines.multitask.evaluate import evaluate_tasks
+    from pipelines.multitask.tasks import tokenized_tasks, transfer_tasks
 
     path = write_recipe(tmp_path / "r.yaml", transfer_recipe())
     runs = tmp_path / "runs"

@@ -15,8 +15,8 @@ from modelkit.cpu import cpu_model
 from pipelines.bench.artifacts import Artifact
 from pipelines.bundle.verify import SUMS
 from pipelines.core.context import StageContext
-from pipelines.report.card import lineage
-from pipelines.report.schema import load_results
+from pipelines.report.recommended_card import lineage
+from pipelines.report.results_schema import load_results
 
 
 def bench_rows(ctx: StageContext, name: str) -> list[dict[str, Any]]:
@@ -52,28 +52,29 @@ def bundle_card(
     reference: dict[str, Any],
     measured: dict[str, Any],
 ) -> str:
-    r = ctx.recipe
-    teacher_acc = (ctx.inputs["teacher"].get("metrics") or {}).get("accuracy")
-    cold, steady = measured["cold_start"], measured["steady_state"]
+    """The bundle's README.md: what it is and its files, accuracy, latency, lineage, how to run."""
+    out = [
+        *_intro_and_files(ctx, artifact, chosen_by, config, reference),
+        *_accuracy(ctx, artifact, config, reference, measured),
+        *_latency(ctx, artifact, config, measured),
+        *_lineage(ctx, artifact),
+        *_how_to_run(config),
+    ]
+    return "\n".join(out)
+
+
+def _intro_and_files(ctx, artifact: Artifact, chosen_by: str, config, reference) -> list[str]:
     engine = config.get("engine", "onnxruntime")
-    runtime = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}[engine]
-    threads = measured["threads"] or f"{runtime}'s default"
+    runtime = _RUNTIMES[engine]
     texts = " + ".join(f"`{c}`" for c in config["text_columns"])
-    sample = json.dumps({c: "..." for c in config["text_columns"]})
     model = (
         "the fine-tuned BERT teacher"
         if artifact.name.startswith("teacher")
         else "a student distilled from a BERT teacher"
     )
-    why_differs = (
-        " (dynamic int8 quantizes each batch by its own range, so batch composition can flip a "
-        "borderline row)"
-        if artifact.precision == "int8"
-        else " (float rounding differs with the padded width)"
-    )
     out = [
         *hub_metadata(engine, artifact.precision, config.get("task_type", "single_label")),
-        f"# {r.name}: `{artifact.name}` edge bundle",
+        f"# {ctx.recipe.name}: `{artifact.name}` edge bundle",
         "",
         f"{what_it_predicts(config)} over "
         f"{texts}, truncated to {config['max_length']} tokens: {model}, trained by distillery "
@@ -96,9 +97,23 @@ def bundle_card(
     ]
     if (ctx.out / "eval.jsonl").is_file():
         out.append(f"| `eval.jsonl` | the {reference['rows']} labelled eval rows, for `--verify` |")
-    out += [
-        f"| `{SUMS}` | sha256 of every file above (`sha256sum -c {SUMS}`) |",
-        "",
+    out += [f"| `{SUMS}` | sha256 of every file above (`sha256sum -c {SUMS}`) |", ""]
+    return out
+
+
+_RUNTIMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+
+
+def _accuracy(ctx, artifact: Artifact, config, reference, measured) -> list[str]:
+    r = ctx.recipe
+    teacher_acc = (ctx.inputs["teacher"].get("metrics") or {}).get("accuracy")
+    why_differs = (
+        " (dynamic int8 quantizes each batch by its own range, so batch composition can flip a "
+        "borderline row)"
+        if artifact.precision == "int8"
+        else " (float rounding differs with the padded width)"
+    )
+    return [
         "## Accuracy",
         "",
         f"- {reference['accuracy']:.4f}{score_name(config)} on the {reference['rows']} rows of "
@@ -110,6 +125,14 @@ def bundle_card(
         f"default length-batched order agrees on {measured['length_batched_agreement']:.2%} of "
         f"them{why_differs}.",
         "",
+    ]
+
+
+def _latency(ctx, artifact: Artifact, config, measured) -> list[str]:
+    cold, steady = measured["cold_start"], measured["steady_state"]
+    runtime = _RUNTIMES[config.get("engine", "onnxruntime")]
+    threads = measured["threads"] or f"{runtime}'s default"
+    out = [
         "## Latency",
         "",
         f"`predict.py` itself, on {cpu_model()} ({os.cpu_count()} cores), threads: {threads}, "
@@ -138,7 +161,11 @@ def bundle_card(
             f"{g['p99_ms']:.3f} |"
             for g in grid
         ]
-    out += ["", "## Lineage", ""]
+    return out
+
+
+def _lineage(ctx, artifact: Artifact) -> list[str]:
+    out = ["", "## Lineage", ""]
     steps = lineage(artifact.name, ctx.inputs)
     for stage in ("bench", "report"):
         steps.append(f"{stage}: hash `{ctx.inputs[stage].get('hash', '?')}`")
@@ -148,6 +175,13 @@ def bundle_card(
         f"Built by distillery {metadata.version('distillery')} from `{ctx.run.path}`; the stage's "
         "manifest.json beside these files (when present) records the full configuration.",
         "",
+    ]
+    return out
+
+
+def _how_to_run(config) -> list[str]:
+    sample = json.dumps({c: "..." for c in config["text_columns"]})
+    return [
         "## How to run",
         "",
         "```bash",
@@ -167,7 +201,6 @@ def bundle_card(
         "the eval split through predict.py against `reference.json`.",
         "",
     ]
-    return "\n".join(out)
 
 
 def what_it_predicts(config: dict[str, Any]) -> str:

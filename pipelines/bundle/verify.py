@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from modelkit.task_types import TASK_TYPES
-from pipelines.bundle.rows import (
+from pipelines.bundle.labelled_rows import (
     fingerprint,
     predicted_values,
     predictions_hash,

@@ -14,14 +14,14 @@ from modelkit.batching import label_array
 from modelkit.files import ONNX_FILES
 from modelkit.task_types import TASK_TYPES
 from pipelines.bench.artifacts import OV_FILES, Artifact, discover_artifacts
-from pipelines.bundle.rows import gold_value, predicted_values
+from pipelines.bundle.labelled_rows import gold_value, predicted_values
 from pipelines.bundle.verify import run_predict
 from pipelines.core.context import StageContext
 from pipelines.core.errors import DistilleryError, StageFailedError
 from pipelines.core.runs import atomic_write_json, atomic_write_text
+from pipelines.multitask.tasks import bundle_tasks
 from pipelines.report.recommend import RecommendRule, recommend
-from pipelines.report.schema import load_results
-from pipelines.transfer.tasks import bundle_tasks
+from pipelines.report.results_schema import load_results
 
 log = logging.getLogger("distillery")
 

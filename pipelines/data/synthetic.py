@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from pipelines.data.entities import entities_row
+from pipelines.data.entity_sentences import entities_row
 
 POSITIVE = [
     "good",
@@ -172,7 +172,7 @@ GENERATORS: dict[str, Callable[[random.Random], dict]] = {
     "verdict": _verdict_row,
     "rating": _rating_row,
     "tags": _tags_row,
-    "entities": entities_row,  # token classification (pipelines/data/entities.py)
+    "entities": entities_row,  # token classification (pipelines/data/entity_sentences.py)
 }
 
 

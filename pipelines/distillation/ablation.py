@@ -3,7 +3,7 @@
 Variants (`distill.ablation_variants`, in this order; those the recipe cannot make are left out):
 - `labels_only`: task cross-entropy alone (the student without its teacher);
 - `logits_kd`: task + logit KD;
-- `kd_augment`: task + KD on the augmented transfer set (needs `distill.augment`);
+- `kd_augment`: task + KD on the augmented training set (needs `distill.augment`);
 - `kd_matches`: + the recipe's intermediate matches (hidden_mse, attention_kl when it has none);
   `kd_augment_matches` on the augmented set;
 - `two_step`: the same matches in TinyBERT's two steps (matches alone, then logits);
@@ -32,7 +32,7 @@ from pipelines.core.config import ABLATION_VARIANTS, DistillConfig
 from pipelines.core.distributed import is_main
 from pipelines.core.runs import atomic_write_json, atomic_write_text
 from pipelines.distillation.loss import loss_spec
-from pipelines.distillation.training import train_in_two_steps, train_student
+from pipelines.distillation.training import train_student
 from pipelines.train.evaluation import evaluate_model
 
 DEFAULT_MATCHES = ["hidden_mse", "attention_kl"]
@@ -44,7 +44,7 @@ VARIANTS = ABLATION_VARIANTS  # names (and order) in pipelines.core.config, buil
 class Variant:
     name: str  # the row's name in the table
     config: DistillConfig  # the recipe's distill section, changed to this variant
-    augmented: bool  # trained on the augmented transfer set
+    augmented: bool  # trained on the augmented training set
 
 
 def variants(d: DistillConfig, augmented: bool) -> list[Variant]:
@@ -131,22 +131,19 @@ def run_ablation(
         out = ctx.out / "ablation" / v.name
         started = time.time()
         student = copy.deepcopy(initial)
-        if cfg.two_step and spec.matches:
-            trainer, _, _ = train_in_two_steps(
-                ctx, teacher, student, tokenizer, dataset, spec, out, logits, cfg.two_step
-            )
-        else:
-            trainer, _, _ = train_student(
-                ctx,
-                teacher,
-                student,
-                tokenizer,
-                dataset,
-                spec,
-                out,
-                None if spec.needs_teacher_features else logits,
-                save_strategy="no",
-            )
+        live = spec.needs_teacher_features and not cfg.two_step  # one run matching features
+        trainer, _, _ = train_student(
+            ctx,
+            teacher,
+            student,
+            tokenizer,
+            dataset,
+            spec,
+            out,
+            None if live else logits,
+            two_step_epochs=cfg.two_step,
+            save_strategy="no",
+        )
         seconds = time.time() - started
         student = trainer.model.student
         metrics, _ = evaluate_model(student, eval_set, tokenizer, d.eval_batch_size, device, v.name)

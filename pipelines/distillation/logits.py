@@ -27,7 +27,7 @@ def cached_teacher_logits(
 ) -> tuple[np.ndarray, dict]:
     """Teacher logits over the train split: from the cache, or computed and stored.
 
-    `task` (pipelines.transfer.tasks.Task) with the teacher's `heads`: that task's split and
+    `task` (pipelines.multitask.tasks.Task) with the teacher's `heads`: that task's split and
     head, keyed by the task's name and data as well."""
     from contextlib import nullcontext
 

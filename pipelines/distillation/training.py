@@ -33,8 +33,16 @@ def train_student(  # -> (trainer, checkpoint resumed from, loss summed before i
     logits: np.ndarray | None,
     callbacks: list | None = None,
     tasks=None,
+    two_step_epochs: float = 0.0,
     **overrides,
 ):
+    """One distillation run, or TinyBERT's two steps (`train_in_two_steps`, step 1 running
+    `two_step_epochs`) when `two_step_epochs` > 0 and the spec has matches. `overrides` set
+    fields of the one run's TrainingArguments."""
+    if two_step_epochs and spec.matches:
+        return train_in_two_steps(
+            ctx, teacher, student, tokenizer, train_set, spec, out_dir, logits, two_step_epochs
+        )
     d = ctx.recipe.distill
     args = training_arguments(
         ctx.recipe,

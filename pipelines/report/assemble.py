@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.core.runs import atomic_write_json, atomic_write_text
-from pipelines.report.card import recommended_card
 from pipelines.report.plots import latency_series, pareto_points, plot_latency, plot_pareto
 from pipelines.report.recommend import (
     RecommendRule,
@@ -22,8 +21,15 @@ from pipelines.report.recommend import (
     recommend,
     teacher_accuracy,
 )
-from pipelines.report.rows import devices, measured_rows, pick_batch, score_metric, task_type_name
-from pipelines.report.schema import validate_results
+from pipelines.report.recommended_card import recommended_card
+from pipelines.report.results_schema import validate_results
+from pipelines.report.selection import (
+    devices,
+    measured_rows,
+    pick_batch,
+    score_metric,
+    task_type_name,
+)
 from pipelines.report.speed import busy, show, speedup
 from pipelines.report.tables import PEER, fmt, markdown_table, real_length_table, summary_table
 
@@ -64,18 +70,56 @@ def write_report(
 
     warnings = busy(rows, conditions, int(machine.get("affinity") or machine.get("cores") or 1))
     best = recommend(rows, manifests, rule)
-    withheld = None
-    noisy_compared = decisive_noisy(rows, manifests, best, rule)
-    trouble = noisy_compared or any("just before" in w or "stolen" in w for w in warnings)
-    if best and trouble and withhold_noisy:
-        withheld = (
-            "the measurements it would rest on are not trustworthy ("
-            + (f"noisy: {', '.join(noisy_compared)}" if noisy_compared else "; ".join(warnings))
-            + "); rerun the bench stage on an idle machine (distillery run RECIPE --stage bench "
-            "--force)"
-        )
+    withheld = why_withheld(rows, manifests, best, rule, warnings) if withhold_noisy else None
     text = ["# Benchmark report", ""]
     text += summary_lines(best, withheld, rows, manifests, rule, out_dir) + [""]
+    text += measurement_lines(rows, manifests, machine, conditions, warnings, roofline)
+    text += [
+        "![accuracy vs latency](pareto.png)",
+        "",
+        "![latency vs sequence length](latency.png)",
+        "",
+    ]
+    text += sections or []
+    if best and not withheld:
+        text += [recommended_card(best, manifests, rule), ""]
+    elif not best:
+        text += [f"No artifact meets the rule: {rule.describe()}.", ""]
+    atomic_write_text(paths["README.md"], "\n".join(text))
+    chosen = None if withheld else best
+    return {
+        "recommended": chosen["artifact"] if chosen else None,
+        "recommended_path": chosen.get("path") if chosen else None,
+        "reason": chosen["reason"] if chosen else None,
+        "withheld": withheld,
+        "results": str(paths["results.json"]),
+        "readme": str(paths["README.md"]),
+        "pareto": str(paths["pareto.png"]),
+        "latency": str(paths["latency.png"]),
+        "pareto_points": points,
+        "latency_series": series,
+    }
+
+
+def why_withheld(rows, manifests, best, rule: RecommendRule, warnings: list[str]) -> str | None:
+    """Why the recommendation is withheld (the measurements it rests on are noisy, or the machine
+    was busy), or None."""
+    noisy_compared = decisive_noisy(rows, manifests, best, rule)
+    trouble = noisy_compared or any("just before" in w or "stolen" in w for w in warnings)
+    if not (best and trouble):
+        return None
+    return (
+        "the measurements it would rest on are not trustworthy ("
+        + (f"noisy: {', '.join(noisy_compared)}" if noisy_compared else "; ".join(warnings))
+        + "); rerun the bench stage on an idle machine (distillery run RECIPE --stage bench "
+        "--force)"
+    )
+
+
+def measurement_lines(rows, manifests, machine, conditions, warnings, roofline) -> list[str]:
+    """The README's lines between the summary and the plots: the score's name when it is not
+    accuracy, warnings, the machine, one table per device, real lengths, the roofline."""
+    text: list[str] = []
     metric = score_metric(manifests)
     if metric != "accuracy":
         text += [
@@ -105,31 +149,7 @@ def write_report(
         ]
     if roofline:
         text += roofline_lines(roofline) + [""]
-    text += [
-        "![accuracy vs latency](pareto.png)",
-        "",
-        "![latency vs sequence length](latency.png)",
-        "",
-    ]
-    text += sections or []
-    if best and not withheld:
-        text += [recommended_card(best, manifests, rule), ""]
-    elif not best:
-        text += [f"No artifact meets the rule: {rule.describe()}.", ""]
-    atomic_write_text(paths["README.md"], "\n".join(text))
-    chosen = None if withheld else best
-    return {
-        "recommended": chosen["artifact"] if chosen else None,
-        "recommended_path": chosen.get("path") if chosen else None,
-        "reason": chosen["reason"] if chosen else None,
-        "withheld": withheld,
-        "results": str(paths["results.json"]),
-        "readme": str(paths["README.md"]),
-        "pareto": str(paths["pareto.png"]),
-        "latency": str(paths["latency.png"]),
-        "pareto_points": points,
-        "latency_series": series,
-    }
+    return text
 
 
 def summary_lines(best, withheld, rows, manifests, rule, out_dir: Path) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipelines.report.rows import comparison_shape, measured_rows, pick_batch
+from pipelines.report.selection import comparison_shape, measured_rows, pick_batch
 
 
 def pareto_points(

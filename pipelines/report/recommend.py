@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pipelines.report.rows import comparison_shape, measured_rows, pick_batch
+from pipelines.report.selection import comparison_shape, measured_rows, pick_batch
 
 
 @dataclass

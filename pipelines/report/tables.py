@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.report.rows import comparison_shape, devices, measured_rows, pick_batch
+from pipelines.report.selection import comparison_shape, devices, measured_rows, pick_batch
 from pipelines.report.speed import show, speedup
 
 

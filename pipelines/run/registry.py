@@ -1,8 +1,11 @@
 """The pipeline's stages, in order: one registry, `STAGES`, and `plan(target)`.
 
-Each stage is a module of this package with a `main(ctx) -> StageResult`; the registry names the
-module and imports it only when the stage runs, so `distillery validate` and `distillery stages`
-load no backend. To add a stage, see docs/architecture.md.
+Each stage is a module of `pipelines.stages` with a `main(ctx) -> StageResult`; the registry names
+the module and imports it only when the stage runs, so `distillery validate` and `distillery
+stages` load no backend. A stage may have named variants (`Variant`): another module's `main` that
+runs the same stage, with the same name, sections and hash, when the recipe asks for it (the
+teacher and distill stages of a transfer recipe run `pipelines.multitask`). To add a stage, see
+docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -17,6 +20,19 @@ from pipelines.core.errors import DistilleryError
 
 
 @dataclass(frozen=True)
+class Variant:
+    """Another way to run a stage, chosen by the recipe: same name, sections, needs and hash."""
+
+    name: str  # what the variant is called in docs and logs
+    module: str  # the module holding its `main(ctx) -> StageResult`
+    applies: Callable[[Any], bool]  # recipe -> run this variant instead of the stage's module?
+
+
+def _multitask(recipe) -> bool:
+    return bool(recipe.transfer.enabled)
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
     sections: tuple[str, ...]  # recipe sections whose values the stage's output depends on
@@ -25,15 +41,19 @@ class Stage:
     describe: str  # one line for --dry-run and `distillery stages`
     every_rank: bool = False  # runs on every process of a torchrun job (DDP); else on rank 0 only
     enabled: Callable[[Any], bool] | None = None  # recipe -> in the plan? (None: always)
+    variants: tuple[Variant, ...] = ()  # the first that applies to the recipe runs instead
 
     def runs_for(self, recipe) -> bool:
         """Whether the recipe asks for this stage (an optional stage is left out otherwise, and
         the stages that need it run without it)."""
         return self.enabled is None or bool(self.enabled(recipe))
 
-    @property
-    def main(self) -> Callable[[StageContext], StageResult]:
-        return importlib.import_module(self.module).main
+    def module_for(self, recipe) -> str:
+        """The module that runs this stage for `recipe`: a variant's when one applies."""
+        return next((v.module for v in self.variants if v.applies(recipe)), self.module)
+
+    def main_for(self, recipe) -> Callable[[StageContext], StageResult]:
+        return importlib.import_module(self.module_for(recipe)).main
 
 
 STAGES: dict[str, Stage] = {
@@ -46,6 +66,7 @@ STAGES: dict[str, Stage] = {
             "pipelines.stages.teacher",
             "fine-tune (or load and evaluate) the teacher classifier",
             every_rank=True,
+            variants=(Variant("multitask", "pipelines.multitask.teacher_variant", _multitask),),
         ),
         Stage(
             "search",
@@ -63,6 +84,7 @@ STAGES: dict[str, Stage] = {
             "pipelines.stages.distill",
             "build the student and train it on the combined loss",
             every_rank=True,
+            variants=(Variant("multitask", "pipelines.multitask.distill_variant", _multitask),),
         ),
         Stage(
             "export",

@@ -81,7 +81,7 @@ def run_pipeline(
 
 def _run_pipeline(recipe, run: RunDir, target, force, dry_run, echo) -> dict[str, dict]:
     from pipelines.core import distributed
-    from pipelines.transfer.tasks import data_fingerprint
+    from pipelines.multitask.tasks import data_fingerprint
 
     world = distributed.world()
     if not world.is_main:
@@ -191,12 +191,12 @@ def _run_stage(
     ctx = StageContext(recipe, run, stage.name, {n: done[n] for n in needs}, cache, load_task_data)
     started = time.time()
     if not main:
-        stage.main(ctx)  # writes nothing: pipelines.core.distributed
+        stage.main_for(recipe)(ctx)  # writes nothing: pipelines.core.distributed
         return None
     with stage_log(out / "log.txt"):
         log.info("stage %s started, hash %s", stage.name, digest)
         try:
-            result = stage.main(ctx)
+            result = stage.main_for(recipe)(ctx)
         except InputError as exc:  # a library refused the recipe's input: the message says why
             raise DistilleryError(f"stage '{stage.name}': {exc}") from None
         except Exception as exc:

@@ -35,7 +35,7 @@ def build_candidate(
     import torch
 
     from export.onnx_export import export_classifier
-    from pipelines.distillation.student import build_student
+    from pipelines.distillation.student_choice import build_student
     from quantize.ort_dynamic import quantize_dynamic
 
     done = folder / BUILT
@@ -54,7 +54,7 @@ def build_candidate(
     with tempfile.TemporaryDirectory(prefix="distillery-search-") as tmp:
         export_classifier(folder / "model", Path(tmp) / "onnx")
         if recipe.search.backend == "openvino":
-            from pipelines.search.openvino import quantize_for_openvino
+            from pipelines.search.openvino_candidate import quantize_for_openvino
 
             quantize_for_openvino(
                 recipe, Path(tmp) / "onnx" / "model.onnx", folder / "int8", train_set, tokenizer

@@ -1,6 +1,6 @@
 """Stage 2 of the search: a surviving candidate distilled on a short schedule, then evaluated in
 fp32 and in its deployment int8, as the distill stage would train it (the recipe's loss, cached
-teacher logits, the augmented transfer set when configured) but on `search.short_rows` rows for
+teacher logits, the augmented training set when configured) but on `search.short_rows` rows for
 `search.short_epochs`. The record is written last (`short.json`), so a killed search keeps every
 candidate it finished."""
 
@@ -23,10 +23,10 @@ SHORT = "short.json"
 
 
 def short_distill(
-    ctx, cand: Candidate, folder: Path, key: str, teacher, tokenizer, transfer, eval_set, device
+    ctx, cand: Candidate, folder: Path, key: str, teacher, tokenizer, training, eval_set, device
 ):
     """The candidate's short-run record (read back when one with the same `key`, what decides
-    the run, exists). `transfer`: (dataset, cached teacher logits or None) to draw rows from."""
+    the run, exists). `training`: (dataset, cached teacher logits or None) to draw rows from."""
     from transformers import AutoModelForSequenceClassification
 
     from pipelines.distillation.ablation import int8_accuracy
@@ -40,7 +40,7 @@ def short_distill(
         if record.get("key") == key:
             return record
     r, s = ctx.recipe, ctx.recipe.search
-    dataset, logits = transfer
+    dataset, logits = training
     picked = np.random.default_rng(r.seed).permutation(len(dataset))[: s.short_rows]
     rows = dataset.select(picked)  # the same rows for every candidate: a fair comparison
     logits = logits[picked] if logits is not None else None

@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 from pipelines.bundle.card import bundle_card
+from pipelines.bundle.labelled_rows import fingerprint, predictions_hash, split_rows, write_rows
 from pipelines.bundle.latency import measure_cold_start, measure_steady_state
-from pipelines.bundle.rows import fingerprint, predictions_hash, split_rows, write_rows
 from pipelines.bundle.verify import RUN_RECORDS, SUMS, write_sha256sums
 from pipelines.bundle.writer import (
     artifact_tokenizer,
@@ -58,33 +58,11 @@ def main(ctx: StageContext) -> StageResult:
     if b.include_eval:
         write_rows(out / "eval.jsonl", rows, config["text_columns"], config["labels"], r.task.type)
 
-    with tempfile.TemporaryDirectory(prefix="distillery-bundle-") as tmp:
-        eval_path = write_rows(
-            Path(tmp) / "eval.jsonl", rows, config["text_columns"], r.task.labels, r.task.type
-        )
-        agreement = check_bundle_predictions(out, eval_path, reference, config)
-        sample = write_rows(
-            Path(tmp) / "sample.jsonl",
-            rows[: b.latency_sentences],
-            config["text_columns"],
-            r.task.labels,
-            r.task.type,
-        )
-        first_line = sample.read_text().splitlines()[0]
-        measured = {
-            "threads": b.threads,
-            "length_batched_agreement": agreement,
-            "cold_start": measure_cold_start(out, first_line, b.cold_start_runs, b.threads),
-            "steady_state": measure_steady_state(out, sample, b.latency_repeats, b.threads),
-        }
+    measured = check_and_time(ctx, rows, reference, config)
     atomic_write_text(
         out / "README.md", bundle_card(ctx, artifact, chosen_by, config, record, measured)
     )
-    for path in out.iterdir():  # temporary-file writes leave 0600; a device user must read them
-        if path.name not in RUN_RECORDS:
-            path.chmod(0o755 if path.name == "predict.py" else 0o644)
-    sums = write_sha256sums(out)  # last: it covers every file written above
-    (out / SUMS).chmod(0o644)
+    sums = seal(out)
     sizes = {name: (out / name).stat().st_size for name in [*sums, SUMS]}
     model_bytes = sum(sizes.get(n, 0) for n in model_files(artifact))
     cold, steady = measured["cold_start"], measured["steady_state"]
@@ -100,7 +78,7 @@ def main(ctx: StageContext) -> StageResult:
         "first_prediction_s": cold["first_prediction_s"],
         "per_sentence_p50_ms": steady["per_sentence_p50_ms"],
         "single_p50_ms": steady["single_p50_ms"],
-        "length_batched_agreement": agreement,
+        "length_batched_agreement": measured["length_batched_agreement"],
     }
     files = {name: name for name in sums}
     files[SUMS] = SUMS
@@ -120,3 +98,38 @@ def main(ctx: StageContext) -> StageResult:
             }
         },
     )
+
+
+def check_and_time(ctx: StageContext, rows, reference: dict, config: dict) -> dict:
+    """The bundle's predict.py, in fresh processes, on the eval rows: its predictions checked
+    against the pipeline's (raises when they differ), its cold start and steady state timed."""
+    r, b, out = ctx.recipe, ctx.recipe.bundle, ctx.out
+    with tempfile.TemporaryDirectory(prefix="distillery-bundle-") as tmp:
+        eval_path = write_rows(
+            Path(tmp) / "eval.jsonl", rows, config["text_columns"], r.task.labels, r.task.type
+        )
+        agreement = check_bundle_predictions(out, eval_path, reference, config)
+        sample = write_rows(
+            Path(tmp) / "sample.jsonl",
+            rows[: b.latency_sentences],
+            config["text_columns"],
+            r.task.labels,
+            r.task.type,
+        )
+        first_line = sample.read_text().splitlines()[0]
+        return {
+            "threads": b.threads,
+            "length_batched_agreement": agreement,
+            "cold_start": measure_cold_start(out, first_line, b.cold_start_runs, b.threads),
+            "steady_state": measure_steady_state(out, sample, b.latency_repeats, b.threads),
+        }
+
+
+def seal(out: Path) -> dict[str, str]:
+    """Permissions a device user can read, then SHA256SUMS over every file (written last)."""
+    for path in out.iterdir():  # temporary-file writes leave 0600; a device user must read them
+        if path.name not in RUN_RECORDS:
+            path.chmod(0o755 if path.name == "predict.py" else 0o644)
+    sums = write_sha256sums(out)  # last: it covers every file written above
+    (out / SUMS).chmod(0o644)
+    return sums

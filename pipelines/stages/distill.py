@@ -1,11 +1,13 @@
 """Distill stage: teacher (from the teacher stage) → student trained on the combined loss.
 
-setup (teacher, data, student, loss spec, cached teacher logits) → `distill.distill` → evaluate →
-save the student in `save_pretrained` layout (no projections) → optional ablation table.
+setup (teacher, data, student, loss spec) → training rows (cached teacher logits, augmented
+rows) → `distill.distill` → evaluate → save the student in `save_pretrained` layout (no projections) →
+optional measurements (QAT phase, cache speed-up, ablation table).
 
 Under torchrun every process runs all of it (DDP through the Trainer, evaluation on every rank
 over the whole eval split); rank 0 alone writes the cache, the student and the tables
-(pipelines.core.distributed).
+(pipelines.core.distributed). A transfer recipe runs the stage's `multitask` variant instead
+(pipelines/multitask/distill_variant.py).
 """
 
 from __future__ import annotations
@@ -14,23 +16,26 @@ import copy
 import logging
 import shutil
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from distill.combined import LossSpec
 from modelkit.task_types import TASK_TYPES
-from pipelines.core.config import TORCH_DTYPES, StudentConfig
+from pipelines.core.config import TORCH_DTYPES, Recipe, StudentConfig
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.distributed import is_main, main_first
 from pipelines.core.models import MODEL_ARTIFACTS, load_stage_model, save_model
 from pipelines.data.loading import require_rows, tokenize
 from pipelines.distillation.ablation import int8_accuracy, run_ablation
-from pipelines.distillation.augment import augmented_set, train_texts
+from pipelines.distillation.augmented_set import with_augmented_rows
 from pipelines.distillation.logits import cached_teacher_logits
 from pipelines.distillation.loss import loss_spec
-from pipelines.distillation.qat import quantization_aware
+from pipelines.distillation.qat_phase import quantization_aware
 from pipelines.distillation.speedup import measure_cache_speedup
-from pipelines.distillation.student import build_student
-from pipelines.distillation.training import train_in_two_steps, train_student, two_step
+from pipelines.distillation.student_choice import build_student
+from pipelines.distillation.training import train_student, two_step
 from pipelines.train.checkpoints import train_loss_across_resume
 from pipelines.train.evaluation import evaluate_model
 from pipelines.train.settings import batch_info, resolve_device, resolve_teacher_dtype
@@ -38,16 +43,81 @@ from pipelines.train.settings import batch_info, resolve_device, resolve_teacher
 log = logging.getLogger("distillery")
 
 
+@dataclass
+class Setup:
+    """What the stage trains with: the recipe (with the search's pick as its student), the
+    teacher in its training dtype, the student and its copy before training, the loss."""
+
+    recipe: Recipe
+    picked: dict | None
+    device: str
+    teacher: Any
+    tokenizer: Any
+    student: Any
+    initial: Any  # the same starting point for every ablation variant
+    copied: list
+    spec: LossSpec
+    teacher_dtype: str
+    train_set: Any  # tokenized
+    eval_set: Any
+
+
 def main(ctx: StageContext) -> StageResult:
+    s = setup(ctx)
+    d = ctx.recipe.distill
+    logits, cache_info = teacher_logits(ctx, s)
+    rows, rows_logits, augment_info = with_augmented_rows(
+        ctx, s.teacher, s.tokenizer, s.train_set, logits, s.device
+    )
+    checkpoints = ctx.out / "checkpoints"
+    started = time.time()
+    trainer, resumed, before = train_student(
+        ctx,
+        s.teacher,
+        s.student,
+        s.tokenizer,
+        rows,
+        s.spec,
+        checkpoints,
+        rows_logits,
+        two_step_epochs=d.two_step,
+    )
+    # a resumed run: this session's time plus what the checkpoint had trained (callbacks.py)
+    train_seconds = time.time() - started + getattr(trainer, "seconds_before_resume", 0.0)
+    student = trainer.model.student  # the projections stay behind (trainer.model.loss)
+    metrics, _ = evaluate_model(
+        student, s.eval_set, s.tokenizer, d.eval_batch_size, s.device, "evaluate student"
+    )
+    teacher_acc = ctx.inputs["teacher"]["metrics"]["accuracy"]
+    metrics["teacher_accuracy"] = teacher_acc
+    metrics["retained"] = metrics["accuracy"] / teacher_acc if teacher_acc else 0.0
+    if is_main():  # under DDP every rank holds the same student; rank 0 saves it
+        save_model(student, s.tokenizer, ctx.out)
+
+    facts = {
+        "resumed_from": resumed,
+        "before": before,
+        "cache": cache_info,
+        "train_seconds": train_seconds,
+        "cached_teacher_logits": rows_logits is not None,
+    }
+    extra = training_facts(s, student, trainer, rows, facts)
+    if augment_info:
+        extra["augment"] = augment_info
+    measure(ctx, s, student, (rows, rows_logits), logits, metrics, extra, train_seconds)
+    # Checkpoints go last: if the measurements above fail, a rerun resumes from the final one.
+    if is_main():
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    return StageResult(metrics=metrics, artifacts=dict(MODEL_ARTIFACTS), extra=extra)
+
+
+def setup(ctx: StageContext) -> Setup:
+    """Teacher, data and student as the recipe (or the search's pick) asks, the loss spec, and
+    the teacher cast to its training dtype once the student has copied its fp32 layers."""
     import torch
-    from datasets import concatenate_datasets
     from transformers import set_seed
 
     r, d = ctx.recipe, ctx.recipe.distill
-    if r.transfer.enabled:  # source tasks: a student with one head per task
-        from pipelines.transfer.distill import main_multitask
-
-        return main_multitask(ctx)
     picked = (ctx.inputs.get("search") or {}).get("chosen")
     if picked:  # the search stage's pick replaces the recipe's `student` section
         r = r.model_copy(update={"student": StudentConfig(**picked["student"])})
@@ -63,7 +133,7 @@ def main(ctx: StageContext) -> StageResult:
         require_rows(data.eval, r.data.eval_split, 1, "evaluation needs at least one row")
         train_set, eval_set = tokenize(data.train, tokenizer, r), tokenize(data.eval, tokenizer, r)
     student, copied = build_student(r, teacher, tokenizer, train_set)
-    initial = copy.deepcopy(student)  # the same starting point for every ablation variant
+    initial = copy.deepcopy(student)
     spec = loss_spec(
         d,
         student.config.num_hidden_layers,
@@ -73,58 +143,50 @@ def main(ctx: StageContext) -> StageResult:
     )
     teacher_dtype = resolve_teacher_dtype(r, device)  # after the student copied its fp32 layers
     teacher = teacher.to(getattr(torch, TORCH_DTYPES[teacher_dtype]))
+    return Setup(
+        r,
+        picked,
+        device,
+        teacher,
+        tokenizer,
+        student,
+        initial,
+        copied,
+        spec,
+        teacher_dtype,
+        train_set,
+        eval_set,
+    )
 
-    cache_info: dict = {}
-    logits = None
-    live_teacher = spec.needs_teacher_features and not d.two_step  # step 2 of two is logits only
+
+def teacher_logits(ctx: StageContext, s: Setup) -> tuple[np.ndarray | None, dict]:
+    """The teacher's logits on the train split, cached once per (teacher, data), or None when
+    the teacher runs live (features matched in one step, or per-token logits)."""
+    d = ctx.recipe.distill
+    live_teacher = s.spec.needs_teacher_features and not d.two_step  # step 2 of two: logits only
     # per-token logits ([rows, tokens, labels]) are not cached: the teacher runs live
-    per_token = TASK_TYPES[r.task.type].token_level
+    per_token = TASK_TYPES[s.recipe.task.type].token_level
     if d.cache_teacher_logits and per_token:
         log.info("distill: token classification runs the teacher live (no logit cache)")
     if d.cache_teacher_logits and not live_teacher and not per_token:
-        logits, cache_info = cached_teacher_logits(ctx, teacher, train_set, tokenizer, device)
-    transfer, transfer_logits, augment_info = train_set, logits, None
-    if d.augment.factor > 0:  # the augmented transfer set: new rows the teacher labelled
-        texts = train_texts(data.train, r.task.text_columns)
-        rows, rows_logits, augment_info = augmented_set(ctx, teacher, tokenizer, texts, device)
-        transfer = concatenate_datasets([train_set, rows.cast(train_set.features)])
-        if logits is not None:
-            transfer_logits = np.concatenate([logits, rows_logits])
+        return cached_teacher_logits(ctx, s.teacher, s.train_set, s.tokenizer, s.device)
+    return None, {}
 
-    checkpoints = ctx.out / "checkpoints"
-    started = time.time()
-    if d.two_step and spec.matches:
-        trainer, resumed, before = train_in_two_steps(
-            ctx, teacher, student, tokenizer, transfer, spec, checkpoints, transfer_logits
-        )
-    else:
-        trainer, resumed, before = train_student(
-            ctx, teacher, student, tokenizer, transfer, spec, checkpoints, transfer_logits
-        )
-    # a resumed run: this session's time plus what the checkpoint had trained (callbacks.py)
-    train_seconds = time.time() - started + getattr(trainer, "seconds_before_resume", 0.0)
-    student = trainer.model.student  # the projections stay behind (trainer.model.loss)
-    metrics, _ = evaluate_model(
-        student, eval_set, tokenizer, d.eval_batch_size, device, "evaluate student"
-    )
-    teacher_acc = ctx.inputs["teacher"]["metrics"]["accuracy"]
-    metrics["teacher_accuracy"] = teacher_acc
-    metrics["retained"] = metrics["accuracy"] / teacher_acc if teacher_acc else 0.0
 
-    if is_main():  # under DDP every rank holds the same student; rank 0 saves it
-        save_model(student, tokenizer, ctx.out)
-
-    extra = {
+def training_facts(s: Setup, student, trainer, rows, facts: dict) -> dict:
+    """The manifest's `student`, `teacher_parameters`, `loss` and `training` entries."""
+    r, d, spec = s.recipe, s.recipe.distill, s.spec
+    return {
         "student": {
-            "search_pick": picked["id"] if picked else None,
+            "search_pick": s.picked["id"] if s.picked else None,
             "init": r.student.init,
             "init_weights": r.student.init_weights if r.student.init == "config" else None,
-            "layers": copied,
+            "layers": s.copied,
             "parameters": sum(p.numel() for p in student.parameters()),
             "hidden_size": student.config.hidden_size,
             "num_hidden_layers": student.config.num_hidden_layers,
         },
-        "teacher_parameters": sum(p.numel() for p in teacher.parameters()),
+        "teacher_parameters": sum(p.numel() for p in s.teacher.parameters()),
         "loss": {
             "kd_loss": spec.kd_loss,
             "matches": spec.matches,
@@ -134,72 +196,70 @@ def main(ctx: StageContext) -> StageResult:
             "projections": sorted(trainer.model.loss.projections.keys()),
         },
         "training": {
-            "resumed_from": resumed,
+            "resumed_from": facts["resumed_from"],
             "global_step": trainer.state.global_step,
             "train_loss": train_loss_across_resume(
                 trainer.state.log_history[-1].get("train_loss", float("nan")),
                 trainer.state.global_step,
-                before,
+                facts["before"],
             ),
-            "train_rows": len(transfer),
-            "augmented_rows": len(transfer) - len(train_set),
+            "train_rows": len(rows),
+            "augmented_rows": len(rows) - len(s.train_set),
             "two_step": d.two_step if spec.matches else 0.0,
-            "cached_teacher_logits": transfer_logits is not None,
-            "cache": cache_info,
-            "train_seconds": round(train_seconds, 1),
+            "cached_teacher_logits": facts["cached_teacher_logits"],
+            "cache": facts["cache"],
+            "train_seconds": round(facts["train_seconds"], 1),
             "log_history": trainer.state.log_history[-1:],
-            "teacher_dtype": teacher_dtype,
+            "teacher_dtype": s.teacher_dtype,
             **batch_info(trainer.args),
         },
     }
-    if augment_info:
-        extra["augment"] = augment_info
+
+
+def measure(ctx: StageContext, s: Setup, student, training, logits, metrics, extra, seconds):
+    """The optional measurements after training, into `metrics` and `extra`: the QAT phase,
+    the cache speed-up and the ablation table. `training` is (rows, their logits)."""
+    d, spec = ctx.recipe.distill, s.spec
+    rows, rows_logits = training
     if d.qat.epochs > 0:
         final_spec = two_step(spec)[1] if d.two_step and spec.matches else spec
         extra["qat"] = quantization_aware(
             ctx,
-            teacher,
+            s.teacher,
             student,
-            tokenizer,
-            transfer,
-            eval_set,
+            s.tokenizer,
+            rows,
+            s.eval_set,
             final_spec,
-            transfer_logits,
-            device,
+            rows_logits,
+            s.device,
         )
         metrics["qat_fake_quant_accuracy"] = extra["qat"]["fake_quant_accuracy"]
     if d.cache_speedup_steps:
         extra["cache_speedup"] = measure_cache_speedup(
-            ctx, teacher, initial, tokenizer, train_set, device, copied
+            ctx, s.teacher, s.initial, s.tokenizer, s.train_set, s.device, s.copied
         )
         metrics["cache_speedup"] = extra["cache_speedup"]["speedup"]
     if d.ablation:
+        augmented = "augment" in extra
         main_row = {
             "accuracy": metrics["accuracy"],
-            "int8_accuracy": int8_accuracy(student, tokenizer, eval_set),
-            "train_rows": len(transfer),
-            "seconds": round(train_seconds, 1),
+            "int8_accuracy": int8_accuracy(student, s.tokenizer, s.eval_set),
+            "train_rows": len(rows),
+            "seconds": round(seconds, 1),
             "weights": {k: v.start for k, v in spec.weights.items()},
             "matches": list(spec.matches),
             "two_step": d.two_step if spec.matches else 0.0,
         }
         extra["ablation"] = run_ablation(
             ctx,
-            teacher,
-            initial,
-            tokenizer,
-            (train_set, logits),
-            (transfer, transfer_logits) if augment_info else None,
-            eval_set,
-            device,
-            copied,
-            {**main_row, "augment": augment_info is not None, "qat": extra.get("qat")},
+            s.teacher,
+            s.initial,
+            s.tokenizer,
+            (s.train_set, logits),
+            (rows, rows_logits) if augmented else None,
+            s.eval_set,
+            s.device,
+            s.copied,
+            {**main_row, "augment": augmented, "qat": extra.get("qat")},
         )
-    # Checkpoints go last: if the measurements above fail, a rerun resumes from the final one.
-    if is_main():
-        shutil.rmtree(checkpoints, ignore_errors=True)
-    return StageResult(
-        metrics=metrics,
-        artifacts=dict(MODEL_ARTIFACTS),
-        extra=extra,
-    )

@@ -23,7 +23,7 @@ from pipelines.core.context import StageContext, StageResult
 from pipelines.core.errors import DistilleryError, StageFailedError
 from pipelines.core.models import load_stage_model
 from pipelines.data.loading import tokenize
-from pipelines.transfer.tasks import tokenized_tasks, transfer_tasks
+from pipelines.multitask.tasks import tokenized_tasks, transfer_tasks
 
 log = logging.getLogger("distillery")
 
@@ -88,24 +88,7 @@ def export_one(ctx: StageContext, name: str, model_dir, eval_set, labels, task_s
                 f"{exc} Raise export.atol / export.optimized_atol or export.min_agreement only if "
                 "the difference is understood; otherwise the exported graph is wrong."
             ) from None
-        per_task = {}
-        for task, rows in task_sets if heads is not None else ():
-            task_logits = onnx_logits(
-                folder, rows, tokenizer, e.batch_size, output=f"logits_{task.name}"
-            )
-            task_report = compare(
-                head_references[task.name],
-                task_logits,
-                np.asarray(rows["labels"]),
-                atol=atol,
-                min_agreement=e.min_agreement,
-            )
-            log.info("parity %s, head %s: %s", artifact, task.name, task_report.to_dict())
-            try:
-                check(task_report, f"{artifact} (head {task.name})")
-            except ParityError as exc:
-                raise StageFailedError(f"{exc} The extra head's graph is wrong.") from None
-            per_task[task.name] = task_report.to_dict()
+        per_task = head_parity(e, artifact, folder, tokenizer, head_references, task_sets, atol)
         records[artifact] = {
             "path": str(folder.relative_to(ctx.out)),
             "parity": report.to_dict(),
@@ -115,6 +98,30 @@ def export_one(ctx: StageContext, name: str, model_dir, eval_set, labels, task_s
             "fused_ops": meta.get("fused_ops"),
         }
     return records
+
+
+def head_parity(e, artifact: str, folder, tokenizer, references, task_sets, atol) -> dict:
+    """{task: parity report} of each extra head's output `logits_<task>` on its own task's eval
+    rows against PyTorch's (`references`); a miss fails the stage."""
+    per_task = {}
+    for task, rows in task_sets if references else ():
+        task_logits = onnx_logits(
+            folder, rows, tokenizer, e.batch_size, output=f"logits_{task.name}"
+        )
+        task_report = compare(
+            references[task.name],
+            task_logits,
+            np.asarray(rows["labels"]),
+            atol=atol,
+            min_agreement=e.min_agreement,
+        )
+        log.info("parity %s, head %s: %s", artifact, task.name, task_report.to_dict())
+        try:
+            check(task_report, f"{artifact} (head {task.name})")
+        except ParityError as exc:
+            raise StageFailedError(f"{exc} The extra head's graph is wrong.") from None
+        per_task[task.name] = task_report.to_dict()
+    return per_task
 
 
 def main(ctx: StageContext) -> StageResult:

@@ -54,8 +54,8 @@ def _task_scores(ctx: StageContext, tokenizer, artifacts: dict[str, dict]) -> No
     """Adds `tasks` (per extra head: metrics) to each artifact's record; heads.json goes beside
     each artifact, for the bundle."""
     from distill.heads import HEADS_CONFIG
-    from pipelines.transfer.evaluate import artifact_task_scores
-    from pipelines.transfer.tasks import tokenized_tasks, transfer_tasks
+    from pipelines.multitask.evaluate import artifact_task_scores
+    from pipelines.multitask.tasks import tokenized_tasks, transfer_tasks
 
     tasks = transfer_tasks(ctx.recipe, ctx.data())
     eval_sets = tokenized_tasks(tasks, tokenizer, "eval")

@@ -18,6 +18,7 @@ from pipelines.core.distributed import is_main, main_first
 from pipelines.core.models import MODEL_ARTIFACTS, save_model
 from pipelines.data.loading import require_rows, tokenize
 from pipelines.data.words import collator
+from pipelines.teacher.model import build_teacher
 from pipelines.train.callbacks import logging_callback, sampler_rng_sync
 from pipelines.train.checkpoints import (
     last_checkpoint,
@@ -26,7 +27,6 @@ from pipelines.train.checkpoints import (
 )
 from pipelines.train.evaluation import evaluate_model
 from pipelines.train.settings import batch_info, resolve_device, training_arguments
-from pipelines.train.teacher_model import build_teacher
 
 log = logging.getLogger("distillery")
 
@@ -34,13 +34,9 @@ log = logging.getLogger("distillery")
 def main(ctx: StageContext) -> StageResult:
     from transformers import set_seed
 
-    from pipelines.train.trainer import CheckedTrainer
+    from pipelines.teacher.checked_trainer import CheckedTrainer
 
     recipe, t = ctx.recipe, ctx.recipe.teacher
-    if recipe.transfer.enabled:  # source tasks: one encoder, one head per task
-        from pipelines.transfer.teacher import main_multitask
-
-        return main_multitask(ctx)
     device = resolve_device(recipe)
     set_seed(recipe.seed)
     with main_first():  # dataset caches and the vocabulary: written once, then read

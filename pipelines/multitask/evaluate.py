@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from distill.heads import TaskHeads
+from pipelines.multitask.tasks import Task, task_metric
 from pipelines.train.evaluation import evaluate_model
-from pipelines.transfer.tasks import Task, task_metric
 
 
 def evaluate_tasks(

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.report.recommend import RecommendRule
-from pipelines.report.rows import task_type_name
+from pipelines.report.selection import task_type_name
 from pipelines.report.tables import fmt
 
 

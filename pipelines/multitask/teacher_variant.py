@@ -1,4 +1,5 @@
-"""The teacher stage of a transfer recipe: one encoder, one head per task.
+"""The teacher stage's `multitask` variant (a recipe with `transfer.enabled`): one encoder, one
+head per task. pipelines/run/registry.py runs its `main` instead of pipelines/stages/teacher.py's.
 
 - joint: one run over every task's rows, each batch one task's (transfer.sampling), its
   cross-entropy times the task's λ: the sum L = Σ_t λ_t·L_t in expectation over the batches.
@@ -20,11 +21,11 @@ from distill.multitask import TaskBatchLoader, TaskBatchSampler
 from modelkit.files import atomic_write
 from pipelines.core.context import StageContext
 from pipelines.data.loading import require_rows
+from pipelines.multitask.tasks import Task, tokenized_tasks
+from pipelines.teacher.checked_trainer import CheckedTrainer
 from pipelines.train.callbacks import logging_callback
 from pipelines.train.checkpoints import last_checkpoint
 from pipelines.train.settings import batch_info, training_arguments
-from pipelines.train.trainer import CheckedTrainer
-from pipelines.transfer.tasks import Task, tokenized_tasks
 
 log = logging.getLogger("distillery")
 
@@ -84,24 +85,14 @@ def train_multitask_teacher(ctx: StageContext, model, tokenizer, tasks: list[Tas
 
     recipe, tcfg = ctx.recipe, ctx.recipe.teacher
     heads = TaskHeads.for_model(model, {task.name: task.labels for task in tasks})
-    train_sets = tokenized_tasks(tasks, tokenizer, "train")
-    for task, rows in zip(tasks, train_sets, strict=True):
-        require_rows(
-            rows,
-            f"{task.name}: {task.recipe.data.train_split}",
-            tcfg.batch_size,
-            f"teacher.batch_size is {tcfg.batch_size}",
-        )
+    train_sets = _train_sets(tasks, tokenizer, tcfg.batch_size)
     facts: dict = {"mode": recipe.transfer.mode, "phases": []}
     checkpoints = ctx.out / "checkpoints"
     for phase, chosen, epochs in phases(ctx, tasks):
         done = checkpoints / f"{phase}-done"
         if (done / "phase.json").is_file():  # finished before an interruption
-            from transformers import AutoModelForSequenceClassification
-
-            model = AutoModelForSequenceClassification.from_pretrained(done, use_safetensors=True)
-            heads = load_heads(done, model)
-            facts["phases"].append(json.loads((done / "phase.json").read_text()))
+            model, heads, phase_facts = _load_phase(done)
+            facts["phases"].append(phase_facts)
             log.info("teacher phase %s already done (%s)", phase, done)
             continue
         data = concatenate_datasets([train_sets[i] for i in chosen])
@@ -139,26 +130,22 @@ def train_multitask_teacher(ctx: StageContext, model, tokenizer, tasks: list[Tas
             log.info("resuming teacher phase %s from %s", phase, resume)
         output = trainer.train(resume_from_checkpoint=resume)
         model, heads = trainer.model.model, trainer.model.task_heads
+        names = {i: tasks[i].name for i in chosen}
         facts["phases"].append(
             {
                 "phase": phase,
-                "tasks": [tasks[i].name for i in chosen],
-                "rows": {tasks[i].name: len(train_sets[i]) for i in chosen},
+                "tasks": list(names.values()),
+                "rows": {name: len(train_sets[i]) for i, name in names.items()},
                 "epochs": epochs,
                 "global_step": trainer.state.global_step,
                 "resumed_from": resume,
                 "train_loss": output.training_loss,
                 "train_seconds": output.metrics.get("train_runtime"),
-                "batches_per_task": _batches_per_task(batches, [tasks[i].name for i in chosen]),
+                "batches_per_task": _batches_per_task(batches, list(names.values())),
                 **batch_info(args),
             }
         )
-        # the phase's result, its facts last: a folder with phase.json is a finished phase
-        done.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(done, safe_serialization=True)
-        heads.save(done)
-        text = json.dumps(facts["phases"][-1], indent=2, default=str)
-        atomic_write(done / "phase.json", lambda handle, text=text: handle.write(text))
+        _save_phase(done, model, heads, facts["phases"][-1])
     facts["sampling"] = recipe.transfer.sampling if recipe.transfer.mode == "joint" else None
     facts["weights"] = (
         {task.name: vars(task.weight) for task in tasks}
@@ -168,13 +155,43 @@ def train_multitask_teacher(ctx: StageContext, model, tokenizer, tasks: list[Tas
     return model, heads, facts
 
 
+def _train_sets(tasks: list[Task], tokenizer, batch_size: int) -> list:
+    """Each task's tokenized train split, each checked to hold a batch."""
+    train_sets = tokenized_tasks(tasks, tokenizer, "train")
+    for task, rows in zip(tasks, train_sets, strict=True):
+        require_rows(
+            rows,
+            f"{task.name}: {task.recipe.data.train_split}",
+            batch_size,
+            f"teacher.batch_size is {batch_size}",
+        )
+    return train_sets
+
+
+def _load_phase(done):
+    """(model, heads, phase facts) of a phase finished before an interruption."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(done, use_safetensors=True)
+    return model, load_heads(done, model), json.loads((done / "phase.json").read_text())
+
+
+def _save_phase(done, model, heads, phase_facts: dict) -> None:
+    """The phase's result, its facts last: a folder with phase.json is a finished phase."""
+    done.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(done, safe_serialization=True)
+    heads.save(done)
+    text = json.dumps(phase_facts, indent=2, default=str)
+    atomic_write(done / "phase.json", lambda handle, text=text: handle.write(text))
+
+
 def _batches_per_task(batches: TaskBatchSampler, names: list[str]) -> dict[str, int]:
     order = batches.task_order(0)
     return {name: int(sum(1 for t in order if t == i)) for i, name in enumerate(names)}
 
 
-def main_multitask(ctx: StageContext):
-    """The teacher stage for a transfer recipe (pipelines/stages/teacher.py hands over)."""
+def main(ctx: StageContext):
+    """The teacher stage for a transfer recipe (the registry's `multitask` variant)."""
     import shutil
 
     from transformers import set_seed
@@ -182,10 +199,10 @@ def main_multitask(ctx: StageContext):
     from pipelines.core.context import StageResult
     from pipelines.core.distributed import is_main
     from pipelines.core.models import HEADS_ARTIFACTS, MODEL_ARTIFACTS, save_model
+    from pipelines.multitask.evaluate import evaluate_tasks
+    from pipelines.multitask.tasks import transfer_tasks
+    from pipelines.teacher.model import build_teacher
     from pipelines.train.settings import resolve_device
-    from pipelines.train.teacher_model import build_teacher
-    from pipelines.transfer.evaluate import evaluate_tasks
-    from pipelines.transfer.tasks import transfer_tasks
 
     recipe, t = ctx.recipe, ctx.recipe.teacher
     device = resolve_device(recipe)

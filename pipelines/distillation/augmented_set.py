@@ -1,4 +1,4 @@
-"""The run's augmented transfer set: `runs/<name>/cache/augment-<key>/`, made and labelled in
+"""The run's augmented training set: `runs/<name>/cache/augment-<key>/`, made and labelled in
 resumable chunks.
 
 Each chunk is `rows-NNNNN.jsonl` (the new rows) and `logits-NNNNN.npy` (the teacher's logits on
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -31,19 +32,13 @@ IGNORED_LABEL = -100  # cross-entropy's ignore_index: no gold label on an augmen
 
 
 def spec_of(ctx: StageContext, tokenizer) -> AugmentSpec:
+    """The recipe's `distill.augment` as the library's AugmentSpec: every field the two share,
+    passed through by name (a new key in both is one edit each), and the tokenizer's mask."""
     a = ctx.recipe.distill.augment
-    return AugmentSpec(
-        factor=a.factor,
-        methods=tuple(a.methods),
-        p_mask=a.p_mask,
-        max_ngram=a.max_ngram,
-        p_drop=a.p_drop,
-        window=a.window,
-        p_mlm=a.p_mlm,
-        top_k=a.top_k,
-        max_rows=a.max_rows,
-        mask_token=tokenizer.mask_token or "[MASK]",
-    )
+    shared = {f.name for f in fields(AugmentSpec)} & set(type(a).model_fields)
+    values = {name: getattr(a, name) for name in shared}
+    values["methods"] = tuple(a.methods)
+    return AugmentSpec(**values, mask_token=tokenizer.mask_token or "[MASK]")
 
 
 def mlm_source(ctx: StageContext) -> str | None:
@@ -131,8 +126,24 @@ def augmented_set(ctx: StageContext, teacher, tokenizer, train_rows, device: str
         "seconds": round(time.time() - started, 1),
         "examples": [_to_json(row) for row in all_rows[:5]],
     }
-    log.info("augmented transfer set: %s", {k: v for k, v in record.items() if k != "config"})
+    log.info("augmented training set: %s", {k: v for k, v in record.items() if k != "config"})
     return dataset, logits.astype(np.float32), record
+
+
+def with_augmented_rows(ctx: StageContext, teacher, tokenizer, train_set, logits, device: str):
+    """(rows, their teacher logits or None, augmentation facts or None): the tokenized train
+    split, plus the augmented rows the teacher labelled when `distill.augment.factor` > 0 (their
+    logits joined to `logits`, the train split's cached ones, when given). The distill stage and
+    the search's short runs train on the same rows."""
+    from datasets import concatenate_datasets
+
+    if ctx.recipe.distill.augment.factor <= 0:
+        return train_set, logits, None
+    texts = train_texts(ctx.data().train, ctx.recipe.task.text_columns)
+    rows, rows_logits, info = augmented_set(ctx, teacher, tokenizer, texts, device)
+    combined = concatenate_datasets([train_set, rows.cast(train_set.features)])
+    combined_logits = None if logits is None else np.concatenate([logits, rows_logits])
+    return combined, combined_logits, info
 
 
 def train_texts(dataset, columns: list[str]) -> list:

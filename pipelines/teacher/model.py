@@ -1,6 +1,6 @@
 """The teacher model a recipe's `teacher` section describes: a pretrained checkpoint (loaded
 safely) or a fresh BERT with a vocabulary trained on the data. Used by the teacher stage and by
-the transfer teacher (pipelines/transfer/teacher.py)."""
+its multi-task variant (pipelines/multitask/teacher_variant.py)."""
 
 from __future__ import annotations
 
