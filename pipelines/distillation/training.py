@@ -35,18 +35,7 @@ def train_student(  # -> (trainer, checkpoint resumed from, loss summed before i
     tasks=None,
     **overrides,
 ):
-    d = ctx.recipe.distill
-    args = training_arguments(
-        ctx.recipe,
-        out_dir,
-        epochs=d.epochs,
-        learning_rate=d.learning_rate,
-        batch_size=d.batch_size,
-        eval_batch_size=d.eval_batch_size,
-        warmup_ratio=d.warmup_ratio,
-        weight_decay=d.weight_decay,
-        train_rows=len(train_set),
-    )
+    args = training_arguments(ctx.recipe, out_dir, ctx.recipe.distill, train_rows=len(train_set))
     for key, value in overrides.items():
         setattr(args, key, value)
     resume = last_checkpoint(out_dir)
