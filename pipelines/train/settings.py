@@ -116,6 +116,15 @@ def batch_info(args) -> dict:
     }
 
 
+# TrainingKnobs field → its TrainingArguments name; a knob not listed has the same name there, so
+# a knob added to TrainingKnobs under the Trainer's own name needs no edit here.
+TRAINER_NAMES = {
+    "epochs": "num_train_epochs",
+    "batch_size": "per_device_train_batch_size",
+    "eval_batch_size": "per_device_eval_batch_size",
+}
+
+
 def training_arguments(
     recipe: Recipe, output_dir: Path, knobs: TrainingKnobs, *, train_rows: int, **changes: Any
 ):
@@ -126,23 +135,19 @@ def training_arguments(
 
     from pipelines.core.distributed import backend_for, world
 
-    unknown = set(changes) - set(TrainingKnobs.model_fields)
+    values = {name: getattr(knobs, name) for name in TrainingKnobs.model_fields}
+    unknown = set(changes) - set(values)
     if unknown:  # a caller's bug, not the recipe's
         raise TypeError(f"training_arguments: {sorted(unknown)} are not TrainingKnobs fields")
-    k = knobs.model_copy(update=changes)
+    values.update(changes)
     device = resolve_device(recipe)
     precision = resolve_precision(recipe, device)
     check_trackers(recipe.train.report_to)
-    steps_per_epoch = max(1, math.ceil(train_rows / (k.batch_size * world().world_size)))
+    steps_per_epoch = max(1, math.ceil(train_rows / (values["batch_size"] * world().world_size)))
     save_steps = recipe.train.save_steps or max(10, steps_per_epoch // 10)
     return TrainingArguments(
+        **{TRAINER_NAMES.get(name, name): value for name, value in values.items()},
         output_dir=str(output_dir),
-        num_train_epochs=k.epochs,
-        learning_rate=k.learning_rate,
-        per_device_train_batch_size=k.batch_size,
-        per_device_eval_batch_size=k.eval_batch_size,
-        warmup_ratio=k.warmup_ratio,
-        weight_decay=k.weight_decay,
         lr_scheduler_type="linear",
         seed=recipe.seed,
         data_seed=recipe.seed,
