@@ -160,17 +160,7 @@ def test_fused_adamw_is_an_opt_in_that_reaches_the_optimizer(tmp_path):
     def optimizer_for(optim):
         raw = tiny_recipe(train={"device": "cpu", "optim": optim} if optim else {"device": "cpu"})
         recipe = load_recipe(write_recipe(tmp_path / "r.yaml", raw))
-        args = training_arguments(
-            recipe,
-            tmp_path / "out",
-            epochs=1,
-            learning_rate=1e-3,
-            batch_size=4,
-            eval_batch_size=4,
-            warmup_ratio=0.0,
-            weight_decay=0.0,
-            train_rows=8,
-        )
+        args = training_arguments(recipe, tmp_path / "out", recipe.teacher, train_rows=8)
         model = BertForSequenceClassification(
             BertConfig(
                 vocab_size=20,

@@ -246,12 +246,7 @@ def test_a_fine_tuned_checkpoint_with_another_head_is_refused(tmp_path):
         DistilleryError, match=r"BertForSequenceClassification, not a …ForTokenClassification"
     ):
         load_classifier(
-            source,
-            TAGS,
-            SecurityConfig(),
-            finetuned=True,
-            problem_type=None,
-            head="TokenClassification",
+            source, TAGS, SecurityConfig(), finetuned=True, kind=TASK_TYPES["token_classification"]
         )
 
 

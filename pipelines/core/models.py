@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from modelkit.task_types import TaskType, task_type
 from pipelines.core.config import ModelShape, Recipe, SecurityConfig
 from pipelines.core.errors import DistilleryError, UnsafeSourceError
 from pipelines.core.sources import Source, model_source
@@ -85,20 +86,35 @@ def saved_head(folder: Path, trust_remote_code: bool = False) -> str:
     return task_type_of(config).head
 
 
+SINGLE_LABEL = task_type("single_label")
+
+
+def label_config(labels: list[str], kind: TaskType) -> dict:
+    """The config keys of a classifier's head: its labels both ways, and the problem type (which
+    loss transformers computes; a token head has none, its loss is fixed)."""
+    id2label = dict(enumerate(labels))
+    config = {
+        "num_labels": len(labels),
+        "id2label": id2label,
+        "label2id": {v: k for k, v in id2label.items()},
+    }
+    if kind.problem_type is not None:
+        config["problem_type"] = kind.problem_type
+    return config
+
+
 def load_classifier(
     source: Source,
     labels: list[str],
     security: SecurityConfig,
     *,
     finetuned: bool,
-    problem_type: str | None = "single_label_classification",
-    head: str = "SequenceClassification",
+    kind: TaskType = SINGLE_LABEL,
 ):
-    """AutoModelFor<head> with the task's labels and problem type (which loss transformers
-    computes; None for token heads, which have one); errors name the file."""
+    """AutoModelFor<kind.head> with the task's labels and problem type; errors name the file."""
     from transformers import AutoConfig
 
-    id2label = dict(enumerate(labels))
+    head = kind.head
     try:
         config = AutoConfig.from_pretrained(
             source.value, trust_remote_code=security.trust_remote_code
@@ -120,20 +136,13 @@ def load_classifier(
             f"task.labels has {len(labels)} ({labels}). Use a checkpoint fine-tuned for this task, or set "
             "teacher.finetune: true to train a new head."
         )
-    kwargs = {
-        "num_labels": len(labels),
-        "id2label": id2label,
-        "label2id": {v: k for k, v in id2label.items()},
-    }
-    if problem_type is not None:
-        kwargs["problem_type"] = problem_type
     try:
         return head_class(head, "AutoModel").from_pretrained(
             source.value,
             use_safetensors=not security.allow_pickle,
             trust_remote_code=security.trust_remote_code,
             ignore_mismatched_sizes=not finetuned,
-            **kwargs,
+            **label_config(labels, kind),
         )
     except Exception as exc:
         files = (
@@ -179,13 +188,11 @@ def bert_from_shape(
     labels: list[str],
     max_positions: int,
     seed: int,
-    problem_type: str | None = "single_label_classification",
-    head: str = "SequenceClassification",
+    kind: TaskType = SINGLE_LABEL,
 ):
     import torch
     from transformers import BertConfig
 
-    id2label = dict(enumerate(labels))
     config = BertConfig(
         vocab_size=vocab_size,
         hidden_size=shape.hidden_size,
@@ -193,13 +200,10 @@ def bert_from_shape(
         num_attention_heads=shape.num_attention_heads,
         intermediate_size=shape.intermediate_size,
         max_position_embeddings=max(max_positions, 64),
-        num_labels=len(labels),
-        id2label=id2label,
-        label2id={v: k for k, v in id2label.items()},
-        problem_type=problem_type,
+        **label_config(labels, kind),
     )
     torch.manual_seed(seed)
-    return head_class(head, "Bert")(config)
+    return head_class(kind.head, "Bert")(config)
 
 
 def teacher_sources(recipe: Recipe) -> list[tuple[Source, str]]:

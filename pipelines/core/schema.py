@@ -127,13 +127,32 @@ class _FieldError(ValueError):
         self.name = name
 
 
-def f(default: Any = PydanticUndefined, *, help: str = "", **bounds: Any) -> Any:  # noqa: A002
-    """A field with a help line and optional `min`/`max`; mutable defaults become factories, a
-    Section class as default means "that section with its defaults"."""
+# How a key enters the hash of the stages that read its section (pipelines/run/hashing.py):
+# always (no marker); "when_set": only when set away from its default, for a key added after runs
+# existed (a run made before it did what the default does, so it stays done); "never": the key
+# changes how a run is shown, logged or scheduled, not what it computes; "whole" (a section):
+# every key of it hashed as written, its keys' own markers not applied.
+HASH_POLICIES = ("when_set", "never", "whole")
+
+
+def f(
+    default: Any = PydanticUndefined,
+    *,
+    help: str = "",  # noqa: A002
+    hash: str | None = None,  # noqa: A002
+    **bounds: Any,
+) -> Any:
+    """A field with a help line, optional `min`/`max` and an optional hash policy
+    (`HASH_POLICIES`); mutable defaults become factories, a Section class as default means "that
+    section with its defaults"."""
     extra = {k: v for k, v in bounds.items() if k in ("min", "max")}
     unknown = set(bounds) - {"min", "max"}
     if unknown:
         raise TypeError(f"f(): unknown options {sorted(unknown)}")  # a schema bug, not user input
+    if hash is not None:
+        if hash not in HASH_POLICIES:
+            raise TypeError(f"f(): hash={hash!r}; allowed: {', '.join(HASH_POLICIES)}")
+        extra["hash"] = hash
     kwargs: dict[str, Any] = {"description": help, "json_schema_extra": extra or None}
     if isinstance(default, type) and issubclass(default, BaseModel):
         return Field(default_factory=default, **kwargs)
@@ -370,3 +389,15 @@ def key_paths(cls: type[BaseModel], prefix: str = "") -> list[tuple[str, str, An
 
 def all_key_paths(cls: type[BaseModel]) -> list[str]:
     return [row[0] for row in key_paths(cls)]
+
+
+def hash_policy(info: Any) -> str | None:
+    """A field's hash policy from `f(hash=...)`: None (always hashed), "when_set" or "never"."""
+    meta = info.json_schema_extra
+    return meta.get("hash") if isinstance(meta, dict) else None
+
+
+def default_value(info: Any) -> Any:
+    """A field's default as plain data (a section default as its dict), as `to_dict` writes it."""
+    value = info.get_default(call_default_factory=True)
+    return value.model_dump(mode="python") if isinstance(value, BaseModel) else value

@@ -55,18 +55,15 @@ def quantization_aware(
     ]
     qmodel = prepare_qat(copy.deepcopy(student).cpu(), calibration)
     before, _ = evaluate_model(qmodel, eval_set, tokenizer, 64, "cpu", "evaluate fake-quant")
-    d = r.distill
     out = ctx.out / "qat-train"
-    args = training_arguments(
+    args = training_arguments(  # the distill knobs, with QAT's epochs and rate and no warm-up
         r,
         out,
+        r.distill,
+        train_rows=len(train_set),
         epochs=q.epochs,
         learning_rate=q.learning_rate,
-        batch_size=d.batch_size,
-        eval_batch_size=d.eval_batch_size,
         warmup_ratio=0.0,
-        weight_decay=d.weight_decay,
-        train_rows=len(train_set),
     )
     args.save_strategy = "no"  # a short phase: an interruption reruns it from the distilled student
     args.use_cpu = True  # NNCF's fake-quant runs here on the CPU

@@ -43,18 +43,7 @@ def train_student(  # -> (trainer, checkpoint resumed from, loss summed before i
         return train_in_two_steps(
             ctx, teacher, student, tokenizer, train_set, spec, out_dir, logits, two_step_epochs
         )
-    d = ctx.recipe.distill
-    args = training_arguments(
-        ctx.recipe,
-        out_dir,
-        epochs=d.epochs,
-        learning_rate=d.learning_rate,
-        batch_size=d.batch_size,
-        eval_batch_size=d.eval_batch_size,
-        warmup_ratio=d.warmup_ratio,
-        weight_decay=d.weight_decay,
-        train_rows=len(train_set),
-    )
+    args = training_arguments(ctx.recipe, out_dir, ctx.recipe.distill, train_rows=len(train_set))
     for key, value in overrides.items():
         setattr(args, key, value)
     resume = last_checkpoint(out_dir)

@@ -104,15 +104,7 @@ def train_multitask_teacher(ctx: StageContext, model, tokenizer, tasks: list[Tas
             recipe.seed,
         )
         args = training_arguments(
-            recipe,
-            checkpoints / phase,
-            epochs=epochs,
-            learning_rate=tcfg.learning_rate,
-            batch_size=tcfg.batch_size,
-            eval_batch_size=tcfg.eval_batch_size,
-            warmup_ratio=tcfg.warmup_ratio,
-            weight_decay=tcfg.weight_decay,
-            train_rows=len(data),
+            recipe, checkpoints / phase, tcfg, train_rows=len(data), epochs=epochs
         )
         trainer = TaskTrainer(
             model=MultiTaskModel(model, heads),

@@ -2,10 +2,14 @@
 
 The hash covers the stage's recipe sections (`Stage.sections`), the hashes of its inputs'
 manifests and the data's content hash. Two policies keep it honest without making finished runs
-stale for nothing:
-- COSMETIC keys change how a run is displayed, logged or scheduled, not what it computes;
-- HASHED_WHEN_SET keys were added after runs existed: they enter the hash only when set away from
-  the default, which is what runs made before the key did.
+stale for nothing, declared by each key where it is defined (`f(..., hash=...)`, see
+`pipelines.core.schema.HASH_POLICIES`) and read off the schema here, so a new key is one edit:
+- `hash="never"` keys change how a run is displayed, logged or scheduled, not what it computes;
+- `hash="when_set"` keys (and sections) were added after runs existed: they enter the hash only
+  when set away from the default, which is what runs made before the key did.
+A key without a marker is hashed always; one added to a hashed section without `when_set` would
+make every finished run stale, which `tests/test_recipe_keys.py` (hashes of recipes/demo.yaml
+pinned) catches.
 
 A stage that reads model files named by the recipe (the teacher's checkpoint, a pretrained
 student) also hashes those files (`stage_sources`): new weights at the same path make it stale,
@@ -15,35 +19,41 @@ and with it every stage downstream. Manifests written before sources were record
 
 from __future__ import annotations
 
-from pipelines.core.config import (
-    DEFAULT_ABLATION_VARIANTS,
-    AugmentConfig,
-    QATConfig,
-    Recipe,
-    TransferConfig,
-    recipe_to_dict,
-)
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel
+
+from pipelines.core.config import Recipe, recipe_to_dict
 from pipelines.core.runs import canonical_hash
+from pipelines.core.schema import default_value, hash_policy
 from pipelines.run.registry import Stage
 
-COSMETIC = {
-    "train": ("logging_steps", "report_to", "dataloader_num_workers", "ddp_find_unused_parameters")
-}
-HASHED_WHEN_SET = {
-    "distill": {
-        "teacher_dtype": "fp32",
-        "augment": AugmentConfig().model_dump(),
-        "two_step": 0.0,
-        "qat": QATConfig().model_dump(),
-        "ablation_variants": list(DEFAULT_ABLATION_VARIANTS),
-    },
-    "train": {"optim": "adamw_torch"},
-    "bench": {"withhold_noisy": True},
-    "student": {"init_weights": "random", "prune_rows": 512},
-    "task": {"type": "single_label"},
-}
-# Sections added after runs existed: hashed only when set away from their default.
-SECTIONS_HASHED_WHEN_SET = {"transfer": TransferConfig().model_dump()}
+
+def hashed_part(section: type[BaseModel], value: dict[str, Any]) -> dict[str, Any]:
+    """The keys of `value` (a section as plain data) that enter a stage hash: `never` keys left
+    out, `when_set` keys left out at their default, nested sections likewise unless `whole`."""
+    kept = {}
+    for name, item in value.items():
+        info = section.model_fields[name]
+        policy = hash_policy(info)
+        if policy == "never" or (policy == "when_set" and item == default_value(info)):
+            continue
+        kept[name] = item if policy == "whole" else _hashed_value(info.annotation, item)
+    return kept
+
+
+def _hashed_value(annotation: Any, value: Any) -> Any:
+    """`value` with `hashed_part` applied to every section in it (a section, or a list or
+    mapping of sections, as `transfer.sources` and `distill.weight_schedules` are)."""
+    for option in (annotation, *get_args(annotation)):  # T, or the members of T | None
+        if isinstance(option, type) and issubclass(option, BaseModel) and isinstance(value, dict):
+            return hashed_part(option, value)
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is list and args and isinstance(value, list):
+        return [_hashed_value(args[0], item) for item in value]
+    if origin is dict and len(args) == 2 and isinstance(value, dict):
+        return {key: _hashed_value(args[1], item) for key, item in value.items()}
+    return value
 
 
 def stage_sources(recipe: Recipe, stage: str) -> dict[str, str]:
@@ -78,19 +88,7 @@ def stage_hash(
     sources: dict[str, str] | None = None,
 ) -> str:
     config = recipe_to_dict(recipe)
-    hashed = {}
-    for section in stage.sections:
-        value = config.get(section)
-        if section in SECTIONS_HASHED_WHEN_SET and value == SECTIONS_HASHED_WHEN_SET[section]:
-            continue
-        if isinstance(value, dict):
-            late = HASHED_WHEN_SET.get(section, {})
-            value = {
-                k: v
-                for k, v in value.items()
-                if k not in COSMETIC.get(section, ()) and not (k in late and v == late[k])
-            }
-        hashed[section] = value
+    hashed = hashed_part(Recipe, {section: config.get(section) for section in stage.sections})
     payload = {"stage": stage.name, "config": hashed, "inputs": inputs, "data": data_hash}
     if sources:
         payload["sources"] = sources

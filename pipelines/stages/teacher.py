@@ -55,17 +55,7 @@ def main(ctx: StageContext) -> StageResult:
     train_info = {}
     if t.finetune:
         checkpoints = ctx.out / "checkpoints"
-        args = training_arguments(
-            recipe,
-            checkpoints,
-            epochs=t.epochs,
-            learning_rate=t.learning_rate,
-            batch_size=t.batch_size,
-            eval_batch_size=t.eval_batch_size,
-            warmup_ratio=t.warmup_ratio,
-            weight_decay=t.weight_decay,
-            train_rows=len(train_set),
-        )
+        args = training_arguments(recipe, checkpoints, t, train_rows=len(train_set))
         trainer = CheckedTrainer(
             model=model,
             args=args,

@@ -38,8 +38,7 @@ def build_teacher(ctx: StageContext, data, extra_texts: list[str] = ()):
             recipe.task.labels,
             recipe.data.max_length,
             recipe.seed,
-            problem_type=kind.problem_type,
-            head=kind.head,
+            kind=kind,
         )
         return tokenizer, model
     source = resolve_model(t.model, recipe.security, "teacher.model")
@@ -50,8 +49,7 @@ def build_teacher(ctx: StageContext, data, extra_texts: list[str] = ()):
         recipe.task.labels,
         recipe.security,
         finetuned=not t.finetune,
-        problem_type=kind.problem_type,
-        head=kind.head,
+        kind=kind,
     )
     rows = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > rows:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
-from pipelines.core.config import Recipe
+from pipelines.core.config import Recipe, TrainingKnobs
 from pipelines.core.errors import DistilleryError
 
 log = logging.getLogger("distillery")
@@ -115,35 +116,38 @@ def batch_info(args) -> dict:
     }
 
 
+# TrainingKnobs field → its TrainingArguments name; a knob not listed has the same name there, so
+# a knob added to TrainingKnobs under the Trainer's own name needs no edit here.
+TRAINER_NAMES = {
+    "epochs": "num_train_epochs",
+    "batch_size": "per_device_train_batch_size",
+    "eval_batch_size": "per_device_eval_batch_size",
+}
+
+
 def training_arguments(
-    recipe: Recipe,
-    output_dir: Path,
-    *,
-    epochs: float,
-    learning_rate: float,
-    batch_size: int,
-    eval_batch_size: int,
-    warmup_ratio: float,
-    weight_decay: float,
-    train_rows: int,
+    recipe: Recipe, output_dir: Path, knobs: TrainingKnobs, *, train_rows: int, **changes: Any
 ):
+    """The HF `TrainingArguments` of every training run (teacher, distill, multi-task, QAT): the
+    stage's section (`recipe.teacher`, `recipe.distill`) whole, with `changes` to its knobs for a
+    phase that differs (a multi-task phase's epochs, the QAT phase's rate and no warm-up)."""
     from transformers import TrainingArguments
 
     from pipelines.core.distributed import backend_for, world
 
+    values = {name: getattr(knobs, name) for name in TrainingKnobs.model_fields}
+    unknown = set(changes) - set(values)
+    if unknown:  # a caller's bug, not the recipe's
+        raise TypeError(f"training_arguments: {sorted(unknown)} are not TrainingKnobs fields")
+    values.update(changes)
     device = resolve_device(recipe)
     precision = resolve_precision(recipe, device)
     check_trackers(recipe.train.report_to)
-    steps_per_epoch = max(1, math.ceil(train_rows / (batch_size * world().world_size)))
+    steps_per_epoch = max(1, math.ceil(train_rows / (values["batch_size"] * world().world_size)))
     save_steps = recipe.train.save_steps or max(10, steps_per_epoch // 10)
     return TrainingArguments(
+        **{TRAINER_NAMES.get(name, name): value for name, value in values.items()},
         output_dir=str(output_dir),
-        num_train_epochs=epochs,
-        learning_rate=learning_rate,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=eval_batch_size,
-        warmup_ratio=warmup_ratio,
-        weight_decay=weight_decay,
         lr_scheduler_type="linear",
         seed=recipe.seed,
         data_seed=recipe.seed,

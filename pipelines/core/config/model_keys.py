@@ -1,0 +1,105 @@
+"""The models of a run: the teacher, the student, and the shape of a BERT built from scratch."""
+
+from typing import Literal
+
+from distill.student import EMBEDDING_INITS, check_layer_count
+from modelkit.errors import InputError
+from pipelines.core.config.run_keys import TrainingKnobs
+from pipelines.core.errors import ConfigError
+from pipelines.core.schema import Bool, Int, Section, Str, checks, f, names
+
+
+class ModelShape(Section):
+    """Shape of a BERT built from scratch (demo teacher, `config` students)."""
+
+    num_hidden_layers: Int = f(4, min=1, max=48, help="transformer layers")
+    hidden_size: Int = f(256, min=8, max=8192, help="width; divisible by num_attention_heads")
+    num_attention_heads: Int = f(4, min=1, max=128, help="attention heads")
+    intermediate_size: Int = f(1024, min=8, max=32768, help="feed-forward width")
+
+    @checks
+    def check(self) -> None:
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
+                f"{self.num_attention_heads}; pick a head count that divides the width."
+            )
+
+
+class TeacherConfig(TrainingKnobs):
+    """The teacher model; its training knobs (epochs, learning_rate, ...) are `TrainingKnobs`'."""
+
+    model: Str | None = f(None, help="hub id or local HF folder; null with init: config")
+    init: Literal["pretrained", "config"] = f(
+        "pretrained", help="pretrained weights or a fresh BERT"
+    )
+    config: ModelShape = f(ModelShape, help="shape when init: config")
+    tokenizer: Str | None = f(
+        None, help="tokenizer folder; default: the model's, or trained on the data"
+    )
+    finetune: Bool = f(True, help="false: the model is already fine-tuned, only evaluate it")
+
+    @checks
+    def check(self) -> None:
+        if self.init == "pretrained" and not self.model:
+            raise ConfigError(
+                "teacher.model: missing; give a hub id or local folder, or set teacher.init: config."
+            )
+
+
+class StudentConfig(Section):
+    init: Literal["teacher_layers", "config", "pretrained"] = f(
+        "teacher_layers", help="copy teacher layers, fresh BERT from config, or a checkpoint"
+    )
+    layers: list[Int] = f([0, 2, 4], min=0, help="teacher layers copied when init: teacher_layers")
+    config: ModelShape = f(ModelShape, help="shape when init: config")
+    init_embeddings: names(*EMBEDDING_INITS) = f(
+        "truncate",
+        help="config students: teacher embeddings truncated, or PCA-projected, to the width",
+    )
+    init_weights: Literal["random", "prune"] = f(
+        "random",
+        help="config students: random init, or cut from the teacher (most active channels, "
+        "heads, neurons of student.layers; distill/prune.py)",
+        hash="when_set",
+    )
+    prune_rows: Int = f(
+        512,
+        min=1,
+        max=100000,
+        help="training rows the teacher runs on to rank what to keep",
+        hash="when_set",
+    )
+    model: Str | None = f(
+        None, help="checkpoint when init: pretrained (same vocabulary as teacher)"
+    )
+
+    @checks
+    def check(self) -> None:
+        if self.init == "pretrained" and not self.model:
+            raise ConfigError("student.model: required when student.init is 'pretrained'.")
+        if self.init_weights == "prune":
+            if self.init != "config":
+                raise ConfigError(
+                    f"student.init_weights: 'prune' applies to init: config students; this one "
+                    f"is init: {self.init}. Remove init_weights or set init: config."
+                )
+            if self.init_embeddings != "truncate":
+                raise ConfigError(
+                    f"student.init_embeddings: {self.init_embeddings!r} conflicts with "
+                    "init_weights: prune, which cuts the embeddings with the same channels as the "
+                    "layers; remove init_embeddings."
+                )
+            try:
+                check_layer_count(self.layers, self.config.num_hidden_layers)
+            except InputError as exc:
+                raise ConfigError(f"{exc} (init_weights: prune)") from None
+        if self.init == "teacher_layers":
+            if not self.layers:
+                raise ConfigError(
+                    "student.layers: give at least one teacher layer index, e.g. [0, 2, 4]."
+                )
+            if sorted(set(self.layers)) != self.layers:
+                raise ConfigError(
+                    f"student.layers: {self.layers!r} must be distinct and increasing, e.g. [0, 2, 4]."
+                )
