@@ -141,6 +141,27 @@ def ort_class(*folders: Path) -> str:
     return "ORTModelForTokenClassification" if token else "ORTModelForSequenceClassification"
 
 
+def method_record(
+    method: str,
+    onnx_path: Path,
+    out_path: Path,
+    preset: QuantPreset,
+    reason: str,
+    per_channel: bool,
+) -> dict:
+    """The head of an ORT method's result: what ran on which file with which preset."""
+    return {
+        "method": method,
+        "source": str(onnx_path),
+        "output": str(out_path),
+        "preset": preset.to_dict(),
+        "preset_reason": reason,
+        "per_channel": per_channel,
+        "reduce_range": preset.reduce_range,
+        "weight_type": preset.weight_type,
+    }
+
+
 def check_paths(onnx_path: str | Path, out_path: str | Path) -> tuple[Path, Path]:
     """Validated (input, output) paths; the output folder is created."""
     onnx_path, out_path = Path(onnx_path), Path(out_path)
@@ -210,14 +231,7 @@ def quantize_dynamic(
     )
     copied = copy_config_and_tokenizer(onnx_path.parent, out_path.parent)
     result = {
-        "method": "dynamic",
-        "source": str(onnx_path),
-        "output": str(out_path),
-        "preset": preset.to_dict(),
-        "preset_reason": reason,
-        "per_channel": per_channel,
-        "reduce_range": preset.reduce_range,
-        "weight_type": preset.weight_type,
+        **method_record("dynamic", onnx_path, out_path, preset, reason, per_channel),
         "activation_type": "uint8",  # DynamicQuantizeLinear's only output type
         "operators_to_quantize": ops,
         "nodes_to_exclude": nodes_to_exclude,

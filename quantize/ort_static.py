@@ -42,6 +42,7 @@ from quantize.ort_dynamic import (
     check_paths,
     check_quantized,
     fused_ops,
+    method_record,
     output_record,
     write_result,
 )
@@ -172,6 +173,9 @@ def quantize_static(
     `calibration_rows` is a tokenized `datasets.Dataset` or a list of dicts with `input_ids` (and
     `attention_mask`, `token_type_ids`). The result (also written to `<out stem>.json`) records
     rows read, batch sizes, peak RSS during calibration, op counts and sizes.
+
+    One function, read top to bottom in the order things happen (checks, the calibration reader,
+    ORT's call, the record): split, the halves would pass a dozen locals between them.
     """
     if method not in CALIBRATION_METHODS:
         raise InputError(
@@ -230,14 +234,7 @@ def quantize_static(
     copied = copy_config_and_tokenizer(onnx_path.parent, out_path.parent)
     mib = 1024 * 1024
     result = {
-        "method": "static",
-        "source": str(onnx_path),
-        "output": str(out_path),
-        "preset": preset.to_dict(),
-        "preset_reason": reason,
-        "per_channel": per_channel,
-        "reduce_range": preset.reduce_range,
-        "weight_type": preset.weight_type,
+        **method_record("static", onnx_path, out_path, preset, reason, per_channel),
         "activation_type": preset.activation_type,
         "format": "QDQ",
         "operators_to_quantize": list(operators_to_quantize),

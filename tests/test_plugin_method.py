@@ -28,6 +28,7 @@ BENCH = {  # the smallest bench that still times every artifact once
     "bucket": False,
     "gpu": False,
     "ceiling_size": 0,
+    "artifacts": ["student-onnx", ARTIFACT],  # found by name: the bench discovered it
 }
 
 
@@ -44,6 +45,7 @@ def toy_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("plugin")
     raw = tiny_recipe(
         distill={"epochs": 0.5, "batch_size": 16},
+        export={"teacher": False, "optimize": "none"},
         quantize={"methods": [TOY], "teacher": False, "peer": False},
         bench=BENCH,
     )
@@ -68,7 +70,7 @@ def test_the_quantize_stage_makes_scores_and_records_the_method(toy_run):
     assert list(manifest["quantized"]) == [ARTIFACT]
     assert record["method"] == TOY and record["per_channel"] is False  # our function ran
     assert record["calibration_given"] is False  # it declared no need for calibration rows
-    assert record["backend"] == "onnxruntime" and record["path"] == ARTIFACT
+    assert record["bench_backend"] == "onnxruntime" and record["path"] == ARTIFACT
     assert record["quantized_ops"] > 0
     assert record["parity"]["rows"] == 160  # scored on the whole eval split
     reference = manifests["distill"]["metrics"]["accuracy"]
@@ -84,7 +86,7 @@ def test_the_bench_and_report_include_it(toy_run):
     assert len(toy) == 1 and toy[0]["backend"] == "onnxruntime" and toy[0]["p50_ms"] > 0
     assert toy[0]["precision"] == "int8" and (toy[0]["batch"], toy[0]["seq"]) == (1, 8)
     results = json.loads((run / "report" / "results.json").read_text())
-    assert ARTIFACT in {r["artifact"] for r in results}
+    assert {r["artifact"] for r in results} == {"student-onnx", ARTIFACT}
     assert f"| {ARTIFACT} |" in (run / "report" / "README.md").read_text()
 
 
@@ -97,7 +99,7 @@ def test_the_bench_reads_the_recorded_backend_and_falls_back_for_older_runs(toy_
     try:
         found = {a.name: a.backend for a in discover_artifacts(run)}
         assert found[ARTIFACT] == "onnxruntime"  # the manifest's word, not the files'
-        del manifest["quantized"][ARTIFACT]["backend"]  # as a run made before it was recorded
+        del manifest["quantized"][ARTIFACT]["bench_backend"]  # as a run made before it was
         (tmp_path / "quantize").mkdir()
         (tmp_path / "quantize" / "manifest.json").write_text(json.dumps(manifest))
         (tmp_path / "quantize" / ARTIFACT).symlink_to(folder)

@@ -63,7 +63,7 @@ def discover_artifacts(run_dir: Path | str) -> list[Artifact]:
 
     teacher, student (PyTorch fp32); the export manifest's `exports` (ONNX fp32: teacher-onnx,
     student-onnx, student-onnx-<level>, ...); the quantize manifest's `quantized` (int8), each on
-    the backend its entry records (`legacy_backend` for runs made before entries recorded one).
+    the backend its entry records as `bench_backend` (`legacy_backend` for runs made before).
     Entries the quantize gate rejected are kept (the report shows them); entries whose files are
     missing are left out.
     """
@@ -92,7 +92,7 @@ def discover_artifacts(run_dir: Path | str) -> list[Artifact]:
     quant = _read(run_dir / "quantize" / MANIFEST) or {}
     for name, entry in quant.get("quantized", {}).items():
         folder = run_dir / "quantize" / entry.get("path", name)
-        backend = entry.get("backend") or legacy_backend(folder)
+        backend = entry.get("bench_backend") or legacy_backend(folder)
         if backend is None or not (folder / get_backend(backend).marker).is_file():
             continue
         found.append(
@@ -112,8 +112,9 @@ def discover_artifacts(run_dir: Path | str) -> list[Artifact]:
 
 
 def legacy_backend(folder: Path) -> str | None:
-    """The backend of a quantize manifest entry written before entries recorded theirs: read from
-    the files in its folder (the rule of those runs), None when no artifact is there."""
+    """The backend of a quantize manifest entry written before entries recorded theirs
+    (`bench_backend`): read from the files in its folder, the rule of those runs; None when no
+    artifact is there. (Their INC entries hold the library's own `backend` text, not a name.)"""
     if (folder / "model.xml").is_file():
         return "openvino"
     if (folder / "model.onnx").is_file():

@@ -12,7 +12,7 @@ measures each int8 artifact's accuracy with the runtime that will run it; a func
 imports its runtime when called), and its name in prose.
 
 To add a backend: a loader in `pipelines/bench/loaders.py` returning a `Runner`, an entry here.
-The quantize stage records each artifact's backend in its manifest (`quantize.methods.Method`);
+The quantize stage records each int8 artifact's backend in its manifest entry (`bench_backend`);
 `pipelines.bench.artifacts` reads it from there.
 """
 

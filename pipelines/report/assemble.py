@@ -64,16 +64,49 @@ def write_report(
 
     warnings = busy(rows, conditions, int(machine.get("affinity") or machine.get("cores") or 1))
     best = recommend(rows, manifests, rule)
-    withheld = None
+    withheld = untrusted(rows, manifests, best, rule, warnings) if withhold_noisy else None
+    text = readme_lines(
+        best, withheld, rows, manifests, rule, out_dir, machine, warnings, conditions, roofline
+    )
+    text += sections or []
+    if best and not withheld:
+        text += [recommended_card(best, manifests, rule), ""]
+    elif not best:
+        text += [f"No artifact meets the rule: {rule.describe()}.", ""]
+    atomic_write_text(paths["README.md"], "\n".join(text))
+    chosen = None if withheld else best
+    return {
+        "recommended": chosen["artifact"] if chosen else None,
+        "recommended_path": chosen.get("path") if chosen else None,
+        "reason": chosen["reason"] if chosen else None,
+        "withheld": withheld,
+        "results": str(paths["results.json"]),
+        "readme": str(paths["README.md"]),
+        "pareto": str(paths["pareto.png"]),
+        "latency": str(paths["latency.png"]),
+        "pareto_points": points,
+        "latency_series": series,
+    }
+
+
+def untrusted(rows, manifests, best, rule, warnings: list[str]) -> str | None:
+    """Why the rule's pick is withheld (noisy cells it rests on, a busy machine), or None."""
     noisy_compared = decisive_noisy(rows, manifests, best, rule)
     trouble = noisy_compared or any("just before" in w or "stolen" in w for w in warnings)
-    if best and trouble and withhold_noisy:
-        withheld = (
-            "the measurements it would rest on are not trustworthy ("
-            + (f"noisy: {', '.join(noisy_compared)}" if noisy_compared else "; ".join(warnings))
-            + "); rerun the bench stage on an idle machine (distillery run RECIPE --stage bench "
-            "--force)"
-        )
+    if not (best and trouble):
+        return None
+    return (
+        "the measurements it would rest on are not trustworthy ("
+        + (f"noisy: {', '.join(noisy_compared)}" if noisy_compared else "; ".join(warnings))
+        + "); rerun the bench stage on an idle machine (distillery run RECIPE --stage bench "
+        "--force)"
+    )
+
+
+def readme_lines(
+    best, withheld, rows, manifests, rule, out_dir: Path, machine, warnings, conditions, roofline
+) -> list[str]:
+    """README.md down to the plots: summary, warnings, machine, tables per device, roofline."""
     text = ["# Benchmark report", ""]
     text += summary_lines(best, withheld, rows, manifests, rule, out_dir) + [""]
     metric = score_metric(manifests)
@@ -111,25 +144,7 @@ def write_report(
         "![latency vs sequence length](latency.png)",
         "",
     ]
-    text += sections or []
-    if best and not withheld:
-        text += [recommended_card(best, manifests, rule), ""]
-    elif not best:
-        text += [f"No artifact meets the rule: {rule.describe()}.", ""]
-    atomic_write_text(paths["README.md"], "\n".join(text))
-    chosen = None if withheld else best
-    return {
-        "recommended": chosen["artifact"] if chosen else None,
-        "recommended_path": chosen.get("path") if chosen else None,
-        "reason": chosen["reason"] if chosen else None,
-        "withheld": withheld,
-        "results": str(paths["results.json"]),
-        "readme": str(paths["README.md"]),
-        "pareto": str(paths["pareto.png"]),
-        "latency": str(paths["latency.png"]),
-        "pareto_points": points,
-        "latency_series": series,
-    }
+    return text
 
 
 def summary_lines(best, withheld, rows, manifests, rule, out_dir: Path) -> list[str]:

@@ -5,7 +5,7 @@ setup (export manifest, eval rows, what each method may need) → the chosen met
 Neural Compressor PT2E with autotune, OpenVINO + NNCF when its extra is installed, and the distill
 stage's quantization-aware export when there is one; a method that cannot run here is skipped
 with the reason) → parity of each against the fp32 student on the eval split, computed by the
-runtime that runs it (its bench backend, recorded in the manifest) → the gate: artifacts over
+runtime that runs it (its bench backend, recorded in the manifest as `bench_backend`) → the gate: artifacts over
 `quantize.max_drop` are kept but flagged; the stage fails only when none passes. Beside them, the
 peer baseline: student and teacher quantized exactly as `optimum-cli onnxruntime quantize` would
 (`quantize.peer`), evaluated the same way, outside the gate: the report measures what the
@@ -142,7 +142,7 @@ def _student_methods(ctx: StageContext, job: Job, score: Scorer):
             skipped[artifact], backends[artifact] = why, method.backend
             log.warning("quantize: %s skipped: %s", name, why)
             continue
-        info = {"path": artifact, **info, "backend": method.backend}
+        info = {"path": artifact, **info, "bench_backend": method.backend}
         records[artifact] = {**score(artifact, logits), **info}
     return records, skipped, backends
 
@@ -157,7 +157,12 @@ def _teacher(ctx: StageContext, job: Job, score: Scorer) -> tuple[dict, np.ndarr
     teacher_job = replace(job_for("dynamic", job, out), onnx=onnx, onnx_fused=onnx_fused)
     info = run_method("dynamic", teacher_job)
     logits = eval_logits(METHODS["dynamic"].backend, out, job.eval_rows, job.tokenizer)
-    record = {"path": name, **score(name, logits, reference), **info, "backend": "onnxruntime"}
+    record = {
+        "path": name,
+        **score(name, logits, reference),
+        **info,
+        "bench_backend": "onnxruntime",
+    }
     return {name: record}, reference
 
 
@@ -178,7 +183,7 @@ def _peers(ctx: StageContext, job: Job, score: Scorer, teacher) -> dict[str, dic
             **score(name, logits, reference),
             "role": "baseline",
             **info,
-            "backend": "onnxruntime",
+            "bench_backend": "onnxruntime",
         }
     return baselines
 
@@ -190,7 +195,9 @@ def main(ctx: StageContext) -> StageResult:
     model, tokenizer = load_stage_model(ctx.input_dir("distill"), ctx.recipe.security)
     eval_set = tokenize(ctx.data().eval, tokenizer, r)
     labels = label_array(eval_set["labels"])
-    score = Scorer(torch_logits(model, eval_set, tokenizer), labels, r.task.type, list(r.task.labels))
+    score = Scorer(
+        torch_logits(model, eval_set, tokenizer), labels, r.task.type, list(r.task.labels)
+    )
     job = _job(ctx, preset, model, tokenizer, eval_set, labels)
     records, skipped, skipped_backends = _student_methods(ctx, job, score)
     teacher = _teacher(ctx, job, score) if q.teacher else None
