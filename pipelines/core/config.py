@@ -44,7 +44,7 @@ from pipelines.core.schema import (
     to_dict,
 )
 from quantize.inc_configs import INC_CONFIGS
-from quantize.methods import check_method
+from quantize.methods import check_method, recipe_methods
 from quantize.openvino import PRESETS as OV_PRESETS
 from quantize.presets import AUTO, CALIBRATION_METHODS, PRESETS
 
@@ -379,9 +379,9 @@ class OpenVINOConfig(Section):
 class QuantizeConfig(Section):
     methods: list[Str] = f(
         ["dynamic", "static", "inc", "openvino"],
-        help="names in quantize.methods.METHODS: ORT dynamic, ORT static (QDQ), Neural Compressor "
-        "(PyTorch), OpenVINO + NNCF (needs the [openvino] extra; without it the method is "
-        "skipped with the reason)",
+        help=f"any of {', '.join(recipe_methods())} (registry quantize.methods.METHODS): ORT "
+        "dynamic, ORT static (QDQ), Neural Compressor (PyTorch), OpenVINO + NNCF (needs the "
+        "[openvino] extra; without it the method is skipped with the reason)",
     )
 
     @field_validator("methods")
@@ -389,6 +389,7 @@ class QuantizeConfig(Section):
     def registered_methods(cls, methods: list[str]) -> list[str]:
         """Read from the registry at validation: a method registered after import is allowed."""
         return [check_method(name) for name in methods]
+
     peer: Bool = f(
         True,
         help="also quantize student and teacher as optimum-cli would (the report's baseline)",

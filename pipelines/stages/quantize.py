@@ -117,7 +117,9 @@ def _job(ctx: StageContext, preset, model, tokenizer, eval_set, labels) -> Job:
     )
 
 
-def _student_methods(ctx: StageContext, job: Job, score: Scorer):
+def _student_methods(
+    ctx: StageContext, job: Job, score: Scorer
+) -> tuple[dict[str, dict], dict[str, str], dict[str, str]]:
     """({artifact: record}, {artifact: why skipped}, {artifact skipped: its backend}) of the
     chosen methods, in registry order; each artifact is scored with the runtime that runs it."""
     records: dict[str, dict] = {}
@@ -161,12 +163,14 @@ def _teacher(ctx: StageContext, job: Job, score: Scorer) -> tuple[dict, np.ndarr
         "path": name,
         **score(name, logits, reference),
         **info,
-        "bench_backend": "onnxruntime",
+        "bench_backend": METHODS["dynamic"].backend,
     }
     return {name: record}, reference
 
 
-def _peers(ctx: StageContext, job: Job, score: Scorer, teacher) -> dict[str, dict]:
+def _peers(
+    ctx: StageContext, job: Job, score: Scorer, teacher: tuple[dict, np.ndarray] | None
+) -> dict[str, dict]:
     """What optimum-cli gives at its own settings on the same plain exports (the report's
     baseline, outside the gate): the student's, and the teacher's when it is quantized too."""
     baselines = {}
