@@ -10,6 +10,8 @@ Library the pipeline's `quantize` stage calls (this package never imports `pipel
   ONNX Runtime static QDQ int8, calibrated batch by batch (minmax, percentile, entropy).
 - `inc.inc_quantize(model, calib_batches, eval_fn, out_dir=...)`: Intel Neural Compressor PT2E
   int8 with autotune; `inc.load_inc_model(out_dir)` rebuilds the saved artifact.
+- `methods`: the `METHODS` registry the quantize stage loops over (dynamic, static, inc, openvino,
+  and the distill stage's QAT export): each entry's function, what it needs, which runtime runs it.
 - `gate.gate(accuracies, reference_accuracy, max_drop_points)`: reject methods that lose too much
   accuracy; `QuantizationGateError` when none passes.
 

@@ -235,3 +235,22 @@ def openvino_logits(
     """Logits of consecutive padded batches, concatenated in order (per-token logits
     zero-padded to the longest batch, as `export.parity.onnx_logits` gives them)."""
     return concat_logits([model.logits(batch, output) for batch in batches])
+
+
+def quantize_job(job) -> dict:
+    """The quantize stage's `openvino` method (`quantize.methods.METHODS`): NNCF PTQ of the plain
+    export, calibrated on `quantize.calibration.samples` training rows (their labels dropped)."""
+    rows = job.calibration(job.settings.calibration.samples)
+    return quantize_openvino(
+        job.onnx,
+        job.out,
+        rows.select_columns([c for c in rows.column_names if c != "labels"]),
+        preset=job.settings.openvino.preset,
+        pad_token_id=job.pad_token_id,
+    )
+
+
+def qat_job(job) -> dict:
+    """The quantize stage's `qat-openvino` candidate: the distill stage's fake-quant QDQ export,
+    run by OpenVINO's int8 kernels."""
+    return {"qat": job.qat, **qdq_to_openvino(job.qat_dir / "model.onnx", job.out)}

@@ -67,6 +67,14 @@ def quantized_op_count(counts: dict[str, int]) -> int:
     return sum(n for op, n in counts.items() if op in QUANTIZED_OPS)
 
 
+def check_quantized(counts: dict[str, int], onnx_path: Path, settings: str) -> None:
+    """Refuse a result with no int8 node: `settings` names what decided which nodes (the fix)."""
+    if quantized_op_count(counts) == 0:
+        raise InputError(
+            f"nothing in {onnx_path} was quantized (ops after: {counts}); check {settings}"
+        )
+
+
 def fused_ops(model: onnx.ModelProto) -> list[str]:
     """Sorted com.microsoft op types in the graph (Attention, SkipLayerNormalization, ...)."""
     return sorted({node.op_type for node in model.graph.node if node.domain == FUSED_DOMAIN})
@@ -133,6 +141,27 @@ def ort_class(*folders: Path) -> str:
     return "ORTModelForTokenClassification" if token else "ORTModelForSequenceClassification"
 
 
+def method_record(
+    method: str,
+    onnx_path: Path,
+    out_path: Path,
+    preset: QuantPreset,
+    reason: str,
+    per_channel: bool,
+) -> dict:
+    """The head of an ORT method's result: what ran on which file with which preset."""
+    return {
+        "method": method,
+        "source": str(onnx_path),
+        "output": str(out_path),
+        "preset": preset.to_dict(),
+        "preset_reason": reason,
+        "per_channel": per_channel,
+        "reduce_range": preset.reduce_range,
+        "weight_type": preset.weight_type,
+    }
+
+
 def check_paths(onnx_path: str | Path, out_path: str | Path) -> tuple[Path, Path]:
     """Validated (input, output) paths; the output folder is created."""
     onnx_path, out_path = Path(onnx_path), Path(out_path)
@@ -197,21 +226,12 @@ def quantize_dynamic(
     )
 
     counts = op_counts(out_path)
-    if quantized_op_count(counts) == 0:
-        raise InputError(
-            f"nothing in {onnx_path} was quantized (ops after: {counts}); check "
-            f"operators_to_quantize={ops} and nodes_to_exclude={nodes_to_exclude}"
-        )
+    check_quantized(
+        counts, onnx_path, f"operators_to_quantize={ops} and nodes_to_exclude={nodes_to_exclude}"
+    )
     copied = copy_config_and_tokenizer(onnx_path.parent, out_path.parent)
     result = {
-        "method": "dynamic",
-        "source": str(onnx_path),
-        "output": str(out_path),
-        "preset": preset.to_dict(),
-        "preset_reason": reason,
-        "per_channel": per_channel,
-        "reduce_range": preset.reduce_range,
-        "weight_type": preset.weight_type,
+        **method_record("dynamic", onnx_path, out_path, preset, reason, per_channel),
         "activation_type": "uint8",  # DynamicQuantizeLinear's only output type
         "operators_to_quantize": ops,
         "nodes_to_exclude": nodes_to_exclude,
@@ -221,3 +241,18 @@ def quantize_dynamic(
     }
     write_result(out_path, result)
     return result
+
+
+def quantize_job(job) -> dict:
+    """The quantize stage's `dynamic` method (`quantize.methods.METHODS`): the plain export, or
+    the ORT-fused one when `quantize.dynamic_graph` is fused and one was exported."""
+    s = job.settings
+    fused = s.dynamic_graph == "fused" and job.onnx_fused is not None
+    return quantize_dynamic(
+        job.onnx_fused if fused else job.onnx,
+        job.out / "model.onnx",
+        job.preset,
+        per_channel=s.per_channel,
+        nodes_to_exclude=s.nodes_to_exclude,
+        operators_to_quantize=s.operators_to_quantize,
+    )

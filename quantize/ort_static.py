@@ -40,9 +40,10 @@ from quantize.ort_dynamic import (
     check_float32,
     check_nodes_exist,
     check_paths,
+    check_quantized,
     fused_ops,
+    method_record,
     output_record,
-    quantized_op_count,
     write_result,
 )
 from quantize.presets import CALIBRATION_METHODS, QuantPreset
@@ -172,6 +173,9 @@ def quantize_static(
     `calibration_rows` is a tokenized `datasets.Dataset` or a list of dicts with `input_ids` (and
     `attention_mask`, `token_type_ids`). The result (also written to `<out stem>.json`) records
     rows read, batch sizes, peak RSS during calibration, op counts and sizes.
+
+    One function, read top to bottom in the order things happen (checks, the calibration reader,
+    ORT's call, the record): split, the halves would pass a dozen locals between them.
     """
     if method not in CALIBRATION_METHODS:
         raise InputError(
@@ -222,22 +226,15 @@ def quantize_static(
     peak_rss = max(reader.peak_rss, _rss_bytes())
 
     counts = op_counts(out_path)
-    if quantized_op_count(counts) == 0:
-        raise InputError(
-            f"nothing in {onnx_path} was quantized (ops after: {counts}); check "
-            f"operators_to_quantize={list(operators_to_quantize)} and nodes_to_exclude"
-        )
+    check_quantized(
+        counts,
+        onnx_path,
+        f"operators_to_quantize={list(operators_to_quantize)} and nodes_to_exclude",
+    )
     copied = copy_config_and_tokenizer(onnx_path.parent, out_path.parent)
     mib = 1024 * 1024
     result = {
-        "method": "static",
-        "source": str(onnx_path),
-        "output": str(out_path),
-        "preset": preset.to_dict(),
-        "preset_reason": reason,
-        "per_channel": per_channel,
-        "reduce_range": preset.reduce_range,
-        "weight_type": preset.weight_type,
+        **method_record("static", onnx_path, out_path, preset, reason, per_channel),
         "activation_type": preset.activation_type,
         "format": "QDQ",
         "operators_to_quantize": list(operators_to_quantize),
@@ -258,3 +255,22 @@ def quantize_static(
     }
     write_result(out_path, result)
     return result
+
+
+def quantize_job(job) -> dict:
+    """The quantize stage's `static` method (`quantize.methods.METHODS`): the plain export,
+    calibrated on `quantize.calibration.samples` training rows."""
+    s = job.settings
+    rows = job.calibration(s.calibration.samples)
+    return quantize_static(
+        job.onnx,
+        job.out / "model.onnx",
+        rows,
+        method=s.calibration.method,
+        samples=len(rows),
+        batch_size=s.calibration.batch_size,
+        preset=job.preset,
+        per_channel=s.per_channel,
+        nodes_to_exclude=s.nodes_to_exclude,
+        pad_token_id=job.pad_token_id,
+    )

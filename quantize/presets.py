@@ -89,6 +89,10 @@ class QuantPreset:
         return cls(**data)
 
 
+# Each preset spells out every setting, though several agree (a repeat `duplicates` reports on
+# purpose): a target's int8 settings read in one place, with the reason beside them (STYLE 6).
+
+
 def avx512_vnni() -> QuantPreset:
     """VNNI (VPDPBUSD) accumulates u8·s8 straight into int32: full 8-bit range, no saturation."""
     return QuantPreset(

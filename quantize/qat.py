@@ -126,3 +126,23 @@ def export_qat_onnx(
     if source_dir is not None:
         copy_config_and_tokenizer(Path(source_dir), out_dir)
     return out_dir / "model.onnx"
+
+
+def import_job(job) -> dict:
+    """The quantize stage's `qat` candidate (`quantize.methods.METHODS`): the distill stage's
+    fake-quant QDQ export, copied as it is; ONNX Runtime runs it."""
+    import shutil
+
+    from modelkit.onnx_graph import op_counts
+    from quantize.ort_dynamic import quantized_op_count
+
+    shutil.copytree(job.qat_dir, job.out, dirs_exist_ok=True)
+    counts = op_counts(job.out / "model.onnx")
+    return {
+        "method": "qat",
+        "library": job.qat.get("library"),
+        "qat": job.qat,
+        "op_counts": counts,
+        "quantized_ops": quantized_op_count(counts),
+        "size_bytes": (job.out / "model.onnx").stat().st_size,
+    }

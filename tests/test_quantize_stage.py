@@ -67,17 +67,19 @@ def test_every_method_is_evaluated_against_the_fp32_student(quantized):
 
 
 def test_gate_failure_lists_each_drop_and_keeps_the_candidates(quantized, tmp_path, monkeypatch):
-    from pipelines.stages import quantize as quantize_stage
+    from dataclasses import replace
+
+    from pipelines.bench.backends import BACKENDS
 
     tmp, _ = quantized
     for stage in ("teacher", "distill", "export"):
         shutil.copytree(tmp / "runs" / "tiny" / stage, tmp_path / "runs" / "tiny" / stage)
-    original = quantize_stage.onnx_logits
+    ort = BACKENDS["onnxruntime"]
 
     def wrong(*args, **kwargs):  # every int8 prediction flipped: a 100-point-ish drop
-        return original(*args, **kwargs)[:, ::-1].copy()
+        return ort.logits(*args, **kwargs)[:, ::-1].copy()
 
-    monkeypatch.setattr(quantize_stage, "onnx_logits", wrong)
+    monkeypatch.setitem(BACKENDS, "onnxruntime", replace(ort, logits=wrong))
     raw = tiny_recipe(
         distill={"epochs": 0.5, "batch_size": 16},
         quantize={**QUANTIZE, "methods": ["dynamic", "static"], "teacher": False},

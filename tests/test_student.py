@@ -132,3 +132,40 @@ def test_different_vocabularies_are_refused(tmp_path):
         match=r"student\.model: the student's vocabulary differs from the teacher's \(7 vs 7 tokens; 1 only in the student, 1 only in the teacher\)",
     ):
         check_same_vocab(same, tokenizer(["a", "c"], "s2"), "student.model")
+
+
+def test_every_student_kind_is_reached_from_the_recipe_and_builds(tmp_path):
+    """STUDENT_KINDS: each `student.init` value (and `init_weights: prune`) names a kind, each
+    kind is reachable, and the recipe's choice is what gets built."""
+    from typing import get_args
+
+    from modelkit.errors import InputError
+    from pipelines.core.config import StudentConfig, load_recipe
+    from pipelines.distillation.student import STUDENT_KINDS, build_student, student_kind
+    from tests.conftest import tiny_recipe, write_recipe
+
+    inits = set(get_args(StudentConfig.model_fields["init"].annotation))
+    assert inits | {"prune"} == set(STUDENT_KINDS)
+
+    def recipe(**student):
+        return load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe(student=student)))
+
+    shape = {"num_hidden_layers": 1, "hidden_size": 16, "num_attention_heads": 2}
+    config = recipe(init="config", config={**shape, "intermediate_size": 32}, layers=[1])
+    pruned = recipe(
+        init="config", config={**shape, "intermediate_size": 32}, layers=[1], init_weights="prune"
+    )
+    copied = recipe(init="teacher_layers", layers=[0, 3])
+    assert [student_kind(r) for r in (config, pruned, copied)] == [
+        "config",
+        "prune",
+        "teacher_layers",
+    ]
+    teacher = tiny_teacher()
+    student, layers = build_student(copied, teacher, None)
+    assert student.config.num_hidden_layers == 2 and layers == [0, 3]
+    student, layers = build_student(config, teacher, None)
+    assert student.config.hidden_size == 16 and layers is None
+    object.__setattr__(copied.student, "init", "cnn")  # a kind nobody registered
+    with pytest.raises(InputError, match=r"unknown student kind 'cnn'; known: \['config'"):
+        build_student(copied, teacher, None)

@@ -10,15 +10,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from modelkit.files import WEIGHT_FILES, size_mb
+from modelkit.files import size_mb
+from pipelines.bench.backends import BACKENDS, get_backend
 from pipelines.core.runs import MANIFEST
 
-BACKENDS = ("torch", "onnxruntime", "inc", "openvino")
 ROLES = ("model", "baseline")  # baseline: the peer path (optimum-cli), what the report compares to
-OV_FILES = ("model.xml", "model.bin")
+OV_FILES = BACKENDS["openvino"].files  # what the bundle copies of an OpenVINO artifact
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 DEVICES = ("cpu", "cuda")
-INC_FILES = ("inc_tensors.safetensors", "fp32/model.safetensors")
 DEFAULT_VOCAB = 1000  # used only when an artifact has no config.json to read vocab_size from
 
 
@@ -27,7 +26,7 @@ class Artifact:
     """One benchmarkable model: how to load it (backend, path) and what it scored."""
 
     name: str
-    backend: str  # torch | onnxruntime | inc | openvino
+    backend: str  # a key of pipelines.bench.backends.BACKENDS: torch | onnxruntime | inc | openvino
     path: str  # folder (HF save_pretrained, ONNX folder with model.onnx, OpenVINO IR, INC out_dir)
     precision: str = "fp32"  # fp32 | bf16 | int8
     device: str = "cpu"  # cpu | cuda
@@ -63,9 +62,10 @@ def discover_artifacts(run_dir: Path | str) -> list[Artifact]:
     """Every model the run's manifests list, in lineage order; stages not yet run are skipped.
 
     teacher, student (PyTorch fp32); the export manifest's `exports` (ONNX fp32: teacher-onnx,
-    student-onnx, student-onnx-<level>, ...); the quantize manifest's `quantized` (int8 ONNX, and
-    the INC PT2E model as backend "inc"). Entries the quantize gate rejected are kept (the report
-    shows them); entries whose files are missing are left out.
+    student-onnx, student-onnx-<level>, ...); the quantize manifest's `quantized` (int8), each on
+    the backend its entry records as `bench_backend` (`legacy_backend` for runs made before).
+    Entries the quantize gate rejected are kept (the report shows them); entries whose files are
+    missing are left out.
     """
     run_dir = Path(run_dir)
     found: list[Artifact] = []
@@ -92,13 +92,8 @@ def discover_artifacts(run_dir: Path | str) -> list[Artifact]:
     quant = _read(run_dir / "quantize" / MANIFEST) or {}
     for name, entry in quant.get("quantized", {}).items():
         folder = run_dir / "quantize" / entry.get("path", name)
-        if (folder / "model.xml").is_file():
-            backend, files = "openvino", OV_FILES
-        elif (folder / "model.onnx").is_file():
-            backend, files = "onnxruntime", WEIGHT_FILES
-        elif (folder / "inc_recipe.json").is_file():
-            backend, files = "inc", INC_FILES
-        else:
+        backend = entry.get("bench_backend") or legacy_backend(folder)
+        if backend is None or not (folder / get_backend(backend).marker).is_file():
             continue
         found.append(
             Artifact(
@@ -108,7 +103,7 @@ def discover_artifacts(run_dir: Path | str) -> list[Artifact]:
                 "int8",
                 "cpu",
                 entry.get("accuracy"),
-                size_mb(folder, files),
+                size_mb(folder, BACKENDS[backend].files),
                 "quantize",
                 entry.get("role", "model"),
             )
@@ -116,10 +111,29 @@ def discover_artifacts(run_dir: Path | str) -> list[Artifact]:
     return found
 
 
-def absent_artifacts(run_dir: Path | str) -> dict[str, str]:
-    """{artifact: why it was not made} for methods the quantize stage skipped (a missing extra)."""
+def legacy_backend(folder: Path) -> str | None:
+    """The backend of a quantize manifest entry written before entries recorded theirs
+    (`bench_backend`): read from the files in its folder, the rule of those runs; None when no
+    artifact is there. (Their INC entries hold the library's own `backend` text, not a name.)"""
+    if (folder / "model.xml").is_file():
+        return "openvino"
+    if (folder / "model.onnx").is_file():
+        return "onnxruntime"
+    if (folder / "inc_recipe.json").is_file():
+        return "inc"
+    return None
+
+
+def absent_artifacts(run_dir: Path | str) -> dict[str, tuple[str, str]]:
+    """{artifact: (why it was not made, its backend)} for methods the quantize stage skipped (a
+    missing extra, a graph its runtime refused). Manifests written before the backend was
+    recorded (`skipped_backends`) get the rule of those runs: OpenVINO when the name says so."""
     quant = _read(Path(run_dir) / "quantize" / MANIFEST) or {}
-    return dict(quant.get("skipped") or {})
+    backends = quant.get("skipped_backends") or {}
+    return {
+        name: (why, backends.get(name) or ("openvino" if "openvino" in name else "onnxruntime"))
+        for name, why in (quant.get("skipped") or {}).items()
+    }
 
 
 def vocab_size(artifact: Artifact) -> int:

@@ -38,7 +38,8 @@ from typing import Any
 
 from modelkit.onnx_graph import graph_inputs
 from pipelines.bench.artifacts import Artifact
-from pipelines.bench.jobs import base_row, empty_cell, make_job, run_jobs
+from pipelines.bench.backends import get_backend
+from pipelines.bench.jobs import base_row, empty_cell, grid_settings, make_job, run_jobs
 
 CUDA_EP = "CUDAExecutionProvider"
 TRT_EP = "TensorrtExecutionProvider"
@@ -228,20 +229,13 @@ def gpu_rows(
 
     A configuration that cannot run is one row with `skipped` (batch and seq None): no CUDA,
     no onnxruntime-gpu or TensorRT EP, int8 ONNX the CUDA EP must not get (onnxruntime #10267),
-    INC (CPU-only). cache_dir: TensorRT engine cache (runs/<name>/bench/trt-cache); None: a
+    INC and OpenVINO (CPU-only). cache_dir: TensorRT engine cache (runs/<name>/bench/trt-cache); None: a
     `trt-cache` folder beside the int8 model. Rows measured at a precision other than the one
     whose accuracy the artifact carries say so in `accuracy_from`.
     """
     reason = cuda_status()
     providers = _ort_providers()
-    settings = {
-        "batch_sizes": [int(b) for b in batch_sizes],
-        "seq_lens": [int(s) for s in seq_lens],
-        "min_runs": int(min_runs),
-        "min_seconds": float(min_seconds),
-        "warmup_runs": int(warmup_runs),
-        "real_length": None,
-    }
+    settings = grid_settings(batch_sizes, seq_lens, min_runs, min_seconds, warmup_runs)
     rows: list[dict[str, Any]] = []
     plan: list[tuple[Artifact, dict[str, Any]]] = []
 
@@ -283,6 +277,8 @@ def gpu_rows(
                     )
                     job["accuracy_from"] = f"{a.name} int8 on the CPU EP (eval split)"
                 plan.append((a, job))
-        else:  # inc
+        elif a.backend == "inc":
             skip(a, a.precision, "INC PT2E int8 (X86InductorQuantizer) runs on CPU only")
+        else:  # OpenVINO, or a backend with no GPU route here
+            skip(a, a.precision, f"the {get_backend(a.backend).label} backend runs on the CPU here")
     return rows + run_jobs(plan, timeout_s)

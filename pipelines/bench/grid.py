@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipelines.bench.artifacts import Artifact
-from pipelines.bench.jobs import make_job, run_jobs
+from pipelines.bench.jobs import grid_settings, make_job, run_jobs
 
 
 def run_grid(
@@ -37,12 +37,7 @@ def run_grid(
     (artifact, threads) with mode "real_length": sentences/s length-bucketed vs padded.
     """
     settings = {
-        "batch_sizes": [int(b) for b in batch_sizes],
-        "seq_lens": [int(s) for s in seq_lens],
-        "min_runs": int(min_runs),
-        "min_seconds": float(min_seconds),
-        "warmup_runs": int(warmup_runs),
-        "real_length": real_lengths,
+        **grid_settings(batch_sizes, seq_lens, min_runs, min_seconds, warmup_runs, real_lengths),
         "inc_compile": bool(inc_compile),
     }
     plan = [

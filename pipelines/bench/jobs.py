@@ -126,6 +126,25 @@ class Worker:
         return bye
 
 
+def grid_settings(
+    batch_sizes: list[int],
+    seq_lens: list[int],
+    min_runs: int,
+    min_seconds: float,
+    warmup_runs: int,
+    real_length: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What every job of one grid shares: its cells and each cell's timing budget."""
+    return {
+        "batch_sizes": [int(b) for b in batch_sizes],
+        "seq_lens": [int(s) for s in seq_lens],
+        "min_runs": int(min_runs),
+        "min_seconds": float(min_seconds),
+        "warmup_runs": int(warmup_runs),
+        "real_length": real_length,
+    }
+
+
 def make_job(
     artifact: Artifact, device: str, precision: str, threads: int, settings: dict[str, Any]
 ) -> dict[str, Any]:

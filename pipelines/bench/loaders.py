@@ -1,9 +1,9 @@
-"""How a bench worker loads each backend: one loader per backend, one registry (`LOADERS`).
+"""How a bench worker loads each backend: one loader per backend, named by the registry
+`pipelines.bench.backends.BACKENDS`.
 
 A loader takes the job (artifact path, precision, device, threads, ...) and returns a `Runner`:
 `feed(arrays)` turns numpy int64 inputs into what `run(inputs)` takes, `sync()` waits for the
-device. To add a backend, add its loader here and its import name to BACKEND_MODULES (the worker
-imports that module first, to time the import apart from the load).
+device. To add a backend, add its loader here and its entry to BACKENDS.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class Runner:
         self.info = info or {}
 
 
-def _load_torch(job: dict[str, Any]) -> Runner:
+def load_torch(job: dict[str, Any]) -> Runner:
     import contextlib
     import inspect
 
@@ -66,7 +66,7 @@ def _load_torch(job: dict[str, Any]) -> Runner:
     return Runner(run, feed, names, sync)
 
 
-def _load_inc(job: dict[str, Any]) -> Runner:
+def load_inc(job: dict[str, Any]) -> Runner:
     import torch
 
     from quantize.inc import load_inc_model
@@ -102,7 +102,7 @@ def _load_inc(job: dict[str, Any]) -> Runner:
     return Runner(run, feed, names, info=info)
 
 
-def _load_ort(job: dict[str, Any]) -> Runner:
+def load_ort(job: dict[str, Any]) -> Runner:
     """An ORT session; on the GPU the job names the EP (CUDA or TensorRT, see pipelines.bench.gpu),
     `fp16` converts the fp32 graph at load, and `io_binding` keeps inputs and logits on the device.
     """
@@ -168,7 +168,7 @@ def _load_ort(job: dict[str, Any]) -> Runner:
     return Runner(session.run_with_iobinding, feed_device, names, info=info)
 
 
-def _load_openvino(job: dict[str, Any]) -> Runner:
+def load_openvino(job: dict[str, Any]) -> Runner:
     """OpenVINO's CPU plugin at `INFERENCE_PRECISION_HINT: f32` (the precision its accuracy was
     measured in), compiled for each cell's exact shape on the cell's first (warm-up) run."""
     from quantize.openvino import OVClassifier
@@ -179,20 +179,6 @@ def _load_openvino(job: dict[str, Any]) -> Runner:
     # what the plugin reports it runs at (not just what was asked): f32, as the gate measured
     info = {"precision_hint": model.precision(), "static_shapes": True}
     return Runner(model.logits, lambda arrays: arrays, model.input_names, info=info)
-
-
-LOADERS: dict[str, Callable[[dict[str, Any]], Runner]] = {
-    "torch": _load_torch,
-    "onnxruntime": _load_ort,
-    "inc": _load_inc,
-    "openvino": _load_openvino,
-}
-BACKEND_MODULES = {
-    "torch": "torch",
-    "onnxruntime": "onnxruntime",
-    "inc": "torch",
-    "openvino": "openvino",
-}
 
 
 def random_inputs(batch: int, seq: int, vocab_size: int, seed: int = SEED) -> dict[str, Any]:

@@ -47,7 +47,8 @@ import sys
 import time
 from typing import Any
 
-from pipelines.bench.loaders import BACKEND_MODULES, LOADERS, Runner, random_inputs
+from pipelines.bench.backends import BACKENDS, resolve
+from pipelines.bench.loaders import Runner, random_inputs
 from pipelines.bench.stats import summarize
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -174,20 +175,21 @@ def prepare(job: dict[str, Any]) -> tuple[Runner, dict[str, Any]]:
     if missing:
         raise ValueError(f"bench job lacks {missing}; expected at least {list(JOB_KEYS)}")
     backend, threads = job["backend"], int(job["threads"])
-    if backend not in LOADERS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {sorted(LOADERS)}")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {sorted(BACKENDS)}")
     job.setdefault("vocab_size", 1000)
     job.setdefault("min_runs", 10)
     job.setdefault("min_seconds", 1.0)
     job.setdefault("warmup_runs", 3)
     t0 = time.perf_counter()
-    module = importlib.import_module(BACKEND_MODULES[backend])
+    entry = BACKENDS[backend]
+    module = importlib.import_module(entry.module)
     import_s = time.perf_counter() - t0
-    if BACKEND_MODULES[backend] == "torch":  # an ORT worker never imports torch
+    if entry.module == "torch":  # an ORT worker never imports torch
         module.set_num_threads(threads)
         module.set_num_interop_threads(1)
     t0 = time.perf_counter()
-    runner = LOADERS[backend](job)
+    runner = resolve(entry.loader)(job)
     load_s = time.perf_counter() - t0
     header = {
         "artifact": job["artifact"],

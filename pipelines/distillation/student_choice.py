@@ -1,8 +1,20 @@
-"""The student the recipe asks for, built from the fine-tuned teacher."""
+"""The student the recipe asks for, built from the fine-tuned teacher: one registry of kinds.
+
+    student, copied = build_student(recipe, teacher, tokenizer, train_set)
+
+A kind of student is a function `build(recipe, teacher, tokenizer, train_set) -> (student,
+teacher layers it was copied or cut from, or None)` and an entry in `STUDENT_KINDS`; the library
+does the work (`distill.student`, `distill.prune`). The recipe names the kind with `student.init`
+(`student_kind` reads it; `init_weights: prune` turns a config student into the `prune` kind,
+as the recipe keys had it before this registry). A new kind (static embeddings, a CNN, a BiLSTM)
+is one module with its builder and one entry here, plus its name among `student.init`'s values.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from distill.prune import prune_teacher
 from distill.student import (
@@ -12,45 +24,54 @@ from distill.student import (
     load_pretrained_student,
 )
 from modelkit.batching import padded_batches
+from modelkit.errors import lookup
 from pipelines.core.config import Recipe
 from pipelines.core.models import load_tokenizer, resolve_model
 
 log = logging.getLogger("distillery")
 
+Built = tuple[Any, list[int] | None]  # (student, the teacher layers it was copied or cut from)
 
-def build_student(recipe: Recipe, teacher, tokenizer_t, train_set=None):
-    """(student, teacher layers it was copied or cut from, or None)."""
+
+def teacher_layers(recipe: Recipe, teacher, tokenizer_t, train_set) -> Built:
+    """`init: teacher_layers`: the embeddings, the listed teacher layers and the head, copied."""
     s = recipe.student
-    if s.init == "teacher_layers":
-        return from_teacher_layers(teacher, s.layers), list(s.layers)
-    if s.init == "config" and s.init_weights == "prune":
-        student, kept = prune_teacher(
-            teacher,
-            s.config,
-            s.layers,
-            calibration_batches(train_set, tokenizer_t, s.prune_rows, recipe.seed),
-            recipe.seed,
-        )
-        log.info(
-            "student cut from teacher layers %s: %d of %d channels, heads per layer %s",
-            s.layers,
-            len(kept["channels"]),
-            teacher.config.hidden_size,
-            kept["heads"],
-        )
-        return student, list(s.layers)
-    if s.init == "config":
-        shape = s.config
-        return from_config(
-            teacher,
-            shape.num_hidden_layers,
-            shape.hidden_size,
-            shape.num_attention_heads,
-            shape.intermediate_size,
-            s.init_embeddings,
-            recipe.seed,
-        ), None
-    source = resolve_model(s.model, recipe.security, "student.model")
+    return from_teacher_layers(teacher, s.layers), list(s.layers)
+
+
+def fresh_config(recipe: Recipe, teacher, tokenizer_t, train_set) -> Built:
+    """`init: config`: a fresh BERT of `student.config`'s shape, embeddings from the teacher."""
+    s, shape = recipe.student, recipe.student.config
+    return from_config(
+        teacher,
+        shape.num_hidden_layers,
+        shape.hidden_size,
+        shape.num_attention_heads,
+        shape.intermediate_size,
+        s.init_embeddings,
+        recipe.seed,
+    ), None
+
+
+def pruned(recipe: Recipe, teacher, tokenizer_t, train_set) -> Built:
+    """`init: config, init_weights: prune`: every weight cut from `student.layers` of the teacher
+    (the channels, heads and neurons most active on `student.prune_rows` training rows)."""
+    s = recipe.student
+    batches = calibration_batches(train_set, tokenizer_t, s.prune_rows, recipe.seed)
+    student, kept = prune_teacher(teacher, s.config, s.layers, batches, recipe.seed)
+    log.info(
+        "student cut from teacher layers %s: %d of %d channels, heads per layer %s",
+        s.layers,
+        len(kept["channels"]),
+        teacher.config.hidden_size,
+        kept["heads"],
+    )
+    return student, list(s.layers)
+
+
+def pretrained(recipe: Recipe, teacher, tokenizer_t, train_set) -> Built:
+    """`init: pretrained`: the checkpoint `student.model`, with the teacher's labels and vocabulary."""
+    source = resolve_model(recipe.student.model, recipe.security, "student.model")
     check_same_vocab(tokenizer_t, load_tokenizer(source, recipe.security), "student.model")
     return load_pretrained_student(
         source.value,
@@ -58,6 +79,26 @@ def build_student(recipe: Recipe, teacher, tokenizer_t, train_set=None):
         use_safetensors=not recipe.security.allow_pickle,
         trust_remote_code=recipe.security.trust_remote_code,
     ), None
+
+
+STUDENT_KINDS: dict[str, Callable[[Recipe, Any, Any, Any], Built]] = {
+    "teacher_layers": teacher_layers,
+    "config": fresh_config,
+    "prune": pruned,
+    "pretrained": pretrained,
+}
+
+
+def student_kind(recipe: Recipe) -> str:
+    """The kind the recipe's `student` section names (a key of STUDENT_KINDS)."""
+    s = recipe.student
+    return "prune" if s.init == "config" and s.init_weights == "prune" else s.init
+
+
+def build_student(recipe: Recipe, teacher, tokenizer_t, train_set=None) -> Built:
+    """(student, teacher layers it was copied or cut from, or None)."""
+    build = lookup(STUDENT_KINDS, student_kind(recipe), "student kind")
+    return build(recipe, teacher, tokenizer_t, train_set)
 
 
 def calibration_batches(train_set, tokenizer, rows: int, seed: int, batch_size: int = 64):

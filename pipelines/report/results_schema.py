@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipelines.bench.artifacts import BACKENDS, DEVICES, PRECISIONS, ROLES
+from pipelines.bench.artifacts import DEVICES, PRECISIONS, ROLES
+from pipelines.bench.backends import BACKENDS
 
 NULLABLE_NUMBER = ["number", "null"]
 RESULTS_SCHEMA: dict[str, Any] = {

@@ -56,16 +56,30 @@ def steal_since(before: dict[str, float]) -> float:
     return round(100.0 * (now["steal_s"] - before["steal_s"]) / total, 2) if total > 0 else 0.0
 
 
-def absent_row(name: str, why: str) -> dict:
+def absent_row(name: str, why: str, backend: str) -> dict:
     """A CPU row for an artifact that could not be made here (its extra is not installed)."""
-    backend = "openvino" if "openvino" in name else "onnxruntime"
     base = base_row(
         Artifact(name, backend, "", "int8", "cpu", None, None, "quantize"), "cpu", "int8", None
     )
     return {**empty_cell(base, None, None), "skipped": why}
 
 
-def main(ctx: StageContext) -> StageResult:
+def _gpu_rows(artifacts: list[Artifact], b, timeout_s: float, cache_dir: Path) -> list[dict]:
+    """The GPU rows of `artifacts` on the recipe's grid (`bench` section `b`)."""
+    return gpu_rows(
+        artifacts,
+        b.batch_sizes,
+        b.seq_lens,
+        min_runs=b.min_runs,
+        min_seconds=b.min_seconds,
+        warmup_runs=b.warmup_runs,
+        timeout_s=timeout_s,
+        cache_dir=cache_dir,
+    )
+
+
+def _selected(ctx: StageContext) -> list[Artifact]:
+    """The run's artifacts, narrowed to `bench.artifacts` when the recipe names some."""
     b = ctx.recipe.bench
     artifacts = discover_artifacts(ctx.run.path)
     if b.artifacts:
@@ -75,45 +89,27 @@ def main(ctx: StageContext) -> StageResult:
                 f"bench.artifacts: {unknown} not found; allowed values: {', '.join(a.name for a in artifacts)}."
             )
         artifacts = [a for a in artifacts if a.name in b.artifacts]
-    real = None
-    if b.bucket:
-        _, tokenizer = load_stage_model(ctx.input_dir("distill"), ctx.recipe.security)
-        lengths = [
-            len(ids) for ids in tokenize(ctx.data().eval, tokenizer, ctx.recipe)["input_ids"]
-        ]
-        real = {
-            "lengths": lengths,
-            "max_length": ctx.recipe.data.max_length,
-            "batch_size": b.real_length_batch,
-        }
-    before = machine_load(sample_s=2.0)
-    rows = run_grid(
-        artifacts,
-        b.batch_sizes,
-        b.seq_lens,
-        _threads(b.threads),
-        b.min_runs,
-        b.min_seconds,
-        b.warmup_runs,
-        real_lengths=real,
-        timeout_s=b.timeout_s,
-        inc_compile=b.inc_compile,
-        rounds=b.rounds,
-    )
-    conditions = {"before": before, "after": machine_load(), "steal_pct": steal_since(before)}
-    for name, why in absent_artifacts(ctx.run.path).items():  # a method whose extra is missing
-        rows.append(absent_row(name, why))
-    if b.gpu:
-        rows += gpu_rows(
-            artifacts,
-            b.batch_sizes,
-            b.seq_lens,
-            min_runs=b.min_runs,
-            min_seconds=b.min_seconds,
-            warmup_runs=b.warmup_runs,
-            timeout_s=b.timeout_s,
-            cache_dir=ctx.out / TRT_CACHE,  # TensorRT engines survive reruns of the stage
-        )
+    return artifacts
+
+
+def _real_lengths(ctx: StageContext) -> dict | None:
+    """The eval split's token lengths, for the real-length serving rows (`bench.bucket`)."""
+    b = ctx.recipe.bench
+    if not b.bucket:
+        return None
+    _, tokenizer = load_stage_model(ctx.input_dir("distill"), ctx.recipe.security)
+    lengths = [len(ids) for ids in tokenize(ctx.data().eval, tokenizer, ctx.recipe)["input_ids"]]
+    return {
+        "lengths": lengths,
+        "max_length": ctx.recipe.data.max_length,
+        "batch_size": b.real_length_batch,
+    }
+
+
+def _roofline(ctx: StageContext, rows: list[dict]) -> tuple[list[dict], dict | None]:
+    """(roofline lines of the CPU rows at b1 × s128 (or the longest seq) and the most threads,
+    the measured GEMM ceiling they are read against, or None)."""
+    b = ctx.recipe.bench
     teacher_config = json.loads((ctx.input_dir("teacher") / "config.json").read_text())
     student_config = json.loads((ctx.input_dir("distill") / "config.json").read_text())
     seq = 128 if 128 in b.seq_lens else max(b.seq_lens)
@@ -145,6 +141,33 @@ def main(ctx: StageContext) -> StageResult:
         }
         for row in timed
     ]
+    return roof, ceiling
+
+
+def main(ctx: StageContext) -> StageResult:
+    b = ctx.recipe.bench
+    artifacts = _selected(ctx)
+    real = _real_lengths(ctx)
+    before = machine_load(sample_s=2.0)
+    rows = run_grid(
+        artifacts,
+        b.batch_sizes,
+        b.seq_lens,
+        _threads(b.threads),
+        b.min_runs,
+        b.min_seconds,
+        b.warmup_runs,
+        real_lengths=real,
+        timeout_s=b.timeout_s,
+        inc_compile=b.inc_compile,
+        rounds=b.rounds,
+    )
+    conditions = {"before": before, "after": machine_load(), "steal_pct": steal_since(before)}
+    for name, (why, backend) in absent_artifacts(ctx.run.path).items():  # e.g. an extra missing
+        rows.append(absent_row(name, why, backend))
+    if b.gpu:  # TensorRT engines under bench/ survive reruns of the stage
+        rows += _gpu_rows(artifacts, b, b.timeout_s, ctx.out / TRT_CACHE)
+    roof, ceiling = _roofline(ctx, rows)
     atomic_write_json(
         ctx.out / ROWS_FILE,
         {"rows": rows, "roofline": roof, "ceiling": ceiling, "conditions": conditions},
@@ -177,15 +200,8 @@ def gpu_only(recipe, runs_dir: Path) -> tuple[list[dict], Path]:
             f"bench-gpu: no artifacts under {run.path}; run the pipeline first "
             "(distillery run RECIPE --stage quantize)."
         )
-    rows = gpu_rows(
-        artifacts,
-        b.batch_sizes,
-        b.seq_lens,
-        min_runs=b.min_runs,
-        min_seconds=b.min_seconds,
-        warmup_runs=b.warmup_runs,
-        timeout_s=min(b.timeout_s, WORKER_TIMEOUT_S),
-        cache_dir=run.stage("bench") / TRT_CACHE,
+    rows = _gpu_rows(
+        artifacts, b, min(b.timeout_s, WORKER_TIMEOUT_S), run.stage("bench") / TRT_CACHE
     )
     out = run.stage("bench") / GPU_ROWS_FILE
     atomic_write_json(out, {"rows": rows})

@@ -1,47 +1,49 @@
 """Quantize stage: the fp32 student → int8 artifacts, each evaluated and gated on accuracy.
 
-setup (export manifest, eval and calibration rows) → ORT dynamic (preset chosen for this CPU),
-ORT static QDQ (bounded-memory calibration), Neural Compressor PT2E with autotune, OpenVINO +
-NNCF (the [openvino] extra; skipped with the reason without it) → parity of each against the fp32
-student on the eval split → the gate: artifacts over `quantize.max_drop` are kept but flagged;
-the stage fails only when none passes. Beside them, the peer baseline: student and teacher
-quantized exactly as `optimum-cli onnxruntime quantize` would (`quantize.peer`), evaluated the
-same way, outside the gate: the report measures what the project adds against it.
+setup (export manifest, eval rows, what each method may need) → the chosen methods, one by one
+(`quantize.methods.METHODS`: ORT dynamic with the preset chosen for this CPU, ORT static QDQ,
+Neural Compressor PT2E with autotune, OpenVINO + NNCF when its extra is installed, and the distill
+stage's quantization-aware export when there is one; a method that cannot run here is skipped
+with the reason) → parity of each against the fp32 student on the eval split, computed by the
+runtime that runs it (its bench backend, recorded in the manifest as `bench_backend`) → the gate: artifacts over
+`quantize.max_drop` are kept but flagged; the stage fails only when none passes. Beside them, the
+peer baseline: student and teacher quantized exactly as `optimum-cli onnxruntime quantize` would
+(`quantize.peer`), evaluated the same way, outside the gate: the report measures what the
+project adds against it.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
-from export.parity import compare, onnx_logits, torch_logits
-from modelkit.batching import label_array, padded_batches
-from modelkit.onnx_graph import op_counts
+from export.parity import compare, torch_logits
+from modelkit.batching import label_array
 from modelkit.task_types import TASK_TYPES
+from pipelines.bench.backends import eval_logits, get_backend
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.errors import StageFailedError
 from pipelines.core.models import load_stage_model
 from pipelines.core.runs import atomic_write_json
 from pipelines.data.loading import tokenize
-from pipelines.stages.quantize_inc import run_inc
 from quantize.gate import QuantizationGateError, gate
-from quantize.openvino import OVClassifier, openvino_logits, qdq_to_openvino, quantize_openvino
-from quantize.openvino import available as openvino_available
-from quantize.ort_dynamic import quantize_dynamic, quantized_op_count
-from quantize.ort_static import quantize_static
+from quantize.methods import METHODS, Job, Skipped, chosen, job_for, missing_extra, run_method
 from quantize.peer import quantize_like_optimum
 from quantize.presets import resolve_preset
 
 log = logging.getLogger("distillery")
 
 
-def _onnx_source(ctx: StageContext, model: str, graph: str) -> str:
-    exports = ctx.inputs["export"]["exports"]
+def _exports(ctx: StageContext, model: str) -> tuple[Path, Path | None]:
+    """(the plain fp32 export's model.onnx, the first ORT-fused export's, or None) of `model`."""
+    exports, folder = ctx.inputs["export"]["exports"], ctx.input_dir("export")
     fused = [k for k in exports if k.startswith(f"{model}-onnx-")]
-    name = fused[0] if graph == "fused" and fused else f"{model}-onnx"
-    return str(ctx.input_dir("export") / exports[name]["path"] / "model.onnx")
+    plain = folder / exports[f"{model}-onnx"]["path"] / "model.onnx"
+    return plain, (folder / exports[fused[0]]["path"] / "model.onnx" if fused else None)
 
 
 def _calibration_rows(ctx: StageContext, tokenizer, samples: int):
@@ -67,6 +69,129 @@ def _task_scores(ctx: StageContext, tokenizer, artifacts: dict[str, dict]) -> No
         log.info("%s: per-task %s", name, {k: v["score"] for k, v in record["tasks"].items()})
 
 
+@dataclass(frozen=True)
+class Scorer:
+    """Scores an artifact's eval logits against the fp32 model's (`reference`): parity and
+    accuracy, the record every artifact of this stage carries."""
+
+    reference: np.ndarray
+    labels: np.ndarray
+    task_type: str
+    names: list[str]
+
+    def __call__(self, name: str, logits: np.ndarray, reference: np.ndarray | None = None) -> dict:
+        report = compare(
+            self.reference if reference is None else reference,
+            logits,
+            self.labels,
+            atol=None,
+            min_agreement=0.0,
+            task_type=self.task_type,
+            names=list(self.names),
+        )
+        log.info(
+            "%s: accuracy %.4f, agreement %.4f", name, report.accuracy_candidate, report.agreement
+        )
+        return {"parity": report.to_dict(), "accuracy": report.accuracy_candidate}
+
+
+def _job(ctx: StageContext, preset, model, tokenizer, eval_set, labels) -> Job:
+    """Everything a method may need (`quantize.methods.NEEDS`); each gets what it declared."""
+    qat = ctx.inputs["distill"].get("qat")
+    onnx, onnx_fused = _exports(ctx, "student")
+    return Job(
+        out=ctx.out,
+        settings=ctx.recipe.quantize,
+        preset=preset,
+        pad_token_id=tokenizer.pad_token_id,
+        onnx=onnx,
+        onnx_fused=onnx_fused,
+        calibration=lambda samples: _calibration_rows(ctx, tokenizer, samples),
+        model=model,
+        tokenizer=tokenizer,
+        eval_rows=eval_set,
+        labels=labels,
+        task_type=ctx.recipe.task.type,
+        qat=qat,
+        qat_dir=ctx.input_dir("distill") / qat["path"] if qat else None,
+    )
+
+
+def _student_methods(
+    ctx: StageContext, job: Job, score: Scorer
+) -> tuple[dict[str, dict], dict[str, str], dict[str, str]]:
+    """({artifact: record}, {artifact: why skipped}, {artifact skipped: its backend}) of the
+    chosen methods, in registry order; each artifact is scored with the runtime that runs it."""
+    records: dict[str, dict] = {}
+    skipped: dict[str, str] = {}
+    backends: dict[str, str] = {}
+    for name in chosen(ctx.recipe.quantize.methods, trained=job.qat is not None):
+        method, artifact = METHODS[name], f"student-int8-{name}"
+        out = ctx.out / artifact
+        why = missing_extra(name)
+        try:
+            if why is None:
+                info = run_method(name, job_for(name, job, out))
+                logits = eval_logits(method.backend, out, job.eval_rows, job.tokenizer)
+        except Skipped as exc:
+            why = str(exc)
+        except method.refuses as exc:  # its runtime refused this graph: no artifact, the reason
+            shutil.rmtree(out, ignore_errors=True)
+            lines = str(exc).strip().splitlines()
+            label = get_backend(method.backend).label
+            why = f"{label} could not compile or run this graph: {lines[-1] if lines else exc}"
+        if why is not None:
+            skipped[artifact], backends[artifact] = why, method.backend
+            log.warning("quantize: %s skipped: %s", name, why)
+            continue
+        info = {"path": artifact, **info, "bench_backend": method.backend}
+        records[artifact] = {**score(artifact, logits), **info}
+    return records, skipped, backends
+
+
+def _teacher(ctx: StageContext, job: Job, score: Scorer) -> tuple[dict, np.ndarray]:
+    """({teacher-int8-dynamic: record}, the fp32 teacher's eval logits): the `dynamic` method on
+    the teacher's export, for the report."""
+    t_model, _ = load_stage_model(ctx.input_dir("teacher"), ctx.recipe.security)
+    reference = torch_logits(t_model, job.eval_rows, job.tokenizer)
+    name, out = "teacher-int8-dynamic", ctx.out / "teacher-int8-dynamic"
+    onnx, onnx_fused = _exports(ctx, "teacher")
+    teacher_job = replace(job_for("dynamic", job, out), onnx=onnx, onnx_fused=onnx_fused)
+    info = run_method("dynamic", teacher_job)
+    logits = eval_logits(METHODS["dynamic"].backend, out, job.eval_rows, job.tokenizer)
+    record = {
+        "path": name,
+        **score(name, logits, reference),
+        **info,
+        "bench_backend": METHODS["dynamic"].backend,
+    }
+    return {name: record}, reference
+
+
+def _peers(
+    ctx: StageContext, job: Job, score: Scorer, teacher: tuple[dict, np.ndarray] | None
+) -> dict[str, dict]:
+    """What optimum-cli gives at its own settings on the same plain exports (the report's
+    baseline, outside the gate): the student's, and the teacher's when it is quantized too."""
+    baselines = {}
+    references = {"student": score.reference, "teacher": teacher[1] if teacher else None}
+    for who, reference in references.items():
+        if reference is None:
+            continue
+        name = f"{who}-int8-peer"
+        out = ctx.out / name / "model.onnx"
+        info = quantize_like_optimum(_exports(ctx, who)[0], out, job.preset.name)
+        logits = eval_logits("onnxruntime", out, job.eval_rows, job.tokenizer)
+        baselines[name] = {
+            "path": name,
+            **score(name, logits, reference),
+            "role": "baseline",
+            **info,
+            "bench_backend": "onnxruntime",
+        }
+    return baselines
+
+
 def main(ctx: StageContext) -> StageResult:
     r, q = ctx.recipe, ctx.recipe.quantize
     preset, reason = resolve_preset(q.preset)
@@ -74,164 +199,19 @@ def main(ctx: StageContext) -> StageResult:
     model, tokenizer = load_stage_model(ctx.input_dir("distill"), ctx.recipe.security)
     eval_set = tokenize(ctx.data().eval, tokenizer, r)
     labels = label_array(eval_set["labels"])
-    kind, names = r.task.type, list(r.task.labels)
-    reference = torch_logits(model, eval_set, tokenizer)
-    records: dict[str, dict] = {}
-
-    def record(name: str, logits: np.ndarray, info: dict) -> None:
-        report = compare(
-            reference, logits, labels, atol=None, min_agreement=0.0, task_type=kind, names=names
-        )
-        records[name] = {"parity": report.to_dict(), "accuracy": report.accuracy_candidate, **info}
-        log.info(
-            "%s: accuracy %.4f, agreement %.4f", name, report.accuracy_candidate, report.agreement
-        )
-
-    knobs = {
-        "per_channel": q.per_channel,
-        "nodes_to_exclude": q.nodes_to_exclude,
-        "operators_to_quantize": q.operators_to_quantize,
+    score = Scorer(
+        torch_logits(model, eval_set, tokenizer), labels, r.task.type, list(r.task.labels)
+    )
+    job = _job(ctx, preset, model, tokenizer, eval_set, labels)
+    records, skipped, skipped_backends = _student_methods(ctx, job, score)
+    teacher = _teacher(ctx, job, score) if q.teacher else None
+    others = {
+        **(teacher[0] if teacher else {}),
+        **(_peers(ctx, job, score, teacher) if q.peer else {}),
     }
-    if "dynamic" in q.methods:
-        out = ctx.out / "student-int8-dynamic" / "model.onnx"
-        info = quantize_dynamic(_onnx_source(ctx, "student", q.dynamic_graph), out, preset, **knobs)
-        record(
-            "student-int8-dynamic",
-            onnx_logits(out, eval_set, tokenizer),
-            {"path": "student-int8-dynamic", **info},
-        )
-    if "static" in q.methods:
-        out = ctx.out / "student-int8-static" / "model.onnx"
-        rows = _calibration_rows(ctx, tokenizer, q.calibration.samples)
-        info = quantize_static(
-            _onnx_source(ctx, "student", "plain"),
-            out,
-            rows,
-            method=q.calibration.method,
-            samples=len(rows),
-            batch_size=q.calibration.batch_size,
-            preset=preset,
-            per_channel=q.per_channel,
-            nodes_to_exclude=q.nodes_to_exclude,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        record(
-            "student-int8-static",
-            onnx_logits(out, eval_set, tokenizer),
-            {"path": "student-int8-static", **info},
-        )
-    skipped: dict[str, str] = {}
-    if "inc" in q.methods and TASK_TYPES[kind].token_level:
-        skipped["student-int8-inc"] = (
-            "Neural Compressor's path here quantizes a …ForSequenceClassification PyTorch model; "
-            "token classifiers are quantized by the ONNX methods"
-        )
-    elif "inc" in q.methods:
-        calibration = _calibration_rows(ctx, tokenizer, q.inc.calibration_samples)
-        info, logits = run_inc(ctx, model, tokenizer, eval_set, labels, calibration)
-        record("student-int8-inc", logits, {"path": "student-int8-inc", **info})
-    qat = ctx.inputs["distill"].get("qat")
-    if qat:  # trained with fake-quant in the distill stage: its QDQ graph is one more candidate
-        out = ctx.out / "student-int8-qat"
-        shutil.copytree(ctx.input_dir("distill") / qat["path"], out, dirs_exist_ok=True)
-        counts = op_counts(out / "model.onnx")
-        info = {
-            "method": "qat",
-            "library": qat.get("library"),
-            "qat": qat,
-            "op_counts": counts,
-            "quantized_ops": quantized_op_count(counts),
-            "size_bytes": (out / "model.onnx").stat().st_size,
-        }
-        record(
-            "student-int8-qat", onnx_logits(out, eval_set, tokenizer), {"path": out.name, **info}
-        )
-    if qat and "openvino" in q.methods:  # the same QDQ graph, run by OpenVINO's int8 kernels
-        missing = openvino_available()
-        if missing:
-            skipped["student-int8-qat-openvino"] = missing
-        else:
-            out = ctx.out / "student-int8-qat-openvino"
-            info = qdq_to_openvino(ctx.out / "student-int8-qat" / "model.onnx", out)
-            batches = (b for _, b in padded_batches(eval_set, tokenizer.pad_token_id, 32))
-            logits = openvino_logits(OVClassifier(out), batches)
-            record("student-int8-qat-openvino", logits, {"path": out.name, "qat": qat, **info})
-    if "openvino" in q.methods:
-        missing = openvino_available()
-        if missing:
-            skipped["student-int8-openvino"] = missing
-            log.warning("quantize: openvino skipped: %s", missing)
-        else:
-            out = ctx.out / "student-int8-openvino"
-            rows = _calibration_rows(ctx, tokenizer, q.calibration.samples)
-            try:
-                info = quantize_openvino(
-                    _onnx_source(ctx, "student", "plain"),
-                    out,
-                    rows.select_columns([c for c in rows.column_names if c != "labels"]),
-                    preset=q.openvino.preset,
-                    pad_token_id=tokenizer.pad_token_id,
-                )
-                batches = (b for _, b in padded_batches(eval_set, tokenizer.pad_token_id, 32))
-                logits = openvino_logits(OVClassifier(out), batches)
-            except RuntimeError as exc:  # the plugin refused this graph (e.g. a folding check)
-                shutil.rmtree(out, ignore_errors=True)
-                reason = str(exc).strip().splitlines()
-                skipped["student-int8-openvino"] = (
-                    f"OpenVINO could not compile or run this graph: {reason[-1] if reason else exc}"
-                )
-                log.warning("quantize: openvino skipped: %s", skipped["student-int8-openvino"])
-            else:
-                record("student-int8-openvino", logits, {"path": out.name, **info})
-
-    teacher_record = {}
-    t_reference = None
-    if q.teacher:
-        t_model, _ = load_stage_model(ctx.input_dir("teacher"), ctx.recipe.security)
-        t_reference = torch_logits(t_model, eval_set, tokenizer)
-    if q.teacher:
-        out = ctx.out / "teacher-int8-dynamic" / "model.onnx"
-        info = quantize_dynamic(_onnx_source(ctx, "teacher", q.dynamic_graph), out, preset, **knobs)
-        t_logits = onnx_logits(out, eval_set, tokenizer)
-        t_report = compare(
-            t_reference, t_logits, labels, atol=None, min_agreement=0.0, task_type=kind, names=names
-        )
-        teacher_record = {
-            "teacher-int8-dynamic": {
-                "path": "teacher-int8-dynamic",
-                "parity": t_report.to_dict(),
-                "accuracy": t_report.accuracy_candidate,
-                **info,
-            }
-        }
-
-    baselines = {}
-    if q.peer:  # what optimum-cli gives at its own settings, on the same plain exports
-        for who, ref in (("student", reference), ("teacher", t_reference)):
-            if who == "teacher" and not q.teacher:
-                continue
-            out = ctx.out / f"{who}-int8-peer" / "model.onnx"
-            info = quantize_like_optimum(_onnx_source(ctx, who, "plain"), out, preset.name)
-            report = compare(
-                ref,
-                onnx_logits(out, eval_set, tokenizer),
-                labels,
-                atol=None,
-                min_agreement=0.0,
-                task_type=kind,
-                names=names,
-            )
-            baselines[f"{who}-int8-peer"] = {
-                "path": f"{who}-int8-peer",
-                "parity": report.to_dict(),
-                "accuracy": report.accuracy_candidate,
-                "role": "baseline",
-                **info,
-            }
-
     if r.transfer.enabled:  # every artifact's extra heads, each on its own task's rows
-        _task_scores(ctx, tokenizer, {**records, **teacher_record, **baselines})
-    reference_accuracy = TASK_TYPES[kind].score(reference, labels, names)
+        _task_scores(ctx, tokenizer, {**records, **others})
+    reference_accuracy = TASK_TYPES[r.task.type].score(score.reference, labels, score.names)
     try:
         verdict = gate(
             {k: v["accuracy"] for k, v in records.items()}, reference_accuracy, q.max_drop
@@ -244,8 +224,9 @@ def main(ctx: StageContext) -> StageResult:
         rec["rejected"] = name in verdict.rejected
     extra = {
         "preset": {**preset.to_dict(), "reason": reason},
-        "quantized": {**records, **teacher_record, **baselines},
+        "quantized": {**records, **others},
         "skipped": skipped,
+        "skipped_backends": skipped_backends,
         "gate": {
             "reference_accuracy": reference_accuracy,
             "max_drop_points": q.max_drop,
@@ -267,5 +248,5 @@ def main(ctx: StageContext) -> StageResult:
         **{f"{k}_accuracy": v["accuracy"] for k, v in records.items()},
         **{f"{k}_drop_points": v["drop_points"] for k, v in records.items()},
     }
-    artifacts = {k: v["path"] for k, v in {**records, **teacher_record, **baselines}.items()}
+    artifacts = {k: v["path"] for k, v in {**records, **others}.items()}
     return StageResult(metrics=metrics, artifacts=artifacts, extra=extra)

@@ -5,8 +5,9 @@ from typing import Literal
 
 from export.optimize import LEVELS
 from pipelines.core.errors import ConfigError
-from pipelines.core.schema import Bool, Float, Int, Section, Str, checks, f, names
+from pipelines.core.schema import Bool, Float, Int, Section, Str, checks, f, field_validator, names
 from quantize.inc_configs import INC_CONFIGS
+from quantize.methods import check_method, recipe_methods
 from quantize.openvino import PRESETS as OV_PRESETS
 from quantize.presets import AUTO, CALIBRATION_METHODS, PRESETS
 
@@ -56,11 +57,19 @@ class OpenVINOConfig(Section):
 
 
 class QuantizeConfig(Section):
-    methods: list[Literal["dynamic", "static", "inc", "openvino"]] = f(
+    methods: list[Str] = f(
         ["dynamic", "static", "inc", "openvino"],
-        help="ORT dynamic, ORT static (QDQ), Neural Compressor (PyTorch), OpenVINO + NNCF "
-        "(needs the [openvino] extra; without it the method is skipped with the reason)",
+        help=f"any of {', '.join(recipe_methods())} (registry quantize.methods.METHODS): ORT "
+        "dynamic, ORT static (QDQ), Neural Compressor (PyTorch), OpenVINO + NNCF (needs the "
+        "[openvino] extra; without it the method is skipped with the reason)",
     )
+
+    @field_validator("methods")
+    @classmethod
+    def registered_methods(cls, methods: list[str]) -> list[str]:
+        """Read from the registry at validation: a method registered after import is allowed."""
+        return [check_method(name) for name in methods]
+
     peer: Bool = f(
         True,
         help="also quantize student and teacher as optimum-cli would (the report's baseline)",
