@@ -6,7 +6,9 @@ stale for nothing, declared by each key where it is defined (`f(..., hash=...)`,
 `pipelines.core.schema.HASH_POLICIES`) and read off the schema here, so a new key is one edit:
 - `hash="never"` keys change how a run is displayed, logged or scheduled, not what it computes;
 - `hash="when_set"` keys (and sections) were added after runs existed: they enter the hash only
-  when set away from the default, which is what runs made before the key did.
+  when set away from the default, which is what runs made before the key did;
+- `hash="whole"` sections are hashed as written, the policies of their own keys not applied
+  (`transfer.sources[].task`, whose hash has always held `type`).
 A key without a marker is hashed always; one added to a hashed section without `when_set` would
 make every finished run stale, which `tests/test_recipe_keys.py` (hashes of recipes/demo.yaml
 pinned) catches.

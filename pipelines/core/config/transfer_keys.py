@@ -17,7 +17,8 @@ class SourceTaskConfig(Section):
 
     name: Str = f(help="task name: head name, ONNX output logits_<name>, predict.py --task")
     # hashed whole: source tasks came after task.type, so their hash has always held the type,
-    # its default included (the top-level task.type is hashed only when set)
+    # its default included (the top-level task.type is hashed only when set). A key added to
+    # TaskConfig therefore changes transfer recipes' hashes (tests/test_recipe_keys.py pins them)
     task: TaskConfig = f(help="columns and labels of this task", hash="whole")
     data: DataConfig = f(help="where this task's data comes from")
     weight: Float = f(1.0, min=0.0, max=100.0, help="λ: this task's loss weight (joint mode)")
