@@ -75,6 +75,57 @@ def tiny_recipe(**sections) -> dict:
     return recipe
 
 
+# The smallest run through the report: one student export (plain + O2), one int8, a 1-cell grid.
+SECTIONS = {
+    "distill": {"epochs": 0.5, "batch_size": 16},
+    "export": {"teacher": False},
+    "quantize": {"methods": ["dynamic"], "teacher": False},
+    "bench": {
+        "batch_sizes": [1],
+        "seq_lens": [16],
+        "threads": [1],
+        "min_runs": 3,
+        "min_seconds": 0.02,
+        "warmup_runs": 1,
+        "bucket": False,
+        "gpu": False,
+    },
+    "bundle": {"cold_start_runs": 1, "latency_sentences": 16, "latency_repeats": 2},
+}
+# The artifacts the family and task-type matrices bench (each is a worker process of its own).
+BENCHED = ["teacher", "student-onnx-O2", "student-int8-dynamic", "student-int8-peer"]
+FAMILY_MATCHES = ["hidden_mse", "attention_kl", "value_relation"]
+
+
+def family_recipe(family: str, model_dir: Path, **overrides) -> dict:
+    """The tiny recipe through the bundle for a teacher of `family` saved in `model_dir`
+    (tests/families.py builds it): copied-layer student with hidden, attention and value-relation
+    matches, ORT int8 dynamic and static, the dynamic one bundled."""
+    sections = {
+        **SECTIONS,
+        "name": family,
+        "teacher": {
+            "init": "pretrained",
+            "model": str(model_dir),
+            "epochs": 4,
+            "learning_rate": 1e-3,  # 3e-3 leaves the tiny RoBERTa at chance
+            "batch_size": 16,
+        },
+        "distill": {
+            **SECTIONS["distill"],
+            "epochs": 1,  # half an epoch leaves the 1-layer ELECTRA student at chance
+            "matches": FAMILY_MATCHES,
+            "weights": {"task": 0.5, "kd": 0.5, **dict.fromkeys(FAMILY_MATCHES, 0.5)},
+        },
+        "quantize": {"methods": ["dynamic", "static"], "teacher": False},
+        "bundle": {**SECTIONS["bundle"], "artifact": "student-int8-dynamic"},
+        # each benched artifact is a worker process of its own: time the ones asserted on
+        "bench": {**SECTIONS["bench"], "artifacts": BENCHED},
+        **overrides,
+    }
+    return tiny_recipe(**sections)
+
+
 def tiny_bert(folder: Path, words: list[str], seed: int = 0, **config):
     """(model, tokenizer): a tiny BERT classifier and a word-level tokenizer whose vocab.txt and
     tokenizer files are saved in `folder`; the model is not saved (callers may change it first).

@@ -22,25 +22,8 @@ from pipelines.bundle.verify import run_predict, verify_bundle
 from pipelines.core.config import load_recipe
 from pipelines.run.registry import STAGES
 from pipelines.run.runner import run_pipeline
-from tests.conftest import ROOT, tiny_recipe, write_recipe
+from tests.conftest import ROOT, SECTIONS, tiny_recipe, write_recipe
 
-# The smallest run through the report: one student export (plain + O2), one int8, a 1-cell grid.
-SECTIONS = {
-    "distill": {"epochs": 0.5, "batch_size": 16},
-    "export": {"teacher": False},
-    "quantize": {"methods": ["dynamic"], "teacher": False},
-    "bench": {
-        "batch_sizes": [1],
-        "seq_lens": [16],
-        "threads": [1],
-        "min_runs": 3,
-        "min_seconds": 0.02,
-        "warmup_runs": 1,
-        "bucket": False,
-        "gpu": False,
-    },
-    "bundle": {"cold_start_runs": 1, "latency_sentences": 16, "latency_repeats": 2},
-}
 NETWORK_ERRORS = re.compile(
     r"connection|network|resolve|timed out|timeout|unreachable|no matching distribution|"
     r"could not find a version|proxy|ssl",

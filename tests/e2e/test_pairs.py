@@ -16,9 +16,8 @@ from pipelines.core.config import load_recipe
 from pipelines.core.models import load_stage_model
 from pipelines.data.loading import load_task_data, tokenize
 from pipelines.run.runner import run_pipeline
-from tests.conftest import write_recipe
+from tests.conftest import family_recipe, write_recipe
 from tests.families import build_family, corpus_words
-from tests.test_families import family_recipe
 
 PAIR_TASK = {"text_columns": ["text_a", "text_b"], "label_column": "label", "labels": ["no", "yes"]}
 

@@ -18,7 +18,7 @@ from pipelines.core.config import load_recipe
 from pipelines.core.errors import ConfigError, DataError, DistilleryError
 from pipelines.run.runner import run_pipeline
 from tests.conftest import ROOT, tiny_bert, tiny_recipe, write_jsonl, write_recipe
-from tests.test_bundle import SECTIONS as BUNDLE_SECTIONS
+from tests.conftest import SECTIONS as BUNDLE_SECTIONS
 
 WORDS = ["good", "bad", "movie", "film", "great", "awful", "the", "a", "plot", "was", "not"]
 QUIET = {"echo": lambda _: None}

@@ -58,7 +58,7 @@ def test_plan_runs_upstream_stages_first():
 def test_search_stage_runs_only_when_the_recipe_enables_it():
     from pipelines.core.config import load_recipe
 
-    demo = Path(__file__).resolve().parents[1] / "recipes" / "demo.yaml"
+    demo = Path(__file__).resolve().parents[2] / "recipes" / "demo.yaml"
     recipe = load_recipe(demo)
     assert not STAGES["search"].runs_for(recipe)
     assert STAGES["distill"].runs_for(recipe)
