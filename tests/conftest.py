@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,60 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+# ---------------------------------------------------------------- runs shared by the session
+# Training is where the suite's time goes. A test that only reads a run's outputs takes one of these
+# session runs as it is; a test that changes a run works on a copy (`seed_run`, or copytree of the
+# runs folder). The runner skips a copied stage whose config matches, as it skips any finished one.
+
+
+def seed_run(runs: Path, source: Path, *stages: str, name: str = "tiny") -> Path:
+    """Copy the finished `stages` of the run folder `source` (a runs/<name> folder) into
+    runs/<name>; returns `runs`."""
+    for stage in stages:
+        shutil.copytree(source / stage, runs / name / stage)
+    return runs
+
+
+def _shared_run(tmp, seeded_from, target: str, **sections):
+    """(tmp, manifests, lines) of tiny_recipe(**sections) run up to `target` in tmp/runs, its
+    recipe in tmp/recipe.yaml, starting from the teacher and distill of `seeded_from` if given."""
+    from pipelines.core.config import load_recipe
+    from pipelines.run.runner import run_pipeline
+
+    if seeded_from is not None:
+        stages = [s for s in ("teacher", "distill") if (seeded_from / s).is_dir()]
+        seed_run(tmp / "runs", seeded_from, *stages)
+    path = write_recipe(tmp / "recipe.yaml", tiny_recipe(**sections))
+    lines = []
+    manifests = run_pipeline(load_recipe(path), tmp / "runs", target=target, echo=lines.append)
+    return tmp, manifests, lines
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory):
+    """(tmp, manifests, lines): tiny_recipe()'s teacher, trained once per session in
+    tmp/runs/tiny/teacher. Read it; copy it (seed_run) to build on it."""
+    return _shared_run(tmp_path_factory.mktemp("tiny-teacher"), None, "teacher")
+
+
+@pytest.fixture(scope="session")
+def tiny_student(tmp_path_factory, tiny_teacher):
+    """(tmp, manifests, lines): the tiny teacher distilled with SECTIONS' distill settings (half
+    an epoch), in tmp/runs/tiny. Read it; copy it to build on it."""
+    tmp = tmp_path_factory.mktemp("tiny-student")
+    teacher_run = tiny_teacher[0] / "runs" / "tiny"
+    return _shared_run(tmp, teacher_run, "distill", distill=SECTIONS["distill"])
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, tiny_student):
+    """(tmp, recipe path, manifests): tiny_recipe(**SECTIONS) run through the bundle (the smallest
+    run with a report and a bundle), in tmp/runs/tiny. Read it; copy it to change it."""
+    tmp = tmp_path_factory.mktemp("tiny-bundle")
+    tmp, manifests, _ = _shared_run(tmp, tiny_student[0] / "runs" / "tiny", "bundle", **SECTIONS)
+    return tmp, tmp / "recipe.yaml", manifests
 
 
 @pytest.fixture

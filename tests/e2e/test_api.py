@@ -8,11 +8,12 @@ import pytest
 
 import distillery
 from pipelines.core.errors import ConfigError
-from tests.conftest import tiny_recipe, write_recipe
+from tests.conftest import seed_run, tiny_recipe, write_recipe
 
 
-def test_run_a_stage_with_overrides_and_read_back_metrics_and_paths(tmp_path):
+def test_run_a_stage_with_overrides_and_read_back_metrics_and_paths(tmp_path, tiny_teacher):
     recipe = write_recipe(tmp_path / "recipe.yaml", tiny_recipe())
+    seed_run(tmp_path / "runs", tiny_teacher[0] / "runs" / "tiny", "teacher", name="api")
     result = distillery.run(
         recipe,
         stage="distill",

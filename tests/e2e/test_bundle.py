@@ -22,7 +22,7 @@ from pipelines.bundle.verify import run_predict, verify_bundle
 from pipelines.core.config import load_recipe
 from pipelines.run.registry import STAGES
 from pipelines.run.runner import run_pipeline
-from tests.conftest import ROOT, SECTIONS, tiny_recipe, write_recipe
+from tests.conftest import ROOT
 
 NETWORK_ERRORS = re.compile(
     r"connection|network|resolve|timed out|timeout|unreachable|no matching distribution|"
@@ -32,12 +32,10 @@ NETWORK_ERRORS = re.compile(
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """(tmp, recipe path, manifests) of a tiny run bundled with its report's recommendation."""
-    tmp = tmp_path_factory.mktemp("bundle")
-    path = write_recipe(tmp / "recipe.yaml", tiny_recipe(**SECTIONS))
-    manifests = run_pipeline(load_recipe(path), tmp / "runs", target="bundle", echo=lambda _: None)
-    return tmp, path, manifests
+def built(tiny_bundle):
+    """(tmp, recipe path, manifests) of a tiny run bundled with its report's recommendation: the
+    session's tiny_bundle (tests/conftest.py), tiny_recipe(**SECTIONS) in tmp/runs/tiny."""
+    return tiny_bundle
 
 
 def bundle_dir(tmp: Path) -> Path:

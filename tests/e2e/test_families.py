@@ -21,6 +21,8 @@ from pipelines.run.runner import run_pipeline
 from tests.conftest import FAMILY_MATCHES, family_recipe, write_recipe
 from tests.families import FAMILY_NAMES, build_family, corpus_words
 
+pytestmark = pytest.mark.slow  # a family × task-type matrix: a whole pipeline per case
+
 
 @pytest.fixture(scope="module", params=FAMILY_NAMES)
 def family_run(request, tmp_path_factory):

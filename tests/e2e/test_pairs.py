@@ -19,6 +19,8 @@ from pipelines.run.runner import run_pipeline
 from tests.conftest import family_recipe, write_recipe
 from tests.families import build_family, corpus_words
 
+pytestmark = pytest.mark.slow  # a family × task-type matrix: a whole pipeline per case
+
 PAIR_TASK = {"text_columns": ["text_a", "text_b"], "label_column": "label", "labels": ["no", "yes"]}
 
 

@@ -21,6 +21,8 @@ from pipelines.train.evaluation import predict_logits
 from tests.conftest import BENCHED, SECTIONS, tiny_recipe, write_recipe
 from tests.families import build_family, corpus_words
 
+pytestmark = pytest.mark.slow  # a family × task-type matrix: a whole pipeline per case
+
 ASPECTS = ["plot", "cast", "music", "ending"]
 TYPED = {
     "regression": {

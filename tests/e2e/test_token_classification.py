@@ -24,6 +24,8 @@ from quantize.openvino import OVClassifier, openvino_logits
 from tests.conftest import BENCHED, SECTIONS, tiny_recipe, write_recipe
 from tests.families import build_family, corpus_words
 
+pytestmark = pytest.mark.slow  # a family × task-type matrix: a whole pipeline per case
+
 KIND = TASK_TYPES["token_classification"]
 TASK = {
     "type": "token_classification",

@@ -13,12 +13,10 @@ from tests.conftest import tiny_recipe, write_recipe
 
 
 @pytest.fixture(scope="module")
-def teacher_run(tmp_path_factory):
-    """A tiny teacher trained once; each test copies its run folder and distills from it."""
-    tmp = tmp_path_factory.mktemp("distill")
-    recipe = load_recipe(write_recipe(tmp / "recipe.yaml", tiny_recipe()))
-    run_pipeline(recipe, tmp / "runs", target="teacher", echo=lambda _: None)
-    return tmp / "runs" / "tiny" / "teacher"
+def teacher_run(tiny_teacher):
+    """The tiny teacher, trained once per session (tests/conftest.py); each test copies its run
+    folder and distills from it."""
+    return tiny_teacher[0] / "runs" / "tiny" / "teacher"
 
 
 def _distill(tmp_path, teacher_dir, **sections):
@@ -120,7 +118,9 @@ def test_teacher_layers_student_with_attention_matches_logs_every_term(tmp_path,
     )  # matches need the teacher's forward
 
 
-def test_cached_logits_match_recomputed_on_the_first_step_and_teacher_is_frozen(teacher_run):
+def test_cached_logits_match_recomputed_on_the_first_step_and_teacher_is_frozen(
+    teacher_run, tmp_path
+):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
 
     from distill.api import distill, teacher_logits
@@ -128,7 +128,7 @@ def test_cached_logits_match_recomputed_on_the_first_step_and_teacher_is_frozen(
     from distill.student import from_teacher_layers
     from pipelines.data.loading import load_task_data, tokenize
 
-    recipe = load_recipe(write_recipe(teacher_run.parent.parent.parent / "r2.yaml", tiny_recipe()))
+    recipe = load_recipe(write_recipe(tmp_path / "r2.yaml", tiny_recipe()))
     teacher = AutoModelForSequenceClassification.from_pretrained(teacher_run)
     tokenizer = AutoTokenizer.from_pretrained(teacher_run)
     train = tokenize(load_task_data(recipe).train, tokenizer, recipe)
@@ -137,7 +137,7 @@ def test_cached_logits_match_recomputed_on_the_first_step_and_teacher_is_frozen(
     losses = {}
     for mode in ("recompute", "cached"):
         args = TrainingArguments(
-            output_dir=str(teacher_run.parent / f"tmp-{mode}"),
+            output_dir=str(tmp_path / f"tmp-{mode}"),
             max_steps=2,
             logging_steps=1,
             per_device_train_batch_size=16,

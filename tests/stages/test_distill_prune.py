@@ -9,7 +9,7 @@ import torch
 
 from pipelines.core.config import load_recipe
 from pipelines.core.errors import ConfigError
-from tests.conftest import tiny_recipe, write_recipe
+from tests.conftest import seed_run, tiny_recipe, write_recipe
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,7 @@ def test_recipe_validation(tmp_path, student, message):
     assert message in str(error.value)
 
 
-def test_distill_stage_trains_a_pruned_student(tmp_path):
+def test_distill_stage_trains_a_pruned_student(tmp_path, tiny_teacher):
     """End to end on the tiny teacher: the cut student starts near the teacher and is recorded."""
     from pipelines.run.runner import run_pipeline
 
@@ -61,6 +61,7 @@ def test_distill_stage_trains_a_pruned_student(tmp_path):
             ),
         )
     )
+    seed_run(tmp_path / "runs", tiny_teacher[0] / "runs" / "tiny", "teacher")
     done = run_pipeline(recipe, tmp_path / "runs", target="distill", echo=lambda _: None)
     manifest = done["distill"]
     assert manifest["student"]["init_weights"] == "prune"

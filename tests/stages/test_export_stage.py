@@ -8,12 +8,13 @@ import pytest
 from pipelines.core.config import load_recipe
 from pipelines.core.errors import StageFailedError
 from pipelines.run.runner import run_pipeline
-from tests.conftest import ROOT, tiny_recipe, write_recipe
+from tests.conftest import ROOT, seed_run, tiny_recipe, write_recipe
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, tiny_student):
     tmp = tmp_path_factory.mktemp("export")
+    seed_run(tmp / "runs", tiny_student[0] / "runs" / "tiny", "teacher", "distill")
     raw = tiny_recipe(
         distill={"epochs": 0.5, "batch_size": 16}, export={"feature_extraction": True}
     )

@@ -16,7 +16,7 @@ import pytest
 from pipelines.core.config import load_recipe
 from pipelines.core.errors import DistilleryError
 from pipelines.run.runner import run_pipeline
-from tests.conftest import ROOT, tiny_bert, tiny_recipe, write_recipe
+from tests.conftest import ROOT, seed_run, tiny_bert, tiny_recipe, write_recipe
 
 # Runs the CLI with one write sabotaged: the process SIGKILLs itself in the middle of writing the
 # distill stage's weights (a torn file on disk), or with the manifest's temporary file complete but
@@ -65,9 +65,11 @@ def _cli(args, env_extra=None, driver=None, timeout=600):
 
 
 @pytest.mark.parametrize("mode", ["artifact", "manifest"])
-def test_kill_while_writing_leaves_no_manifest_and_rerun_redoes_only_that_stage(tmp_path, mode):
+def test_kill_while_writing_leaves_no_manifest_and_rerun_redoes_only_that_stage(
+    tmp_path, mode, tiny_teacher
+):
     path = write_recipe(tmp_path / "r.yaml", tiny_recipe())
-    runs = tmp_path / "runs"
+    runs = seed_run(tmp_path / "runs", tiny_teacher[0] / "runs" / "tiny", "teacher")
     args = ["run", str(path), "--stage", "distill", "--runs-dir", str(runs)]
     killed = _cli(args, driver=[mode, "distill"])
     assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL, not a clean exit
@@ -95,9 +97,9 @@ def test_kill_while_writing_leaves_no_manifest_and_rerun_redoes_only_that_stage(
     assert model.config.num_hidden_layers == 1  # the rewritten weights load
 
 
-def test_disk_full_names_the_path_and_keeps_finished_stages(tmp_path, monkeypatch):
+def test_disk_full_names_the_path_and_keeps_finished_stages(tmp_path, monkeypatch, tiny_teacher):
     recipe = load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe()))
-    runs = tmp_path / "runs"
+    runs = seed_run(tmp_path / "runs", tiny_teacher[0] / "runs" / "tiny", "teacher")
     run_pipeline(recipe, runs, target="teacher", echo=lambda _: None)
     teacher_manifest = runs / "tiny" / "teacher" / "manifest.json"
     before = teacher_manifest.read_bytes()

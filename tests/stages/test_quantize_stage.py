@@ -8,7 +8,7 @@ from pipelines.core.config import load_recipe
 from pipelines.core.errors import StageFailedError
 from pipelines.run.runner import run_pipeline
 from quantize.openvino import available as openvino_missing
-from tests.conftest import tiny_recipe, write_recipe
+from tests.conftest import seed_run, tiny_recipe, write_recipe
 
 BENCH = {
     "batch_sizes": [1, 2],
@@ -26,8 +26,9 @@ QUANTIZE = {
 
 
 @pytest.fixture(scope="module")
-def quantized(tmp_path_factory):
+def quantized(tmp_path_factory, tiny_student):
     tmp = tmp_path_factory.mktemp("quantize")
+    seed_run(tmp / "runs", tiny_student[0] / "runs" / "tiny", "teacher", "distill")
     raw = tiny_recipe(distill={"epochs": 0.5, "batch_size": 16}, quantize=QUANTIZE, bench=BENCH)
     recipe = load_recipe(write_recipe(tmp / "recipe.yaml", raw))
     manifests = run_pipeline(recipe, tmp / "runs", target="report", echo=lambda _: None)

@@ -18,7 +18,6 @@ from pipelines.core.config import load_recipe
 from pipelines.core.errors import ConfigError, DataError, DistilleryError
 from pipelines.run.runner import run_pipeline
 from tests.conftest import ROOT, tiny_bert, tiny_recipe, write_jsonl, write_recipe
-from tests.conftest import SECTIONS as BUNDLE_SECTIONS
 
 WORDS = ["good", "bad", "movie", "film", "great", "awful", "the", "a", "plot", "was", "not"]
 QUIET = {"echo": lambda _: None}
@@ -331,12 +330,9 @@ def test_7_a_trusted_remote_code_teacher_can_be_distilled(tmp_path):
 # ---------------------------------------------------------------- 8. predict.py and bad lines
 
 
-def test_8_predict_reports_an_undecodable_line_and_keeps_the_rest(tmp_path):
+def test_8_predict_reports_an_undecodable_line_and_keeps_the_rest(tmp_path, tiny_bundle):
     bundle = tmp_path / "bundle"
-    small = {**BUNDLE_SECTIONS, "distill": {"epochs": 0.25, "batch_size": 16}}
-    run = _recipe(tmp_path, teacher={"epochs": 1}, **small)  # the smallest run with a bundle
-    run_pipeline(run, tmp_path / "runs", target="bundle", **QUIET)
-    shutil.copytree(tmp_path / "runs" / "tiny" / "bundle", bundle)
+    shutil.copytree(tiny_bundle[0] / "runs" / "tiny" / "bundle", bundle)  # the smallest bundle
     rows = tmp_path / "rows.txt"
     rows.write_bytes(b"the film was good\nthe plot was caf\xe9 bad\nthe movie was awful\n")
     done = subprocess.run(

@@ -12,7 +12,7 @@ from pipelines.core.errors import ConfigError, DistilleryError
 from pipelines.search.select import pick, survivors, training_order
 from pipelines.search.space import Candidate, candidates, layer_choice
 from pipelines.run.runner import run_pipeline
-from tests.conftest import tiny_recipe, write_recipe
+from tests.conftest import seed_run, tiny_recipe, write_recipe
 
 MINILM = BertConfig(
     num_hidden_layers=6, hidden_size=384, num_attention_heads=12, intermediate_size=1536
@@ -112,8 +112,10 @@ def _recipe(tmp_path, **search):
     return load_recipe(write_recipe(tmp_path / "recipe.yaml", raw))
 
 
-def test_tiny_search_picks_the_best_trained_resumes_and_hands_the_pick_to_distill(tmp_path):
-    runs = tmp_path / "runs"
+def test_tiny_search_picks_the_best_trained_resumes_and_hands_the_pick_to_distill(
+    tmp_path, tiny_teacher
+):
+    runs = seed_run(tmp_path / "runs", tiny_teacher[0] / "runs" / "tiny", "teacher")
     manifests = run_pipeline(_recipe(tmp_path), runs, "distill", echo=lambda _: None)
     found = manifests["search"]
     rows = {r["id"]: r for r in found["candidates"]}
@@ -166,7 +168,8 @@ def test_tiny_search_picks_the_best_trained_resumes_and_hands_the_pick_to_distil
         assert (folder / "candidates" / cid / "short.json").stat().st_mtime_ns == mtime
 
 
-def test_budget_no_candidate_can_meet_fails_with_every_reason(tmp_path):
+def test_budget_no_candidate_can_meet_fails_with_every_reason(tmp_path, tiny_teacher):
+    seed_run(tmp_path / "runs", tiny_teacher[0] / "runs" / "tiny", "teacher")
     with pytest.raises(DistilleryError, match=r"no candidate is left after timing: .*over budget"):  # noqa: E501
         run_pipeline(
             _recipe(tmp_path, budget_ms=1e-6), tmp_path / "runs", "search", echo=lambda _: None

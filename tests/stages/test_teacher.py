@@ -21,10 +21,9 @@ def _run(tmp_path, overrides=(), stage="teacher", force=False, **sections):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One tiny teacher trained on the generated task, shared by the tests below."""
-    tmp = tmp_path_factory.mktemp("teacher")
-    manifests, lines = _run(tmp)
+def trained(tiny_teacher):
+    """One tiny teacher trained on the generated task (the session's, tests/conftest.py)."""
+    tmp, manifests, lines = tiny_teacher
     return tmp, manifests["teacher"], lines
 
 
