@@ -1,4 +1,14 @@
-"""Shared fixtures: tiny recipes, generated data files, markers that skip cleanly."""
+"""Shared fixtures: tiny recipes, generated data files, runs shared by the session, markers that
+skip cleanly.
+
+The tests come in tiers that mirror the tree:
+- tests/lib/: the libraries (modelkit, distill, export, quantize), on tiny models in memory;
+- tests/stages/: one stage, one of its parts or the runner at a time, on the tiny recipe;
+- tests/e2e/: whole pipelines, the CLI and the Python API, bundles, the real-data tests.
+`make test-fast` runs lib and stages without the tests marked `slow` (over ~30 s on 2 cores, the
+family x task-type matrices among them); `make test` runs everything. Test modules import
+nothing from each other: what they share lives here or in tests/families.py.
+"""
 
 from __future__ import annotations
 
