@@ -210,6 +210,27 @@ def tiny_teacher(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def teacher_for(tmp_path_factory):
+    """teacher_for(**sections) -> the run folder (runs/tiny) holding the teacher of
+    tiny_recipe(**sections), trained once per session for each distinct set of the sections the
+    teacher stage hashes. Copy it (seed_run) to build on it."""
+    from pipelines.run.registry import STAGES
+
+    made = {}
+
+    def teacher(**sections) -> Path:
+        recipe = tiny_recipe(**sections)
+        own = {k: recipe[k] for k in STAGES["teacher"].sections if k in recipe}
+        key = json.dumps(own, sort_keys=True)
+        if key not in made:
+            tmp = tmp_path_factory.mktemp("teacher")
+            made[key] = _shared_run(tmp, None, "teacher", **own)[0] / "runs" / "tiny"
+        return made[key]
+
+    return teacher
+
+
+@pytest.fixture(scope="session")
 def tiny_student(tmp_path_factory, tiny_teacher):
     """(tmp, manifests, lines): the tiny teacher distilled with SECTIONS' distill settings (half
     an epoch), in tmp/runs/tiny. Read it; copy it to build on it."""

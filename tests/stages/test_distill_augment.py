@@ -11,23 +11,26 @@ import pytest
 
 from pipelines.core.config import load_recipe
 from pipelines.run.runner import run_pipeline
-from tests.conftest import tiny_recipe, write_recipe
+from tests.conftest import seed_run, tiny_recipe, write_recipe
+
+ROWS_400 = {"source": "synthetic:sentiment", "synthetic_rows": 400, "max_length": 24}
 
 
 def _augmented_recipe(tmp_path, **augment):
     config = {"factor": 1.5, "chunk_rows": 200, **augment}
     recipe = tiny_recipe(
-        data={"source": "synthetic:sentiment", "synthetic_rows": 400, "max_length": 24},
+        data=ROWS_400,
         distill={"epochs": 0.5, "batch_size": 16, "augment": config},
     )
     return load_recipe(write_recipe(tmp_path / "recipe.yaml", recipe))
 
 
-def test_stage_labels_new_rows_with_the_teacher_caches_and_resumes(tmp_path):
+def test_stage_labels_new_rows_with_the_teacher_caches_and_resumes(tmp_path, teacher_for):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    runs = tmp_path / "runs"
+    teacher = teacher_for(data=ROWS_400)  # the 400-row teacher, trained once per session
+    runs = seed_run(tmp_path / "runs", teacher, "teacher")
     manifests = run_pipeline(_augmented_recipe(tmp_path), runs, "distill", echo=lambda _: None)
     record = manifests["distill"]["augment"]
     train_rows = manifests["distill"]["training"]["train_rows"]

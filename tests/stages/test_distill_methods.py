@@ -7,11 +7,13 @@ import json
 
 import pytest
 
-from tests.conftest import tiny_recipe, write_recipe
+from tests.conftest import seed_run, tiny_recipe, write_recipe
+
+ROWS_400 = {"source": "synthetic:sentiment", "synthetic_rows": 400, "max_length": 24}
 
 
 @pytest.fixture(scope="module")
-def methods_run(tmp_path_factory):
+def methods_run(tmp_path_factory, teacher_for):
     """One tiny run through quantize with augmentation, MiniLM relations, two steps, QAT and the
     ablation: every #14 method wired into the stages."""
     pytest.importorskip("nncf", reason="QAT needs nncf: pip install 'distillery[openvino]'")
@@ -19,8 +21,9 @@ def methods_run(tmp_path_factory):
     from pipelines.run.runner import run_pipeline
 
     tmp = tmp_path_factory.mktemp("methods")
+    seed_run(tmp / "runs", teacher_for(data=ROWS_400), "teacher")  # trained once per session
     recipe = tiny_recipe(
-        data={"source": "synthetic:sentiment", "synthetic_rows": 400, "max_length": 24},
+        data=ROWS_400,
         student={"init": "teacher_layers", "layers": [1]},
         distill={
             "epochs": 0.5,

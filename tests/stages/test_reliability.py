@@ -17,7 +17,7 @@ import torch
 from pipelines.core.config import load_recipe
 from pipelines.core.errors import ConfigError, DataError, DistilleryError
 from pipelines.run.runner import run_pipeline
-from tests.conftest import ROOT, tiny_bert, tiny_recipe, write_jsonl, write_recipe
+from tests.conftest import ROOT, seed_run, tiny_bert, tiny_recipe, write_jsonl, write_recipe
 
 WORDS = ["good", "bad", "movie", "film", "great", "awful", "the", "a", "plot", "was", "not"]
 QUIET = {"echo": lambda _: None}
@@ -28,9 +28,10 @@ def _recipe(tmp_path, name="r.yaml", overrides=(), **sections):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, teacher_for):
     """A finished teacher and distill stage of the tiny recipe (1 epoch each), copied per test."""
     tmp = tmp_path_factory.mktemp("reliability")
+    seed_run(tmp / "runs", teacher_for(teacher={"epochs": 1}), "teacher")  # one per session
     recipe = _recipe(tmp, teacher={"epochs": 1}, distill={"epochs": 0.5, "batch_size": 16})
     run_pipeline(recipe, tmp / "runs", target="distill", **QUIET)
     return tmp / "runs"

@@ -236,15 +236,38 @@ def _run(path, runs, stage):
     return result
 
 
-def test_multitask_run_per_task_metrics_lambda_and_export_parity(tmp_path):
+@pytest.fixture(scope="module")
+def transfer_run(tmp_path_factory):
+    """(recipe path, runs folder) of one multi-task run through the bundle, read by the tests
+    below (the bench and bundle settings leave the earlier stages as a run to quantize has them)."""
+    tmp = tmp_path_factory.mktemp("transfer")
+    raw = transfer_recipe()
+    raw["bench"] = {
+        "batch_sizes": [1],
+        "seq_lens": [16],
+        "min_runs": 2,
+        "min_seconds": 0.0,
+        "warmup_runs": 1,
+        "withhold_noisy": False,
+    }
+    raw["bundle"] = {
+        "artifact": "student-int8-dynamic",
+        "cold_start_runs": 1,
+        "latency_sentences": 4,
+        "latency_repeats": 1,
+    }
+    path = write_recipe(tmp / "r.yaml", raw)
+    _run(path, tmp / "runs", "bundle")
+    return path, tmp / "runs"
+
+
+def test_multitask_run_per_task_metrics_lambda_and_export_parity(transfer_run):
     from pipelines.core.config import load_recipe
     from pipelines.core.models import load_stage_model
     from pipelines.transfer.evaluate import evaluate_tasks
     from pipelines.transfer.tasks import tokenized_tasks, transfer_tasks
 
-    path = write_recipe(tmp_path / "r.yaml", transfer_recipe())
-    runs = tmp_path / "runs"
-    _run(path, runs, "quantize")
+    path, runs = transfer_run
     run = runs / "tiny"
     teacher = json.loads((run / "teacher" / "manifest.json").read_text())
     distill = json.loads((run / "distill" / "manifest.json").read_text())
@@ -284,25 +307,8 @@ def test_multitask_run_per_task_metrics_lambda_and_export_parity(tmp_path):
     assert set(int8) == {"polarity", "topic"} and int8["topic"]["eval_rows"] == len(sets[2])
 
 
-def test_bundle_predicts_each_task_with_its_labels(tmp_path):
-    runs = tmp_path / "runs"
-    raw = transfer_recipe()
-    raw["bench"] = {
-        "batch_sizes": [1],
-        "seq_lens": [16],
-        "min_runs": 2,
-        "min_seconds": 0.0,
-        "warmup_runs": 1,
-        "withhold_noisy": False,
-    }
-    raw["bundle"] = {
-        "artifact": "student-int8-dynamic",
-        "cold_start_runs": 1,
-        "latency_sentences": 4,
-        "latency_repeats": 1,
-    }
-    path = write_recipe(tmp_path / "r.yaml", raw)
-    _run(path, runs, "bundle")
+def test_bundle_predicts_each_task_with_its_labels(transfer_run):
+    _, runs = transfer_run
     bundle = runs / "tiny" / "bundle"
     config = json.loads((bundle / "config.json").read_text())
     assert [t["name"] for t in config["tasks"]] == ["sentiment", "polarity", "topic"]
