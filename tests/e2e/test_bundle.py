@@ -288,6 +288,7 @@ def test_bundle_tokenizer_truncates_and_pairs_like_the_pipeline(built):
 
 
 @pytest.mark.network
+@pytest.mark.slow  # a fresh venv and a pip install
 def test_predict_runs_in_a_clean_venv_with_only_its_requirements(built, tmp_path):
     tmp, path, _ = built
     out = bundle_dir(tmp)

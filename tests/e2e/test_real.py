@@ -9,6 +9,7 @@ from tests.conftest import ROOT, SHARED
 pytestmark = pytest.mark.real
 
 
+@pytest.mark.slow  # MiniLM fine-tuned for three epochs on 2,000 rows
 def test_minilm_finetunes_on_2000_sst2_rows(tmp_path):
     recipe = load_recipe(
         ROOT / "recipes" / "sst2-minilm.yaml",

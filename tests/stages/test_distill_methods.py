@@ -9,6 +9,9 @@ import pytest
 
 from tests.conftest import seed_run, tiny_recipe, write_recipe
 
+# two steps, relations, QAT, a 4-variant ablation, then export and quantize
+pytestmark = pytest.mark.slow
+
 ROWS_400 = {"source": "synthetic:sentiment", "synthetic_rows": 400, "max_length": 24}
 
 

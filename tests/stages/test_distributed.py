@@ -134,6 +134,7 @@ def _manifest(runs: Path, stage: str) -> dict:
     return json.loads((runs / "tiny" / stage / "manifest.json").read_text())
 
 
+@pytest.mark.slow  # teacher and distill under torchrun on 2 processes, distill on 1
 def test_two_processes_write_exactly_what_one_process_writes(runs):
     files2, files1 = _files(runs["runs2"]), _files(runs["runs1"])
     assert files2 == files1  # no rank-suffixed, duplicate or temporary files
@@ -147,6 +148,7 @@ def test_two_processes_write_exactly_what_one_process_writes(runs):
     assert not (runs["runs2"] / "tiny" / "teacher" / "checkpoints").exists()
 
 
+@pytest.mark.slow  # teacher and distill under torchrun on 2 processes, distill on 1
 def test_only_rank_zero_logs_and_prints(runs):
     for stage in ("teacher", "distill"):
         log = (runs["runs2"] / "tiny" / stage / "log.txt").read_text()
@@ -156,6 +158,7 @@ def test_only_rank_zero_logs_and_prints(runs):
     assert runs["stdout"].count("[teacher] skipped") == 1  # the distill launch, rank 0 only
 
 
+@pytest.mark.slow  # teacher and distill under torchrun on 2 processes, distill on 1
 def test_manifest_reports_world_size_global_batch_and_lr_policy(runs):
     for stage, per_device in (("teacher", 16), ("distill", PER_DEVICE)):
         training = _manifest(runs["runs2"], stage)["training"]
@@ -171,6 +174,7 @@ def test_manifest_reports_world_size_global_batch_and_lr_policy(runs):
     assert one["global_step"] == two["global_step"] == 800 // 32
 
 
+@pytest.mark.slow  # teacher and distill under torchrun on 2 processes, distill on 1
 def test_two_processes_train_the_same_student_as_one_with_the_global_batch(runs):
     logits2 = _eval_logits(runs["runs2"] / "tiny" / "distill", runs["recipe"])
     logits1 = _eval_logits(runs["runs1"] / "tiny" / "distill", runs["recipe"])

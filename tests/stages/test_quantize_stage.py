@@ -10,6 +10,9 @@ from pipelines.run.runner import run_pipeline
 from quantize.openvino import available as openvino_missing
 from tests.conftest import seed_run, tiny_recipe, write_recipe
 
+# every quantization method, then the bench of 12 artifacts and the report
+pytestmark = pytest.mark.slow
+
 BENCH = {
     "batch_sizes": [1, 2],
     "seq_lens": [8, 16],

@@ -13,6 +13,7 @@ from tests.conftest import ROOT, kill_when, tiny_recipe, write_recipe
 STEPS_PER_EPOCH = 50  # 800 generated rows, batch 16
 
 
+@pytest.mark.slow  # eight epochs, killed and resumed, in two CLI processes
 @pytest.mark.parametrize("stage", ["teacher", "distill"])
 def test_killed_training_resumes_from_checkpoint(tmp_path, stage):
     raw = tiny_recipe(

@@ -261,6 +261,7 @@ def transfer_run(tmp_path_factory):
     return path, tmp / "runs"
 
 
+@pytest.mark.slow  # a multi-task run through the bundle
 def test_multitask_run_per_task_metrics_lambda_and_export_parity(transfer_run):
     from pipelines.core.config import load_recipe
     from pipelines.core.models import load_stage_model
@@ -307,6 +308,7 @@ def test_multitask_run_per_task_metrics_lambda_and_export_parity(transfer_run):
     assert set(int8) == {"polarity", "topic"} and int8["topic"]["eval_rows"] == len(sets[2])
 
 
+@pytest.mark.slow  # a multi-task run through the bundle
 def test_bundle_predicts_each_task_with_its_labels(transfer_run):
     _, runs = transfer_run
     bundle = runs / "tiny" / "bundle"
@@ -348,6 +350,7 @@ def test_bundle_predicts_each_task_with_its_labels(transfer_run):
     assert bad.returncode == 2 and "this bundle's tasks: sentiment, polarity, topic" in bad.stderr
 
 
+@pytest.mark.slow  # three teacher phases, killed and resumed, in two CLI processes
 def test_sequential_teacher_resumes_inside_its_second_phase(tmp_path):
     raw = transfer_recipe(mode="sequential", source_epochs=1)
     raw["teacher"]["epochs"] = 6
