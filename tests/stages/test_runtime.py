@@ -13,7 +13,7 @@ import pytest
 from pipelines.core.config import load_recipe
 from pipelines.run.runner import run_pipeline
 from quantize.openvino import available as openvino_missing
-from tests.conftest import seed_run, tiny_bert, tiny_recipe, write_recipe
+from tests.conftest import tiny_bert, tiny_recipe, write_recipe
 
 WORDS = [f"w{i}" for i in range(40)]
 needs_openvino = pytest.mark.skipif(
@@ -116,9 +116,7 @@ def test_openvino_int8_tracks_fp32_and_runs_at_f32_precision(exported, tmp_path)
     np.testing.assert_array_equal(again, ov_logits)
 
 
-def test_without_openvino_the_method_is_skipped_and_the_report_says_why(
-    tmp_path, monkeypatch, teacher_for
-):
+def test_without_openvino_the_method_is_skipped_and_the_report_says_why(tmp_path, monkeypatch):
     import quantize.openvino
 
     reason = "OpenVINO is not installed (openvino missing): pip install 'distillery[openvino]'"
@@ -147,7 +145,6 @@ def test_without_openvino_the_method_is_skipped_and_the_report_says_why(
             ),
         )
     )
-    seed_run(tmp_path / "runs", teacher_for(teacher={"epochs": 1}), "teacher")
     done = run_pipeline(recipe, tmp_path / "runs", target="report", echo=lambda _: None)
     assert done["quantize"]["skipped"] == {"student-int8-openvino": reason}
     rows = json.loads((tmp_path / "runs" / "tiny" / "bench" / "rows.json").read_text())["rows"]

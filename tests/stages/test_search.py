@@ -9,9 +9,9 @@ from transformers import BertConfig
 
 from pipelines.core.config import SearchSpaceConfig, load_recipe
 from pipelines.core.errors import ConfigError, DistilleryError
+from pipelines.run.runner import run_pipeline
 from pipelines.search.select import pick, survivors, training_order
 from pipelines.search.space import Candidate, candidates, layer_choice
-from pipelines.run.runner import run_pipeline
 from tests.conftest import seed_run, tiny_recipe, write_recipe
 
 MINILM = BertConfig(
