@@ -35,6 +35,9 @@ install: $(INSTALLED) ## create .venv and install distillery with its dependenci
 test: $(INSTALLED) ## run the test suite (real tests run when ../shared exists)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+test-fast: $(INSTALLED) ## the library and stage tests, without the slow ones (under 5 min on 2 cores)
+	$(BIN)/python -m pytest tests/lib tests/stages -m "not slow" $(PYTEST_ARGS)
+
 test-gpu: $(INSTALLED) ## run the tests marked gpu (skipped without CUDA)
 	$(BIN)/python -m pytest -m gpu -rs $(PYTEST_ARGS)
 
@@ -95,4 +98,4 @@ distill-ablation: $(INSTALLED) ## distill RECIPE several ways (distill.ablation_
 clean: ## remove runs/, caches and the .venv
 	rm -rf runs $(VENV) .pytest_cache .ruff_cache *.egg-info
 
-.PHONY: help install test test-gpu lint format validate demo demo-transfer demo-tasks pipeline teacher distill export quantize bench report bundle search distill-ablation clean
+.PHONY: help install test test-fast test-gpu lint format validate demo demo-transfer demo-tasks pipeline teacher distill export quantize bench report bundle search distill-ablation clean

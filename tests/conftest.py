@@ -1,9 +1,20 @@
-"""Shared fixtures: tiny recipes, generated data files, markers that skip cleanly."""
+"""Shared fixtures: tiny recipes, generated data files, runs shared by the session, markers that
+skip cleanly.
+
+The tests come in tiers that mirror the tree:
+- tests/lib/: the libraries (modelkit, distill, export, quantize), on tiny models in memory;
+- tests/stages/: one stage, one of its parts or the runner at a time, on the tiny recipe;
+- tests/e2e/: whole pipelines, the CLI and the Python API, bundles, the real-data tests.
+`make test-fast` runs lib and stages without the tests marked `slow` (over ~30 s on 2 cores, the
+family x task-type matrices among them); `make test` runs everything. Test modules import
+nothing from each other: what they share lives here or in tests/families.py.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -75,6 +86,57 @@ def tiny_recipe(**sections) -> dict:
     return recipe
 
 
+# The smallest run through the report: one student export (plain + O2), one int8, a 1-cell grid.
+SECTIONS = {
+    "distill": {"epochs": 0.5, "batch_size": 16},
+    "export": {"teacher": False},
+    "quantize": {"methods": ["dynamic"], "teacher": False},
+    "bench": {
+        "batch_sizes": [1],
+        "seq_lens": [16],
+        "threads": [1],
+        "min_runs": 3,
+        "min_seconds": 0.02,
+        "warmup_runs": 1,
+        "bucket": False,
+        "gpu": False,
+    },
+    "bundle": {"cold_start_runs": 1, "latency_sentences": 16, "latency_repeats": 2},
+}
+# The artifacts the family and task-type matrices bench (each is a worker process of its own).
+BENCHED = ["teacher", "student-onnx-O2", "student-int8-dynamic", "student-int8-peer"]
+FAMILY_MATCHES = ["hidden_mse", "attention_kl", "value_relation"]
+
+
+def family_recipe(family: str, model_dir: Path, **overrides) -> dict:
+    """The tiny recipe through the bundle for a teacher of `family` saved in `model_dir`
+    (tests/families.py builds it): copied-layer student with hidden, attention and value-relation
+    matches, ORT int8 dynamic and static, the dynamic one bundled."""
+    sections = {
+        **SECTIONS,
+        "name": family,
+        "teacher": {
+            "init": "pretrained",
+            "model": str(model_dir),
+            "epochs": 4,
+            "learning_rate": 1e-3,  # 3e-3 leaves the tiny RoBERTa at chance
+            "batch_size": 16,
+        },
+        "distill": {
+            **SECTIONS["distill"],
+            "epochs": 1,  # half an epoch leaves the 1-layer ELECTRA student at chance
+            "matches": FAMILY_MATCHES,
+            "weights": {"task": 0.5, "kd": 0.5, **dict.fromkeys(FAMILY_MATCHES, 0.5)},
+        },
+        "quantize": {"methods": ["dynamic", "static"], "teacher": False},
+        "bundle": {**SECTIONS["bundle"], "artifact": "student-int8-dynamic"},
+        # each benched artifact is a worker process of its own: time the ones asserted on
+        "bench": {**SECTIONS["bench"], "artifacts": BENCHED},
+        **overrides,
+    }
+    return tiny_recipe(**sections)
+
+
 def tiny_bert(folder: Path, words: list[str], seed: int = 0, **config):
     """(model, tokenizer): a tiny BERT classifier and a word-level tokenizer whose vocab.txt and
     tokenizer files are saved in `folder`; the model is not saved (callers may change it first).
@@ -109,6 +171,81 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+# ---------------------------------------------------------------- runs shared by the session
+# Training is where the suite's time goes. A test that only reads a run's outputs takes one of these
+# session runs as it is; a test that changes a run works on a copy (`seed_run`, or copytree of the
+# runs folder). The runner skips a copied stage whose config matches, as it skips any finished one.
+
+
+def seed_run(runs: Path, source: Path, *stages: str, name: str = "tiny") -> Path:
+    """Copy the finished `stages` of the run folder `source` (a runs/<name> folder) into
+    runs/<name>; returns `runs`."""
+    for stage in stages:
+        shutil.copytree(source / stage, runs / name / stage)
+    return runs
+
+
+def _shared_run(tmp, seeded_from, target: str, **sections):
+    """(tmp, manifests, lines) of tiny_recipe(**sections) run up to `target` in tmp/runs, its
+    recipe in tmp/recipe.yaml, starting from the teacher and distill of `seeded_from` if given."""
+    from pipelines.core.config import load_recipe
+    from pipelines.run.runner import run_pipeline
+
+    if seeded_from is not None:
+        stages = [s for s in ("teacher", "distill") if (seeded_from / s).is_dir()]
+        seed_run(tmp / "runs", seeded_from, *stages)
+    path = write_recipe(tmp / "recipe.yaml", tiny_recipe(**sections))
+    lines = []
+    manifests = run_pipeline(load_recipe(path), tmp / "runs", target=target, echo=lines.append)
+    return tmp, manifests, lines
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory):
+    """(tmp, manifests, lines): tiny_recipe()'s teacher, trained once per session in
+    tmp/runs/tiny/teacher. Read it; copy it (seed_run) to build on it."""
+    return _shared_run(tmp_path_factory.mktemp("tiny-teacher"), None, "teacher")
+
+
+@pytest.fixture(scope="session")
+def teacher_for(tmp_path_factory):
+    """teacher_for(**sections) -> the run folder (runs/tiny) holding the teacher of
+    tiny_recipe(**sections), trained once per session for each distinct set of the sections the
+    teacher stage hashes. Copy it (seed_run) to build on it."""
+    from pipelines.run.registry import STAGES
+
+    made = {}
+
+    def teacher(**sections) -> Path:
+        recipe = tiny_recipe(**sections)
+        own = {k: recipe[k] for k in STAGES["teacher"].sections if k in recipe}
+        key = json.dumps(own, sort_keys=True)
+        if key not in made:
+            tmp = tmp_path_factory.mktemp("teacher")
+            made[key] = _shared_run(tmp, None, "teacher", **own)[0] / "runs" / "tiny"
+        return made[key]
+
+    return teacher
+
+
+@pytest.fixture(scope="session")
+def tiny_student(tmp_path_factory, tiny_teacher):
+    """(tmp, manifests, lines): the tiny teacher distilled with SECTIONS' distill settings (half
+    an epoch), in tmp/runs/tiny. Read it; copy it to build on it."""
+    tmp = tmp_path_factory.mktemp("tiny-student")
+    teacher_run = tiny_teacher[0] / "runs" / "tiny"
+    return _shared_run(tmp, teacher_run, "distill", distill=SECTIONS["distill"])
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, tiny_student):
+    """(tmp, recipe path, manifests): tiny_recipe(**SECTIONS) run through the bundle (the smallest
+    run with a report and a bundle), in tmp/runs/tiny. Read it; copy it to change it."""
+    tmp = tmp_path_factory.mktemp("tiny-bundle")
+    tmp, manifests, _ = _shared_run(tmp, tiny_student[0] / "runs" / "tiny", "bundle", **SECTIONS)
+    return tmp, tmp / "recipe.yaml", manifests
 
 
 @pytest.fixture
