@@ -39,7 +39,9 @@ class RunDir:
     """`runs/<name>/` and the manifests of its stages."""
 
     def __init__(self, root: Path, name: str):
-        self.path = Path(root) / name
+        # absolute: the bench's worker processes run in another working directory, and a relative
+        # `--runs-dir runs` given outside the checkout made every bench row an error
+        self.path = Path(root).absolute() / name
 
     def stage(self, stage: str) -> Path:
         return self.path / stage

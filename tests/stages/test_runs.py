@@ -85,3 +85,16 @@ def test_last_checkpoint_skips_incomplete_ones(tmp_path):
     (tmp_path / "checkpoint-20").mkdir()  # killed while writing: no trainer_state.json
     assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
     assert last_checkpoint(tmp_path / "missing") is None
+
+
+def test_a_relative_runs_dir_names_the_same_folder_from_any_working_directory(
+    tmp_path, monkeypatch
+):
+    """The bench's worker processes run in another directory: a run folder given relative to
+    where the user typed the command must still name that folder there."""
+    monkeypatch.chdir(tmp_path)
+    run = RunDir(Path("runs"), "demo")
+    atomic_write_json(run.manifest_path("teacher"), {"hash": "x"})
+    monkeypatch.chdir(Path(__file__).parent)
+    assert run.read_manifest("teacher") == {"hash": "x"}
+    assert run.path == tmp_path / "runs" / "demo"
