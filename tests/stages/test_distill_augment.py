@@ -25,6 +25,7 @@ def _augmented_recipe(tmp_path, **augment):
     return load_recipe(write_recipe(tmp_path / "recipe.yaml", recipe))
 
 
+@pytest.mark.slow  # a 400-row teacher, then three augmented distillations
 def test_stage_labels_new_rows_with_the_teacher_caches_and_resumes(tmp_path, teacher_for):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer

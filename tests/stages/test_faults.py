@@ -64,6 +64,7 @@ def _cli(args, env_extra=None, driver=None, timeout=600):
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout)
 
 
+@pytest.mark.slow  # four CLI processes: a killed distillation and its rerun, twice
 @pytest.mark.parametrize("mode", ["artifact", "manifest"])
 def test_kill_while_writing_leaves_no_manifest_and_rerun_redoes_only_that_stage(
     tmp_path, mode, tiny_teacher

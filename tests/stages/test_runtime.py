@@ -116,6 +116,7 @@ def test_openvino_int8_tracks_fp32_and_runs_at_f32_precision(exported, tmp_path)
     np.testing.assert_array_equal(again, ov_logits)
 
 
+@pytest.mark.slow  # a run from the teacher to the report
 def test_without_openvino_the_method_is_skipped_and_the_report_says_why(tmp_path, monkeypatch):
     import quantize.openvino
 

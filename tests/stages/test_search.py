@@ -112,6 +112,7 @@ def _recipe(tmp_path, **search):
     return load_recipe(write_recipe(tmp_path / "recipe.yaml", raw))
 
 
+@pytest.mark.slow  # three searches: four candidates trained and timed, then the pick distilled
 def test_tiny_search_picks_the_best_trained_resumes_and_hands_the_pick_to_distill(
     tmp_path, tiny_teacher
 ):

@@ -23,6 +23,7 @@ def _scalars(folder):
     return out
 
 
+@pytest.mark.slow  # a CLI run training a teacher and a student
 def test_tensorboard_gets_every_loss_term_of_the_distill_stage(tmp_path):
     pytest.importorskip("tensorboard")
     raw = tiny_recipe(
