@@ -18,14 +18,17 @@ check before it writes SHA256SUMS.
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from modelkit.task_types import TASK_TYPES
+from pipelines.bundle.records import differences
 from pipelines.bundle.rows import (
     fingerprint,
     predicted_values,
@@ -34,12 +37,14 @@ from pipelines.bundle.rows import (
     recipe_rows,
     write_rows,
 )
-from pipelines.core.errors import DistilleryError
+from pipelines.core.errors import DistilleryError, file_error_message, shown
 from pipelines.core.runs import atomic_write_text, sha256_file
+from pipelines.core.user_files import kind_of
 
 SUMS = "SHA256SUMS"
 RUN_RECORDS = ("manifest.json", "log.txt")  # the pipeline's records of the stage, not bundle files
 PREDICT_TIMEOUT_S = 1800.0
+REBUILD = "Restore the bundle from its source, or rebuild it (distillery bundle RECIPE --force)."
 
 
 class BundleError(DistilleryError):
@@ -50,12 +55,16 @@ class BundleError(DistilleryError):
 
 
 def bundle_files(folder: Path) -> list[str]:
-    """Every file of the bundle (posix paths relative to it), SHA256SUMS and run records aside."""
-    return sorted(
-        p.relative_to(folder).as_posix()
-        for p in folder.rglob("*")
-        if p.is_file() and p.relative_to(folder).as_posix() not in (SUMS, *RUN_RECORDS)
-    )
+    """Every entry of the bundle (posix paths relative to it), SHA256SUMS and run records aside.
+    Symlinks and special files are listed, not followed: they are refused by `check_sha256sums`."""
+    found = []
+    for root, dirs, files in os.walk(folder):  # does not descend into symlinked folders
+        base = Path(root)
+        for name in files + [d for d in dirs if (base / d).is_symlink()]:
+            rel = (base / name).relative_to(folder).as_posix()
+            if rel not in (SUMS, *RUN_RECORDS):
+                found.append(rel)
+    return sorted(found)
 
 
 def write_sha256sums(folder: Path) -> dict[str, str]:
@@ -66,39 +75,69 @@ def write_sha256sums(folder: Path) -> dict[str, str]:
 
 
 def read_sha256sums(folder: Path) -> dict[str, str]:
+    """{name: sha256} of SHA256SUMS; BundleError for a line that is not '<sha256>  <file>' or
+    names a file outside the folder (an absolute path, `..`)."""
     path = folder / SUMS
-    if not path.is_file():
+    if kind_of(path) != "file":
         raise BundleError(
-            f"{path}: missing, so nothing in {folder} can be checked. Rebuild the bundle "
-            "(distillery bundle RECIPE --force)."
+            f"{path}: missing (or not a regular file), so nothing in {folder} can be checked. "
+            "Rebuild the bundle (distillery bundle RECIPE --force)."
         )
-    sums = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{path}: {file_error_message(exc)}; {REBUILD}") from None
+    sums: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
         digest, sep, name = line.partition("  ")
         if not sep:  # `sha256sum -b` writes "<hex> *<name>"
             digest, sep, name = line.partition(" *")
-        if not sep or len(digest) != 64 or not name:
+        if not sep or not re.fullmatch(r"[0-9a-fA-F]{64}", digest) or not name:
             raise BundleError(f"{path}: line {number} is not '<sha256>  <file>': {line[:80]!r}")
+        parts = PurePosixPath(name).parts
+        if name.startswith("/") or "\\" in name or ".." in parts or "\0" in name:
+            raise BundleError(
+                f"{path}: line {number} names {shown(name, 80)}, outside the bundle folder; "
+                f"every entry must be a path inside it. {REBUILD}"
+            )
+        if name in sums:
+            raise BundleError(f"{path}: line {number} lists {name!r} a second time. {REBUILD}")
         sums[name] = digest.lower()
     return sums
 
 
+def _not_regular(folder: Path, name: str) -> str | None:
+    """Why `folder/name` is not a regular file inside the folder, or None. Each component is
+    looked at without following links: a symlink could point out of the bundle."""
+    path = folder
+    for part in PurePosixPath(name).parts:
+        path = path / part
+        if path.is_symlink():
+            return f"{path}: a symbolic link; a bundle holds regular files only"
+    kind = kind_of(path)
+    if kind == "missing":
+        return f"{path}: listed in {SUMS} but missing"
+    return None if kind == "file" else f"{path}: a {kind}, not a regular file"
+
+
 def check_sha256sums(folder: Path) -> list[str]:
-    """The files checked; BundleError naming every missing, altered or unlisted file."""
+    """The files checked; BundleError naming every missing, altered, unlisted, linked or special
+    file (a bundle is regular files inside its folder, each listed with its sha256)."""
     sums = read_sha256sums(folder)
     problems = []
     for name, expected in sums.items():
-        path = folder / name
-        if not path.is_file():
-            problems.append(f"{path}: listed in {SUMS} but missing")
-        elif sha256_file(path) != expected:
+        why = _not_regular(folder, name)
+        if why:
+            problems.append(why)
+        elif sha256_file(folder / name) != expected:
             problems.append(
-                f"{path}: altered after the bundle was built (sha256 differs from {SUMS})"
+                f"{folder / name}: altered after the bundle was built (sha256 differs from {SUMS})"
             )
     # A stray file matters: a numpy.py beside predict.py would be imported ahead of numpy.
-    problems += [
-        f"{folder / n}: not listed in {SUMS}" for n in bundle_files(folder) if n not in sums
-    ]
+    for name in bundle_files(folder):
+        if name not in sums:
+            link = " (a symbolic link)" if (folder / name).is_symlink() else ""
+            problems.append(f"{folder / name}: not listed in {SUMS}{link}")
     if problems:
         raise BundleError(
             "; ".join(problems) + ". Restore the bundle from its source, or rebuild it with "
@@ -137,14 +176,60 @@ def run_predict(
 
 # ---------------------------------------------------------------- verify
 
+# What reference.json must hold for a comparison to prove anything (a key left out would make
+# verify compare the predictions with themselves): key → (check, what it is).
+REFERENCE_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "artifact": (lambda v: isinstance(v, str) and bool(v), "the artifact's name"),
+    "accuracy": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "rows": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a row count"),
+    "eval_fingerprint": (lambda v: isinstance(v, str) and len(v) == 64, "a sha256"),
+    "predictions_sha256": (lambda v: isinstance(v, str) and len(v) == 64, "a sha256"),
+    "order": (lambda v: v in ("input", "length"), "'input' or 'length'"),
+    "batch_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "> 0"),
+}
+CONFIG_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "text_columns": (
+        lambda v: isinstance(v, list) and v and all(isinstance(c, str) for c in v),
+        "a list of column names",
+    ),
+    "labels": (
+        lambda v: isinstance(v, list) and v and all(isinstance(c, str) for c in v),
+        "a list of label names",
+    ),
+}
+
+
+def read_bundle_json(folder: Path, name: str, keys: dict) -> dict[str, Any]:
+    """A bundle's JSON file, every key in `keys` present and well-formed; BundleError if not."""
+    path = folder / name
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path}: {file_error_message(exc)}. {REBUILD}") from None
+    if not isinstance(value, dict):
+        raise BundleError(f"{path}: not a JSON object. {REBUILD}")
+    bad = [f"{k} ({what})" for k, (ok, what) in keys.items() if k not in value or not ok(value[k])]
+    if bad:
+        raise BundleError(
+            f"{path}: incomplete: {', '.join(bad)} missing or malformed, so the bundle cannot "
+            f"be checked against what the run recorded. {REBUILD}"
+        )
+    return value
+
 
 def verify_bundle(
     folder: Path,
     data: Path | None = None,
     recipe=None,
     echo: Callable[[str], None] = print,
+    runs_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Checksums, then predict.py's accuracy against reference.json; BundleError on a mismatch."""
+    """Prove the bundle is what the run made, else BundleError: SHA256SUMS (regular files inside
+    the folder), a complete reference.json, and predict.py reproducing its recorded accuracy and
+    predictions on the rows it was recorded on (the recipe's eval split, else the bundle's
+    eval.jsonl; other rows there fail). With `runs_dir` (and the recipe), the run's own records
+    are the reference: the bundle stage's manifest and the artifact's stage manifest. `--data`
+    rows that are not the recorded ones are reported beside the proof, not compared."""
     folder = Path(folder)
     if not (folder / "predict.py").is_file() and not (folder / SUMS).is_file():
         raise BundleError(
@@ -153,19 +238,48 @@ def verify_bundle(
         )
     checked = check_sha256sums(folder)
     echo(f"{folder}: {SUMS} ok ({len(checked)} files)")
-    config = json.loads((folder / "config.json").read_text())
-    reference = json.loads((folder / "reference.json").read_text())
-    if data is not None:
-        rows, where = read_rows(Path(data), config), f"--data {data}"
-    elif recipe is not None:
-        rows, where = recipe_rows(recipe), f"the eval split of recipe '{recipe.name}'"
+    config = read_bundle_json(folder, "config.json", CONFIG_KEYS)
+    reference = read_bundle_json(folder, "reference.json", REFERENCE_KEYS)
+    if runs_dir is not None:
+        if recipe is None:
+            raise BundleError("--runs-dir: give the RECIPE too, to find the run's records.")
+        run = Path(runs_dir) / recipe.name
+        problems = differences(run, read_sha256sums(folder), reference)
+        if problems:
+            raise BundleError(
+                f"{folder}: not what run {run} recorded: {'; '.join(problems)}. Changed after it "
+                f"was built (its {SUMS} redone to match), or another run's bundle: {REBUILD} "
+                "(Or give --runs-dir where its run lives.)"
+            )
+        echo(f"{folder}: the files and reference are the ones run '{recipe.name}' recorded")
+    if recipe is not None:
+        proof, where = recipe_rows(recipe), f"the eval split of recipe '{recipe.name}'"
     elif (folder / "eval.jsonl").is_file():
-        rows, where = read_rows(folder / "eval.jsonl", config), "the bundle's eval.jsonl"
+        proof, where = read_rows(folder / "eval.jsonl", config), "the bundle's eval.jsonl"
     else:
+        proof, where = None, ""
+    extra = read_rows(Path(data), config) if data is not None else None
+    if proof is None and extra is not None and fingerprint(extra) == reference["eval_fingerprint"]:
+        proof, where, extra = extra, f"--data {data}", None
+    if proof is None:
         raise BundleError(
-            f"{folder}: no eval.jsonl in the bundle (built with bundle.include_eval: false); pass "
-            "the recipe (distillery bundle --verify DIR RECIPE) or --data FILE."
+            f"{folder}: no eval.jsonl in the bundle (built with bundle.include_eval: false) and "
+            "no recorded rows to prove it on; pass the recipe (distillery bundle --verify DIR "
+            "RECIPE)."
         )
+    summary = _compare(folder, proof, where, config, reference, echo)
+    if extra is not None and fingerprint(extra) != fingerprint(proof):
+        summary = _score(folder, extra, f"--data {data}", config, reference)
+        echo(
+            f"{folder}: predict.py on {len(extra)} rows (--data {data}): accuracy "
+            f"{summary['accuracy']:.4f}. Not compared: these are not the {reference['rows']} rows "
+            f"{reference['artifact']} was recorded on (those were, above)."
+        )
+    return {**summary, "files": checked}
+
+
+def _score(folder: Path, rows, where: str, config: dict, reference: dict) -> dict[str, Any]:
+    """predict.py on `rows` as reference.json says it was recorded; accuracy and hash."""
     kind = config.get("task_type", "single_label")
     with tempfile.TemporaryDirectory(prefix="distillery-verify-") as tmp:
         path = write_rows(
@@ -176,42 +290,52 @@ def verify_bundle(
         )
     if len(results) != len(rows):
         raise BundleError(f"{folder}/predict.py returned {len(results)} rows for {len(rows)}.")
-    predicted = predicted_values(results, config)
+    try:
+        predicted = predicted_values(results, config)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BundleError(
+            f"{folder}/predict.py answered outside config.json's labels: {exc}"
+        ) from None
     gold = [label for _, label in rows]
     accuracy = TASK_TYPES[kind].score_values(
         predicted, gold, len(config["labels"]), config["labels"]
     )
-    same_rows = fingerprint(rows) == reference["eval_fingerprint"]
-    summary = {
+    return {
         "rows": len(rows),
         "source": where,
         "accuracy": accuracy,
         "recorded_accuracy": reference["accuracy"],
-        "same_rows": same_rows,
+        "same_rows": fingerprint(rows) == reference["eval_fingerprint"],
         "predictions_sha256": predictions_hash(predicted),
     }
+
+
+def _compare(folder, rows, where, config, reference, echo) -> dict[str, Any]:
+    """The proof: on the recorded rows, the recorded accuracy and predictions, exactly."""
     name = reference["artifact"]
-    if not same_rows:
-        echo(
-            f"{folder}: predict.py on {len(rows)} rows ({where}): accuracy {accuracy:.4f}. Not "
-            f"compared with {name}'s recorded {reference['accuracy']:.4f}: these are not the "
-            f"{reference['rows']} rows it was recorded on (fingerprint differs)."
+    if fingerprint(rows) != reference["eval_fingerprint"]:
+        raise BundleError(
+            f"{folder}: {where} ({len(rows)} rows) are not the {reference['rows']} rows {name} "
+            "was recorded on (their fingerprint differs from reference.json's), so predict.py "
+            "cannot be checked against the record. An edited eval.jsonl, or a recipe that is not "
+            f"this bundle's: {REBUILD}"
         )
-        return summary
-    if accuracy != reference["accuracy"] or summary["predictions_sha256"] != reference.get(
-        "predictions_sha256", summary["predictions_sha256"]
+    summary = _score(folder, rows, where, config, reference)
+    if (
+        summary["accuracy"] != reference["accuracy"]
+        or summary["predictions_sha256"] != reference["predictions_sha256"]
     ):
         raise BundleError(
-            f"{folder}/predict.py on {len(rows)} rows ({where}): accuracy {accuracy:.6f}, but "
-            f"{name} recorded {reference['accuracy']:.6f} on the same rows (predictions sha256 "
-            f"{summary['predictions_sha256'][:12]}, recorded "
-            f"{str(reference.get('predictions_sha256'))[:12]}). Same model, tokenizer and "
-            "batching must give the same predictions: check the runtime and tokenizers "
-            "versions against requirements.txt."
+            f"{folder}/predict.py on {len(rows)} rows ({where}): accuracy "
+            f"{summary['accuracy']:.6f}, but {name} recorded {reference['accuracy']:.6f} on the "
+            f"same rows (predictions sha256 {summary['predictions_sha256'][:12]}, recorded "
+            f"{reference['predictions_sha256'][:12]}). Same model, tokenizer and batching must "
+            "give the same predictions: check the runtime and tokenizers versions against "
+            "requirements.txt."
         )
     echo(
-        f"{folder}: predict.py on {len(rows)} rows ({where}): accuracy {accuracy:.4f} = "
-        f"{name}'s recorded accuracy; predictions identical (sha256 "
-        f"{summary['predictions_sha256'][:12]})."
+        f"{folder}: predict.py on {len(rows)} rows ({where}): accuracy "
+        f"{summary['accuracy']:.4f} = {name}'s recorded accuracy; predictions identical "
+        f"(sha256 {summary['predictions_sha256'][:12]})."
     )
     return summary

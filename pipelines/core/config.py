@@ -42,6 +42,8 @@ from pipelines.core.schema import (
     suggest,
     to_dict,
 )
+from pipelines.core.yaml_limits import BoundedComposer
+from pipelines.core.yaml_limits import safe_load as bounded_safe_load
 from quantize.inc_configs import INC_CONFIGS
 from quantize.openvino import PRESETS as OV_PRESETS
 from quantize.presets import AUTO, CALIBRATION_METHODS, PRESETS
@@ -363,7 +365,7 @@ class IncConfig(Section):
         0.01, min=0.0, max=0.99, help="relative accuracy loss autotune accepts"
     )
     configs: list[names(*INC_CONFIGS)] = f(
-        ["static_minmax", "static_kl", "dynamic"], help="INC configs tried in order"
+        ["static_minmax", "static_kl", "dynamic"], nonempty=True, help="INC configs tried in order"
     )
     calibration_samples: Int = f(128, min=1, max=100_000, help="training rows for INC calibration")
 
@@ -404,10 +406,14 @@ class QuantizeConfig(Section):
 
 
 class BenchConfig(Section):
-    batch_sizes: list[Int] = f([1, 8, 32], min=1, max=4096, help="latency grid: batch sizes")
-    seq_lens: list[Int] = f([16, 64, 128], min=1, max=4096, help="latency grid: sequence lengths")
+    batch_sizes: list[Int] = f(
+        [1, 8, 32], min=1, max=4096, nonempty=True, help="latency grid: batch sizes"
+    )
+    seq_lens: list[Int] = f(
+        [16, 64, 128], min=1, max=4096, nonempty=True, help="latency grid: sequence lengths"
+    )
     threads: list[Int] | None = f(
-        None, min=1, max=1024, help="thread counts; null = [1, all cores]"
+        None, min=1, max=1024, nonempty=True, help="thread counts; null = [1, all cores]"
     )
     min_runs: Int = f(20, min=1, help="timed runs per cell, at least")
     min_seconds: Float = f(1.0, min=0.0, help="timed seconds per cell, at least")
@@ -421,7 +427,9 @@ class BenchConfig(Section):
     )
     bucket: Bool = f(True, help="also time the eval split at real lengths, bucketed vs padded")
     real_length_batch: Int = f(32, min=1, help="batch size of the real-length measurement")
-    artifacts: list[str] | None = f(None, help="artifact names to measure; null = all found")
+    artifacts: list[str] | None = f(
+        None, nonempty=True, help="artifact names to measure; null = all found"
+    )
     gpu: Bool = f(True, help="GPU rows (or their skip reasons) too")
     inc_compile: Bool = f(
         True, help="torch.compile the Neural Compressor int8 model (eager runs at fp32 speed)"
@@ -445,14 +453,20 @@ class BenchConfig(Section):
 class SearchSpaceConfig(Section):
     """Candidate students (pipelines/search/space.py): every combination of these."""
 
-    depths: list[Int] = f([2, 3, 4], min=1, max=48, help="student layers")
+    depths: list[Int] = f([2, 3, 4], min=1, max=48, nonempty=True, help="student layers")
     widths: list[Int] | None = f(
-        None, min=8, help="hidden sizes; null = the teacher's only (then layers can be copied)"
+        None,
+        min=8,
+        nonempty=True,
+        help="hidden sizes; null = the teacher's only (then layers can be copied)",
     )
     head_size: Int | None = f(None, min=8, help="width per head; null = the teacher's")
-    ffn_ratios: list[Float] = f([4.0], min=0.25, max=16.0, help="intermediate size ÷ width")
+    ffn_ratios: list[Float] = f(
+        [4.0], min=0.25, max=16.0, nonempty=True, help="intermediate size ÷ width"
+    )
     layer_choices: list[names(*LAYER_CHOICES)] = f(
         ["uniform", "bottom"],
+        nonempty=True,
         help="teacher layers each student takes: uniform (evenly spaced from 0) or bottom",
     )
     init: Literal["auto", "teacher_layers", "prune"] = f(
@@ -712,7 +726,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key, _, text = item.partition("=")
     key = key.strip()
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = bounded_safe_load(text) if text.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {key}: cannot parse value {text!r} ({exc}).") from None
     parts = key.split(".")
@@ -743,7 +757,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], cwd: Path) -> dic
     return raw
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
+class UniqueKeyLoader(BoundedComposer, yaml.SafeLoader):
     """PyYAML's safe loader, refusing a key that appears twice in one mapping (PyYAML keeps the
     last silently, so `epochs: 3` ... `epochs: 1` would train one epoch without a word)."""
 

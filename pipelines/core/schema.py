@@ -98,6 +98,10 @@ class Section(BaseModel):
             meta = info.json_schema_extra or {}
             if isinstance(meta, dict) and ("min" in meta or "max" in meta):
                 _check_bounds(getattr(self, name), meta.get("min"), meta.get("max"), name)
+            if isinstance(meta, dict) and meta.get("nonempty") and getattr(self, name) == []:
+                raise _FieldError(
+                    name, "is empty; give at least one value, or leave the key out for its default."
+                )
         return self
 
 
@@ -128,10 +132,11 @@ class _FieldError(ValueError):
 
 
 def f(default: Any = PydanticUndefined, *, help: str = "", **bounds: Any) -> Any:  # noqa: A002
-    """A field with a help line and optional `min`/`max`; mutable defaults become factories, a
-    Section class as default means "that section with its defaults"."""
-    extra = {k: v for k, v in bounds.items() if k in ("min", "max")}
-    unknown = set(bounds) - {"min", "max"}
+    """A field with a help line and optional `min`/`max` (for a list: of each value) and
+    `nonempty=True` (a list: at least one value); mutable defaults become factories, a Section
+    class as default means "that section with its defaults"."""
+    extra = {k: v for k, v in bounds.items() if k in ("min", "max", "nonempty")}
+    unknown = set(bounds) - {"min", "max", "nonempty"}
     if unknown:
         raise TypeError(f"f(): unknown options {sorted(unknown)}")  # a schema bug, not user input
     kwargs: dict[str, Any] = {"description": help, "json_schema_extra": extra or None}
