@@ -14,6 +14,7 @@ with its type, default, bounds and help line. Reading it top to bottom is readin
 format; split by section it would be many tiny files that always change together.
 """
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +28,7 @@ from distill.student import EMBEDDING_INITS, check_layer_count
 from distill.weights import DEFAULT_WEIGHTS
 from export.optimize import LEVELS
 from modelkit.errors import InputError
-from pipelines.core.errors import ConfigError
+from pipelines.core.errors import ConfigError, shown
 from pipelines.core.schema import (
     Bool,
     Float,
@@ -42,6 +43,7 @@ from pipelines.core.schema import (
     suggest,
     to_dict,
 )
+from pipelines.core.user_files import local_path
 from pipelines.core.yaml_limits import BoundedComposer
 from pipelines.core.yaml_limits import safe_load as bounded_safe_load
 from quantize.inc_configs import INC_CONFIGS
@@ -98,7 +100,7 @@ class TaskConfig(Section):
     def check(self) -> None:
         if len(self.text_columns) not in (1, 2):
             raise ConfigError(
-                f"task.text_columns: {self.text_columns!r} has {len(self.text_columns)} columns; "
+                f"task.text_columns: {shown(self.text_columns)} has {len(self.text_columns)} columns; "
                 "allowed values: one column (single sentence) or two (sentence pair)."
             )
         if self.type == "token_classification":
@@ -106,12 +108,12 @@ class TaskConfig(Section):
         if self.type == "regression":
             if len(self.labels) != 1:
                 raise ConfigError(
-                    f"task.labels: {self.labels!r}; a regression task has one output: give its "
+                    f"task.labels: {shown(self.labels)}; a regression task has one output: give its "
                     "name alone, e.g. labels: [score]."
                 )
         elif len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
             raise ConfigError(
-                f"task.labels: {self.labels!r}; give at least two distinct label names, in index order."
+                f"task.labels: {shown(self.labels)}; give at least two distinct label names, in index order."
             )
 
     def _check_tags(self) -> None:
@@ -119,7 +121,7 @@ class TaskConfig(Section):
 
         if len(self.text_columns) != 1:
             raise ConfigError(
-                f"task.text_columns: {self.text_columns!r}; token_classification reads one column "
+                f"task.text_columns: {shown(self.text_columns)}; token_classification reads one column "
                 "of word lists (sentence pairs are not tagged). Give one column."
             )
         bad = bad_tags(self.labels)
@@ -205,7 +207,7 @@ class StudentConfig(Section):
                 )
             if self.init_embeddings != "truncate":
                 raise ConfigError(
-                    f"student.init_embeddings: {self.init_embeddings!r} conflicts with "
+                    f"student.init_embeddings: {shown(self.init_embeddings)} conflicts with "
                     "init_weights: prune, which cuts the embeddings with the same channels as the "
                     "layers; remove init_embeddings."
                 )
@@ -220,7 +222,7 @@ class StudentConfig(Section):
                 )
             if sorted(set(self.layers)) != self.layers:
                 raise ConfigError(
-                    f"student.layers: {self.layers!r} must be distinct and increasing, e.g. [0, 2, 4]."
+                    f"student.layers: {shown(self.layers)} must be distinct and increasing, e.g. [0, 2, 4]."
                 )
 
 
@@ -328,7 +330,7 @@ class DistillConfig(Section):
             for pair in self.layer_map:
                 if len(pair) != 2:
                     raise ConfigError(
-                        f"distill.layer_map: {pair!r} is not a [student_layer, teacher_layer] pair."
+                        f"distill.layer_map: {shown(pair)} is not a [student_layer, teacher_layer] pair."
                     )
 
 
@@ -634,7 +636,7 @@ class Recipe(Section):
     def check(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
             raise ConfigError(
-                f"name: {self.name!r} is not a valid run folder name; use letters, digits, '.', '_' "
+                f"name: {shown(self.name)} is not a valid run folder name; use letters, digits, '.', '_' "
                 "and '-'."
             )
         if self.quantize.teacher and not self.export.teacher:
@@ -701,7 +703,7 @@ PATH_KEYS = ("data.source", "teacher.model", "teacher.tokenizer", "student.model
 
 
 def _looks_local(value: str, base: Path) -> bool:
-    return value.startswith(("/", "./", "../", "~")) or (base / value).exists()
+    return value.startswith(("/", "./", "../", "~")) or os.path.lexists(base / value)
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
@@ -716,19 +718,19 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
         if isinstance(node, dict) and isinstance(node.get(leaf), str):
             value = node[leaf]
             if not value.startswith("synthetic:") and _looks_local(value, base):
-                node[leaf] = str((base / Path(value).expanduser()).resolve())
+                node[leaf] = str(local_path(base / Path(value).expanduser(), key))
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
     """`teacher.epochs=2` → (['teacher', 'epochs'], 2); the value is parsed as YAML."""
     if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. teacher.epochs=2.")
+        raise ConfigError(f"--set {shown(item)}: expected key.path=value, e.g. teacher.epochs=2.")
     key, _, text = item.partition("=")
     key = key.strip()
     try:
         value = bounded_safe_load(text) if text.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: cannot parse value {text!r} ({exc}).") from None
+        raise ConfigError(f"--set {key}: cannot parse value {shown(text)} ({exc}).") from None
     parts = key.split(".")
     valid = all_key_paths(Recipe)
     prefixes = {".".join(p.split(".")[:i]) for p in valid for i in range(1, p.count(".") + 2)}

@@ -42,7 +42,8 @@ def shown(value: object, limit: int = SHOWN_CHARS) -> str:
     of a huge container is never built whole: reprlib walks only what it shows."""
     import reprlib
 
-    short = reprlib.Repr(maxlevel=4, maxlist=8, maxdict=8, maxtuple=8, maxset=8)
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxdict, short.maxtuple = 4, 8, 8, 8
     short.maxstring = short.maxother = short.maxlong = limit
     text = short.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

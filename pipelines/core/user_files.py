@@ -41,6 +41,16 @@ def kind_of(path: Path) -> str:
     return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"
 
 
+def local_path(path: Path, key: str) -> Path:
+    """`path` resolved (symlinks followed); a DistilleryError naming `key` for a link that loops
+    (pathlib raises RuntimeError for one) or a FIFO, socket or device (reading one blocks or never
+    ends): a local source is a regular file or a folder."""
+    kind = kind_of(path)
+    if kind not in ("file", "folder", "missing"):
+        require_file(path, key, allow_folder=True)
+    return path.resolve()
+
+
 def require_file(path: Path, what: str, allow_folder: bool = False) -> str:
     """The kind of `path` ('file' or 'folder'); DistilleryError for anything else."""
     kind = kind_of(Path(path))

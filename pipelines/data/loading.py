@@ -21,6 +21,7 @@ from pipelines.core.config import Recipe
 from pipelines.core.errors import DataError
 from pipelines.core.sources import Source, dataset_source
 from pipelines.data.labels import Where, label_ids, row_name, tag_ids, typed_labels
+from pipelines.data.lines import first_bad_row, row_lines
 
 FORMATS = {"jsonl": "json", "json": "json", "csv": "csv", "tsv": "csv", "parquet": "parquet"}
 
@@ -73,13 +74,17 @@ def _load_file(path: Path, split: str):
             FORMATS[ext], data_files={split: str(path)}, split=split, cache_dir=str(cache), **kwargs
         )
     except Exception as exc:
+        found = first_bad_row(path, ext, split)  # the file and line, not the reader's wording
         raise DataError(
-            f"{path}: cannot be read as {ext} ({exc.__class__.__name__}: {(str(exc) or '-').splitlines()[0][:200]}). "
-            "Check the file is complete and in the format its extension says."
+            found
+            or f"{path}: cannot be read as {ext} ({exc.__class__.__name__}: "
+            f"{(str(exc) or '-').splitlines()[0][:200]}). Check the file is complete and in the "
+            "format its extension says."
         ) from None
-    header = 1 if ext in ("csv", "tsv") else 0
-    lines = ext in ("csv", "tsv", "jsonl")
-    return dataset, (lambda row: f"{path.name} line {row + 1 + header}") if lines else None
+    if ext not in ("csv", "tsv", "jsonl"):
+        return dataset, None
+    starts = row_lines(path, ext)  # a quoted newline makes a row span lines: name the first
+    return dataset, lambda row: f"{path.name} line {starts[row] if row < len(starts) else '?'}"
 
 
 def _first_non_utf8(path: Path) -> str:
@@ -262,10 +267,25 @@ def load_task_data(recipe: Recipe) -> TaskData:
     evaluation = _finish(
         evaluation, recipe, d.eval_split, d.max_eval_samples, where.get(d.eval_split)
     )
+    if recipe.task.type == "single_label":
+        require_classes(train, d.train_split, recipe.task.labels)
     datasets.enable_progress_bars()
     return TaskData(
         train=train, eval=evaluation, data_hash=source_fingerprint(recipe), source=source
     )
+
+
+def require_classes(dataset, split: str, labels: list[str]) -> None:
+    """A single-label train split with one class trains a model that always answers it (chance
+    on anything else): refused, naming the class."""
+    present = set(dataset["labels"]) if len(dataset) else set()
+    if len(present) == 1:
+        only = labels[next(iter(present))]
+        raise DataError(
+            f"split '{split}': every one of its {len(dataset)} rows is labelled '{only}', so a "
+            f"model trained on it learns to answer '{only}' whatever the text. Give rows of at "
+            f"least two of {labels} (check data.max_train_samples and the label column)."
+        )
 
 
 def require_rows(dataset, split: str, minimum: int, why: str) -> None:
