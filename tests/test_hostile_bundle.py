@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -182,3 +184,106 @@ def test_malformed_bundle_files_are_one_line(copy, damage, message, tmp_path, ca
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+# ---------------------------------------------------------------- predict.py: one line each
+
+
+def predict(folder: Path, *args: str, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(folder / "predict.py"), *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing input", "--input {copy}/nope.txt: No such file or directory"),
+        ("input is a folder", "--input {copy}: a folder; give a file of rows"),
+        ("full disk", "error: the output: No space left on device"),
+        ("labels", "config.json labels: [] is not a non-empty list of label names"),
+        ("max_length", "config.json max_length: 1000000000000 is not a token count"),
+        ("config not JSON", "config.json: not valid JSON at line 1"),
+    ],
+)
+def test_predict_refuses_in_one_line(copy, case, message):
+    args, stdout = ["--input", str(copy / "eval.jsonl")], subprocess.PIPE
+    config = json.loads((copy / "config.json").read_text())
+    if case == "missing input":
+        args = ["--input", str(copy / "nope.txt")]
+    elif case == "input is a folder":
+        args = ["--input", str(copy)]
+    elif case == "full disk":
+        stdout = open("/dev/full", "w")  # noqa: SIM115
+    elif case == "labels":
+        (copy / "config.json").write_text(json.dumps({**config, "labels": []}))
+    elif case == "max_length":
+        (copy / "config.json").write_text(json.dumps({**config, "max_length": 10**12}))
+    else:
+        (copy / "config.json").write_text('{"labels": ')
+    done = predict(copy, *args, stdout=stdout)
+    assert done.returncode == 2, done.stderr
+    assert message.format(copy=copy) in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_predict_piped_into_head_stops_quietly(copy):
+    proc = subprocess.Popen(
+        [sys.executable, str(copy / "predict.py"), "--input", str(copy / "eval.jsonl")]
+        + ["--window", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert json.loads(proc.stdout.readline())["line"] == 1
+    proc.stdout.close()  # as `head -1` does after its line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == "", err
+
+
+# ---------------------------------------------------------------- the run: bench, hint
+
+
+def test_a_bench_with_no_measured_cell_fails_and_keeps_the_finished_one(built, monkeypatch):
+    from pipelines.core.errors import StageFailedError
+    from pipelines.stages import bench
+
+    tmp, path = built
+    runs = tmp / "runs"
+    finished = json.loads((runs / "tiny" / "bench" / "manifest.json").read_text())
+
+    def every_cell_an_error(artifacts, *args, **kwargs):
+        return [
+            {
+                "artifact": a.name,
+                "batch": 1,
+                "seq": 16,
+                "p50_ms": None,
+                "error": "index 4096 is out of bounds",
+            }
+            for a in artifacts
+        ]
+
+    monkeypatch.setattr(bench, "run_grid", every_cell_an_error)
+    with pytest.raises(
+        StageFailedError, match="no cell was measured .*index 4096 is out of bounds"
+    ):
+        run_pipeline(load_recipe(path), runs, target="bench", force=True, **QUIET)
+    assert not (runs / "tiny" / "bench" / "manifest.json").exists()  # not recorded as done
+    monkeypatch.undo()
+    done = run_pipeline(load_recipe(path), runs, target="bench", **QUIET)  # nothing lost
+    assert done["bench"]["hash"] == finished["hash"]
+    assert json.loads((runs / "tiny" / "bench" / "manifest.json").read_text()) == finished
+
+
+def test_the_verify_hint_quotes_a_path_with_spaces(built, capsys):
+    tmp, path = built
+    spaced = tmp / "runs with spaces"
+    if not spaced.exists():
+        spaced.symlink_to(tmp / "runs")
+    assert cli.main(["bundle", str(path), "--runs-dir", str(spaced)]) == 0
+    out = capsys.readouterr().out
+    assert f"`distillery bundle --verify '{spaced}/tiny/bundle'`" in out

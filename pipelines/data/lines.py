@@ -4,7 +4,8 @@
 malformed row nor the physical line of a row (a quoted field may hold newlines, so row 150 can
 start on line 200). The messages promise "the file and line", so these read the file again with
 the standard library: `row_lines` for every row's first line, `first_bad_row` after the reader
-failed, to name the line and what is wrong with it.
+failed, to name the line and what is wrong with it; `first_non_utf8` for a file that is not
+UTF-8.
 """
 
 from __future__ import annotations
@@ -75,3 +76,13 @@ def _no_rows(path: Path, split: str) -> str:
         f"split '{split}' ({path}) has no rows. Fill it, or name another split in "
         "data.train_split / data.eval_split."
     )
+
+
+def first_non_utf8(path: Path) -> str:
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return f"line {number} is not UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1})"
+    return "not UTF-8"

@@ -20,8 +20,15 @@ from modelkit.label_forms import is_multi_hot
 from pipelines.core.config import Recipe
 from pipelines.core.errors import DataError
 from pipelines.core.sources import Source, dataset_source
-from pipelines.data.labels import Where, label_ids, row_name, tag_ids, typed_labels
-from pipelines.data.lines import first_bad_row, row_lines
+from pipelines.data.labels import (
+    Where,
+    label_ids,
+    require_classes,
+    row_name,
+    tag_ids,
+    typed_labels,
+)
+from pipelines.data.lines import first_bad_row, first_non_utf8, row_lines
 
 FORMATS = {"jsonl": "json", "json": "json", "csv": "csv", "tsv": "csv", "parquet": "parquet"}
 
@@ -67,7 +74,7 @@ def _load_file(path: Path, split: str):
         try:
             path.read_bytes().decode("utf-8")
         except UnicodeDecodeError:
-            raise DataError(f"{path}: {_first_non_utf8(path)}; save the file as UTF-8.") from None
+            raise DataError(f"{path}: {first_non_utf8(path)}; save the file as UTF-8.") from None
     cache = Path(datasets.config.HF_DATASETS_CACHE) / "distillery" / _file_hash([path])[:24]
     try:
         dataset = datasets.load_dataset(
@@ -85,16 +92,6 @@ def _load_file(path: Path, split: str):
         return dataset, None
     starts = row_lines(path, ext)  # a quoted newline makes a row span lines: name the first
     return dataset, lambda row: f"{path.name} line {starts[row] if row < len(starts) else '?'}"
-
-
-def _first_non_utf8(path: Path) -> str:
-    with path.open("rb") as handle:
-        for number, line in enumerate(handle, 1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return f"line {number} is not UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1})"
-    return "not UTF-8"
 
 
 def _file_hash(paths: list[Path]) -> str:
@@ -273,19 +270,6 @@ def load_task_data(recipe: Recipe) -> TaskData:
     return TaskData(
         train=train, eval=evaluation, data_hash=source_fingerprint(recipe), source=source
     )
-
-
-def require_classes(dataset, split: str, labels: list[str]) -> None:
-    """A single-label train split with one class trains a model that always answers it (chance
-    on anything else): refused, naming the class."""
-    present = set(dataset["labels"]) if len(dataset) else set()
-    if len(present) == 1:
-        only = labels[next(iter(present))]
-        raise DataError(
-            f"split '{split}': every one of its {len(dataset)} rows is labelled '{only}', so a "
-            f"model trained on it learns to answer '{only}' whatever the text. Give rows of at "
-            f"least two of {labels} (check data.max_train_samples and the label column)."
-        )
 
 
 def require_rows(dataset, split: str, minimum: int, why: str) -> None:
