@@ -327,3 +327,43 @@ def test_unexpected_file_errors_become_one_line_in_the_cli(tmp_path, capsys, mon
         from pipelines.core.user_files import read_text
 
         read_text(tmp_path, "labelled rows")
+
+
+# ---------------------------------------------------------------- beyond the list
+
+
+@pytest.mark.parametrize("kind", ["FIFO", "folder"])
+def test_a_recipe_that_is_not_a_file_is_named_at_once(tmp_path, kind, capsys):
+    path = tmp_path / "recipe.yaml"
+    os.mkfifo(path) if kind == "FIFO" else path.mkdir()
+    rc, err, seconds = bounded_cli(["validate", str(path)])
+    assert rc == 2 and seconds < 10 and f"recipe {path}: a {kind}" in err, err
+
+
+def test_a_teacher_shape_this_machine_cannot_train_fails_at_validate(tmp_path, capsys):
+    import psutil
+
+    shape = {
+        "num_hidden_layers": 48,
+        "hidden_size": 8192,
+        "num_attention_heads": 64,
+        "intermediate_size": 32768,
+    }
+    if psutil.virtual_memory().total > 600 * 2**30:
+        pytest.skip("this machine could hold it")
+    path = recipe_path(tmp_path, teacher={"init": "config", "config": shape})
+    assert cli.main(["validate", str(path)]) == 2
+    assert "GiB to train, and this machine has" in one_line(capsys)
+    assert cli.main(["run", str(path), "--stage", "teacher", "--runs-dir", str(tmp_path)]) == 2
+    assert "choose a smaller shape" in one_line(capsys)
+
+
+def test_damaged_run_records_do_not_crash_the_runner(tmp_path):
+    from pipelines.core.lock import describe
+    from pipelines.core.runs import RunDir
+
+    assert describe("5") == describe("{not json") == "holder unknown"
+    run = RunDir(tmp_path, "r")
+    (run.stage("teacher") / "checkpoints").mkdir(parents=True)
+    (run.stage("teacher") / ".attempt").write_bytes(b"\xff\xfe garbage")
+    assert "an interrupted run" in run.start_attempt("teacher", "abc")

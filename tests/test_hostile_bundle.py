@@ -164,6 +164,7 @@ def test_a_rewritten_reference_fails_against_the_runs_records(copy, built):
         ("sums", "SHA256SUMS: not UTF-8 text (byte 0xff"),
         ("data", "line 2 is not UTF-8 text (byte 0xe9)"),
         ("labels", "config.json: incomplete: labels"),
+        ("model path", "config.json: incomplete: model (a file name in the bundle folder)"),
     ],
 )
 def test_malformed_bundle_files_are_one_line(copy, damage, message, tmp_path, capsys):
@@ -174,6 +175,10 @@ def test_malformed_bundle_files_are_one_line(copy, damage, message, tmp_path, ca
     elif damage == "labels":
         config = json.loads((copy / "config.json").read_text())
         (copy / "config.json").write_text(json.dumps({**config, "labels": "ab"}))
+        write_sha256sums(copy)
+    elif damage == "model path":  # the model outside the folder SHA256SUMS covers
+        config = json.loads((copy / "config.json").read_text())
+        (copy / "config.json").write_text(json.dumps({**config, "model": "../model.onnx"}))
         write_sha256sums(copy)
     elif damage == "sums":
         (copy / "SHA256SUMS").write_bytes(b"\xff\xfe" + (copy / "SHA256SUMS").read_bytes())
@@ -208,6 +213,7 @@ def predict(folder: Path, *args: str, stdout=subprocess.PIPE) -> subprocess.Comp
         ("labels", "config.json labels: [] is not a non-empty list of label names"),
         ("max_length", "config.json max_length: 1000000000000 is not a token count"),
         ("config not JSON", "config.json: not valid JSON at line 1"),
+        ("model path", "config.json model: '/etc/passwd' is not a file name in this folder"),
     ],
 )
 def test_predict_refuses_in_one_line(copy, case, message):
@@ -223,6 +229,8 @@ def test_predict_refuses_in_one_line(copy, case, message):
         (copy / "config.json").write_text(json.dumps({**config, "labels": []}))
     elif case == "max_length":
         (copy / "config.json").write_text(json.dumps({**config, "max_length": 10**12}))
+    elif case == "model path":
+        (copy / "config.json").write_text(json.dumps({**config, "model": "/etc/passwd"}))
     else:
         (copy / "config.json").write_text('{"labels": ')
     done = predict(copy, *args, stdout=stdout)

@@ -92,6 +92,12 @@ REFERENCE_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "batch_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "> 0"),
 }
 CONFIG_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "model": (  # a file of the bundle (covered by SHA256SUMS), never a path out of it
+        lambda v: (
+            isinstance(v, str) and v not in ("", ".", "..") and "/" not in v and "\\" not in v
+        ),
+        "a file name in the bundle folder",
+    ),
     "text_columns": (
         lambda v: isinstance(v, list) and v and all(isinstance(c, str) for c in v),
         "a list of column names",

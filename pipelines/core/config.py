@@ -43,7 +43,7 @@ from pipelines.core.schema import (
     suggest,
     to_dict,
 )
-from pipelines.core.user_files import local_path
+from pipelines.core.user_files import kind_of, local_path
 from pipelines.core.yaml_limits import BoundedComposer
 from pipelines.core.yaml_limits import safe_load as bounded_safe_load
 from quantize.inc_configs import INC_CONFIGS
@@ -783,8 +783,9 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read, override, resolve and validate a recipe file."""
     path = Path(path)
     if not path.is_file():
+        what = "no such file" if kind_of(path) == "missing" else f"a {kind_of(path)}, not a file"
         raise ConfigError(
-            f"recipe {path}: no such file. Recipes live in recipes/, e.g. recipes/demo.yaml."
+            f"recipe {path}: {what}. Recipes live in recipes/, e.g. recipes/demo.yaml."
         )
     try:
         text = path.read_bytes().decode("utf-8")

@@ -107,7 +107,9 @@ class RunDir:
         """
         folder = self.stage(stage)
         marker = folder / ATTEMPT
-        previous = marker.read_text().strip() if marker.is_file() else None
+        previous = (
+            marker.read_bytes().decode("utf-8", "replace").strip() if marker.is_file() else None
+        )  # a damaged marker reads as "an unknown config": checkpoints are dropped
         dropped = None
         checkpoints = folder / "checkpoints"
         if checkpoints.is_dir() and previous != digest:

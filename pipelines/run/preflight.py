@@ -23,6 +23,8 @@ def preflight_sources(recipe: Recipe, names: list[str]) -> None:
             (resolve_model(recipe.student.model, recipe.security, "student.model"), "model")
         )
     preflight(sources)
+    if "teacher" in names and recipe.teacher.init == "config":
+        check_trainable_size(recipe.teacher.config)
     if "distill" in names or "search" in names:
         preflight_models(recipe)
     if "distill" in names and recipe.student.init == "pretrained":
@@ -129,6 +131,8 @@ def preflight_model_limits(recipe: Recipe, config) -> None:
                     f"most {longest} (max_position_embeddings); use {longest} or fewer."
                 )
     t = recipe.teacher
+    if t.init == "config":
+        check_trainable_size(t.config)
     if t.init != "pretrained" or not t.model:
         return  # a tokenizer built from the data is sized with the model
     from pipelines.core.models import model_source
@@ -150,6 +154,26 @@ def preflight_model_limits(recipe: Recipe, config) -> None:
             f"{key}: the tokenizer has {size} tokens but the model's embedding table has "
             f"{rows} rows, so token ids {rows}..{size - 1} would index past it. Use the "
             "tokenizer the model was trained with (leave teacher.tokenizer unset)."
+        )
+
+
+TRAIN_BYTES_PER_PARAMETER = 16  # fp32 weights, gradients and AdamW's two moments
+WORD_VOCAB = 30_000  # the most a word vocabulary built from the data holds, for the estimate
+
+
+def check_trainable_size(shape) -> None:
+    """A teacher built from `teacher.config` must fit in this machine's memory to train: a few
+    numbers in a recipe (48 layers of width 8192) would otherwise ask for 600 GB an hour later."""
+    import psutil
+
+    h, ffn, layers = shape.hidden_size, shape.intermediate_size, shape.num_hidden_layers
+    parameters = WORD_VOCAB * h + layers * (4 * h * h + 2 * h * ffn)
+    need, have = parameters * TRAIN_BYTES_PER_PARAMETER, psutil.virtual_memory().total
+    if need > have:
+        raise ConfigError(
+            f"teacher.config: {layers} layers of width {h} (feed-forward {ffn}) are about "
+            f"{parameters / 1e6:,.0f}M parameters, {need / 2**30:,.0f} GiB to train, and this "
+            f"machine has {have / 2**30:,.0f} GiB of memory; choose a smaller shape."
         )
 
 

@@ -279,6 +279,13 @@ CONFIG_CHECKS = {
     "max_length": (lambda v: _whole(v) and 1 <= v <= 1_000_000, "a token count, 1 to 1000000"),
     "pad_token_id": (lambda v: _whole(v) and v >= 0, "a token id from 0"),
     "batch_size": (lambda v: v is None or (_whole(v) and v >= 1), "a batch size from 1"),
+    # the model is a file of this folder (the one SHA256SUMS covers), never a path out of it
+    "model": (
+        lambda v: (
+            isinstance(v, str) and v not in ("", ".", "..") and "/" not in v and "\\" not in v
+        ),
+        "a file name in this folder",
+    ),
 }
 
 
@@ -292,7 +299,7 @@ def check_config(config) -> dict:
     if not isinstance(config, dict):
         raise InputError("config.json: not a JSON object; restore the bundle's own config.json")
     for key, (ok, what) in CONFIG_CHECKS.items():
-        if (key in config or key != "batch_size") and not ok(config.get(key)):
+        if (key in config or key not in ("batch_size", "model")) and not ok(config.get(key)):
             shown = repr(config.get(key))
             shown = shown if len(shown) <= 80 else shown[:77] + "..."
             raise InputError(
