@@ -92,22 +92,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     """Print the [CLS] vector (last_hidden_state[:, 0]) of each --text, one JSON list per line."""
-
     from pipelines.core.config import load_recipe
     from pipelines.core.runs import RunDir, verify_files
 
     recipe = load_recipe(args.recipe, _overrides(args))
-    for number, text in enumerate(args.text, 1):
-        if not text.strip():
-            raise DistilleryError(f"--text #{number} is empty; give a sentence to embed.")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:  # argv bytes that were not UTF-8 (kept as surrogates)
-            byte = ord(text[exc.start]) - 0xDC00
-            raise DistilleryError(
-                f"--text #{number}: byte 0x{byte:02x} at character {exc.start + 1} is not UTF-8; "
-                "pass UTF-8 text (check the terminal's or the script's encoding)."
-            ) from None
+    _check_texts(args.text)
     run = RunDir(Path(args.runs_dir), recipe.name)
     torch_dirs = {"student": run.stage("distill"), "teacher": run.stage("teacher")}
     onnx_dirs = {f"{k}-onnx": run.stage("export") / f"{k}-onnx" / "features" for k in torch_dirs}
@@ -137,6 +126,22 @@ def cmd_embed(args: argparse.Namespace) -> int:
     for vector in vectors:
         print(json.dumps([round(float(x), 6) for x in vector]))
     return 0
+
+
+def _check_texts(texts: list[str]) -> None:
+    """Each --text is UTF-8 and not blank: Python keeps argv bytes that are not UTF-8 as lone
+    surrogates, which the tokenizer would fail on with a traceback."""
+    for number, text in enumerate(texts, 1):
+        if not text.strip():
+            raise DistilleryError(f"--text #{number} is empty; give a sentence to embed.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            byte = ord(text[exc.start]) - 0xDC00
+            raise DistilleryError(
+                f"--text #{number}: byte 0x{byte:02x} at character {exc.start + 1} is not UTF-8; "
+                "pass UTF-8 text (check the terminal's or the script's encoding)."
+            ) from None
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:

@@ -239,6 +239,16 @@ def test_predict_refuses_in_one_line(copy, case, message):
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
+def test_predict_reads_a_line_without_end_in_bounded_memory(copy, tmp_path):
+    rows = tmp_path / "rows.txt"
+    rows.write_bytes(b"good film\n" + b"a" * (3 << 20) + b"\nbad plot\n")  # a 3 MiB line
+    done = predict(copy, "--input", str(rows))
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 1 and [r["line"] for r in lines] == [1, 2, 3]
+    assert lines[1] == {"line": 2, "error": "longer than 1048576 bytes; split it"}
+    assert "label" in lines[0] and "label" in lines[2]
+
+
 def test_predict_piped_into_head_stops_quietly(copy):
     proc = subprocess.Popen(
         [sys.executable, str(copy / "predict.py"), "--input", str(copy / "eval.jsonl")]

@@ -325,12 +325,34 @@ def spans(tags: list[str]) -> list[tuple[str, int, int]]:
     return found
 
 
+MAX_LINE_BYTES = 1 << 20  # a row longer than this is refused, not read whole into memory
+
+
+class LongLine(bytes):
+    """A line cut at MAX_LINE_BYTES (the rest was read and dropped): answered with an error."""
+
+
+def bounded_lines(source, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """The lines of a binary stream, each read at most `limit` bytes at a time: a stream with no
+    newline (a device, a binary file) costs `limit` bytes of memory, not its size."""
+    while line := source.readline(limit + 1):
+        if len(line) > limit and not line.endswith(b"\n"):
+            while (rest := source.readline(limit)) and not rest.endswith(b"\n"):
+                pass  # the rest of the long line, dropped a piece at a time
+            yield LongLine(line[:limit])
+        else:
+            yield line
+
+
 def read_rows(
     lines: Iterable[str | bytes], columns: list[str], fmt: str, words: bool = False
 ) -> Iterator[tuple[int, tuple | InputError]]:
     """(line number, texts) per non-blank line, or (line number, InputError) for one that
     cannot be read; texts has one entry per text column."""
     for number, line in enumerate(lines, 1):
+        if isinstance(line, LongLine):
+            yield number, InputError(f"line {number}: longer than {MAX_LINE_BYTES} bytes; split it")
+            continue
         if isinstance(line, bytes):
             try:
                 line = line.decode("utf-8")
@@ -556,7 +578,7 @@ def run(argv: list[str] | None = None) -> int:
     failed = 0
     try:
         words = predictor.kind == "token_classification"
-        rows = read_rows(source, predictor.text_columns, args.format, words)
+        rows = read_rows(bounded_lines(source), predictor.text_columns, args.format, words)
         if args.benchmark:
             found = [texts for _, texts in rows if not isinstance(texts, InputError)]
             print(json.dumps(benchmark(predictor, found, batch_size, args.benchmark)))
