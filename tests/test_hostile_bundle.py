@@ -5,6 +5,7 @@ the way an attacker who can rewrite the whole folder would (the sums redone to m
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pipelines import cli
 from pipelines.bundle.push import push_to_hub
 from pipelines.bundle.verify import BundleError, verify_bundle, write_sha256sums
 from pipelines.core.config import load_recipe
+from pipelines.core.runs import sha256_file
 from pipelines.run.runner import run_pipeline
 from tests.conftest import tiny_recipe, write_recipe
 
@@ -92,11 +94,16 @@ def drop_the_predictions_hash(folder: Path, built) -> None:
     write_sha256sums(folder)
 
 
-def sums_naming(name: str):
+def sums_naming(how: str):
+    """A SHA256SUMS line for a real file outside the bundle, with its true sha256: by a relative
+    path climbing out (`../`), or by an absolute path."""
+
     def tamper(folder: Path, built) -> None:
-        digest = "0" * 64
+        outside = folder.parent / "secret.txt"
+        outside.write_text("not a file of the bundle\n")
+        name = os.path.relpath(outside, folder) if how == "relative" else str(outside)
         with (folder / "SHA256SUMS").open("a") as handle:
-            handle.write(f"{digest}  {name}\n")
+            handle.write(f"{sha256_file(outside)}  {name}\n")
 
     return tamper
 
@@ -110,8 +117,8 @@ def symlink_out(folder: Path, built) -> None:
 TAMPERINGS = {
     "eval row dropped, model changed, sums redone": (drop_an_eval_row, "not the 160 rows"),
     "reference without predictions_sha256": (drop_the_predictions_hash, "predictions_sha256"),
-    "sums name ../../../../etc/passwd": (sums_naming("../../../../etc/passwd"), "outside"),
-    "sums name an absolute path": (sums_naming("/etc/passwd"), "outside the bundle folder"),
+    "sums name ../secret.txt": (sums_naming("relative"), "outside the bundle folder"),
+    "sums name an absolute path": (sums_naming("absolute"), "outside the bundle folder"),
     "a listed file is a symlink out": (symlink_out, "config.json: a symbolic link"),
 }
 
