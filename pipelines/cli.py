@@ -301,8 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--verify",
         metavar="DIR",
-        help="check a bundle: SHA256SUMS, then predict.py's accuracy on the eval split (rows from "
-        "--data, else RECIPE's eval split, else the bundle's eval.jsonl)",
+        help="prove a bundle is its run's: SHA256SUMS, reference.json, then predict.py's "
+        "recorded predictions on RECIPE's eval split (with RECIPE, also the run's records under "
+        "--runs-dir), else on the bundle's eval.jsonl; --data adds other rows",
     )
     p.add_argument("--data", metavar="FILE", help="with --verify: labelled rows as JSON lines")
     p.set_defaults(func=cmd_bundle)

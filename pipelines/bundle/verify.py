@@ -1,18 +1,21 @@
-"""Check an edge bundle: its SHA256SUMS, then the accuracy of its predict.py on the eval split.
+"""Prove an edge bundle is what its run made, or fail: SHA256SUMS, reference.json, predict.py.
 
     distillery bundle --verify runs/demo/bundle                       # rows from its eval.jsonl
-    distillery bundle --verify runs/demo/bundle recipes/demo.yaml     # the recipe's eval split
-    distillery bundle --verify runs/demo/bundle --data labelled.jsonl # any labelled rows
+    distillery bundle --verify runs/demo/bundle recipes/demo.yaml     # + the run's own records
+    distillery bundle --verify runs/demo/bundle --data labelled.jsonl # + accuracy on other rows
 
-Where the rows come from, first found: `--data FILE` (JSON lines holding the text column(s) and the
-label, as a name or an index, under the recipe's label column or `label`); the recipe's eval split,
-loaded as the pipeline loads it; the bundle's own `eval.jsonl` (shipped unless
-`bundle.include_eval: false`). The bundle's `reference.json` holds no labels: the artifact's
-recorded accuracy, the fingerprint of the rows it was recorded on and a hash of its predictions.
-On those same rows predict.py must reproduce both exactly; on other rows the accuracy is reported,
-not compared. The helpers here (checksums, running predict.py) and in `rows.py` (labelled rows,
-fingerprints, predictions per task type) are shared with the bundle stage, which runs the same
-check before it writes SHA256SUMS.
+The proof, each step failing with one line: SHA256SUMS lists regular files inside the folder
+(`sums.py`); config.json and reference.json hold every key the check reads (a reference without
+its predictions hash would compare predictions with themselves); with a RECIPE, the run's records
+under --runs-dir (the bundle stage's and the artifact stage's manifests, `records.py`) are the
+reference, so a bundle whose sums and reference were redone after its model changed fails; and
+predict.py, in a fresh interpreter, reproduces the recorded accuracy and predictions exactly on
+the rows they were recorded on: the recipe's eval split, else the bundle's `eval.jsonl` (shipped
+unless `bundle.include_eval: false`); other rows there fail. `--data FILE` (JSON lines holding the
+text column(s) and the label) adds the accuracy on those rows, reported, not compared, unless
+they are the recorded rows. The helpers here and in `rows.py` (labelled rows, fingerprints,
+predictions per task type) are shared with the bundle stage, which runs the same check before it
+writes SHA256SUMS.
 """
 
 from __future__ import annotations
