@@ -374,3 +374,25 @@ def test_damaged_run_records_do_not_crash_the_runner(tmp_path):
     (run.stage("teacher") / "checkpoints").mkdir(parents=True)
     (run.stage("teacher") / ".attempt").write_bytes(b"\xff\xfe garbage")
     assert "an interrupted run" in run.start_attempt("teacher", "abc")
+
+
+def test_bundling_the_peer_baseline_is_refused_saying_what_it_is(tmp_path):
+    from types import SimpleNamespace
+
+    from pipelines.bundle.writer import choose_artifact
+    from pipelines.core.runs import RunDir
+
+    run = RunDir(tmp_path / "runs", "tiny")
+    peer = run.stage("quantize") / "student-int8-peer"
+    peer.mkdir(parents=True)
+    (peer / "model.onnx").write_bytes(b"graph")
+    entry = {"path": "student-int8-peer", "role": "baseline", "accuracy": 0.9}
+    (run.stage("quantize") / "manifest.json").write_text(
+        json.dumps({"quantized": {"student-int8-peer": entry}})
+    )
+    recipe = load_recipe(recipe_path(tmp_path, bundle={"artifact": "student-int8-peer"}))
+    with pytest.raises(DistilleryError) as caught:
+        choose_artifact(SimpleNamespace(run=run, recipe=recipe))
+    message = str(caught.value)
+    assert "is the peer baseline (optimum-cli's own int8" in message
+    assert "a bundle ships ONNX Runtime" not in message  # it is an ONNX Runtime model
