@@ -24,6 +24,15 @@ CONFIG_AND_TOKENIZER_FILES = (
     "sentencepiece.bpe.model",
     "spiece.model",
 )
+# The files a saved tokenizer's vocabulary is in (one of them at least): a folder with none holds
+# no tokenizer.
+VOCAB_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+)
 # An ONNX graph and its external weights (written beside it when the weights pass 2 GB).
 ONNX_FILES = ("model.onnx", "model.onnx_data")
 # The files holding a model's weights, for its size on disk (PyTorch or ONNX).

@@ -10,14 +10,16 @@ thing (the layout issue asked for one CLI); each command is a few lines handing 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import shlex
 import sys
 import warnings
 from pathlib import Path
 
 from modelkit.errors import InputError
-from pipelines.core.errors import DistilleryError
+from pipelines.core.errors import DistilleryError, file_error_message
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -90,12 +92,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     """Print the [CLS] vector (last_hidden_state[:, 0]) of each --text, one JSON list per line."""
-    import json
-
     from pipelines.core.config import load_recipe
-    from pipelines.core.runs import RunDir
+    from pipelines.core.runs import RunDir, verify_files
 
     recipe = load_recipe(args.recipe, _overrides(args))
+    _check_texts(args.text)
     run = RunDir(Path(args.runs_dir), recipe.name)
     torch_dirs = {"student": run.stage("distill"), "teacher": run.stage("teacher")}
     onnx_dirs = {f"{k}-onnx": run.stage("export") / f"{k}-onnx" / "features" for k in torch_dirs}
@@ -106,11 +107,16 @@ def cmd_embed(args: argparse.Namespace) -> int:
         vectors = cls_vector_torch(torch_dirs[args.artifact], args.text, recipe.data.max_length)
     elif args.artifact in onnx_dirs:
         folder = onnx_dirs[args.artifact]
-        if not (folder / "model.onnx").is_file():
+        # Served only from a finished export that recorded this encoder (its manifest names and
+        # hashes the file): a model.onnx alone may be a cut-short or foreign write.
+        manifest = run.require_manifest("export")
+        rel = (folder / "model.onnx").relative_to(run.stage("export")).as_posix()
+        if rel not in (manifest.get("files") or {}):
             raise DistilleryError(
-                f"{folder}/model.onnx: no encoder export; rerun the export stage with "
-                "--set export.feature_extraction=true."
+                f"{folder}/model.onnx: not an encoder export of the finished export stage; "
+                "rerun it with --set export.feature_extraction=true."
             )
+        verify_files(run.stage("export"), "export", {"files": {rel: manifest["files"][rel]}})
         from export.features import cls_vector_onnx
 
         vectors = cls_vector_onnx(folder, args.text, recipe.data.max_length)
@@ -120,6 +126,22 @@ def cmd_embed(args: argparse.Namespace) -> int:
     for vector in vectors:
         print(json.dumps([round(float(x), 6) for x in vector]))
     return 0
+
+
+def _check_texts(texts: list[str]) -> None:
+    """Each --text is UTF-8 and not blank: Python keeps argv bytes that are not UTF-8 as lone
+    surrogates, which the tokenizer would fail on with a traceback."""
+    for number, text in enumerate(texts, 1):
+        if not text.strip():
+            raise DistilleryError(f"--text #{number} is empty; give a sentence to embed.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            byte = ord(text[exc.start]) - 0xDC00
+            raise DistilleryError(
+                f"--text #{number}: byte 0x{byte:02x} at character {exc.start + 1} is not UTF-8; "
+                "pass UTF-8 text (check the terminal's or the script's encoding)."
+            ) from None
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
@@ -132,7 +154,12 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         if args.artifact:
             raise DistilleryError("--artifact picks what to build; --verify checks a built bundle.")
         recipe = load_recipe(args.recipe, _overrides(args)) if args.recipe else None
-        verify_bundle(Path(args.verify), data=Path(args.data) if args.data else None, recipe=recipe)
+        verify_bundle(
+            Path(args.verify),
+            data=Path(args.data) if args.data else None,
+            recipe=recipe,
+            runs_dir=Path(args.runs_dir) if recipe else None,  # the run's records: the reference
+        )
         print("verify: ok")
         return 0
     if args.data:
@@ -153,7 +180,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         folder = Path(args.runs_dir) / recipe.name / "bundle"
         print(
             f"bundle: {folder} ({done['bundle']['metrics']['artifact']}); check it with "
-            f"`distillery bundle --verify {folder}`"
+            f"`distillery bundle --verify {shlex.quote(str(folder))}`"
         )
     return 0
 
@@ -274,8 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--verify",
         metavar="DIR",
-        help="check a bundle: SHA256SUMS, then predict.py's accuracy on the eval split (rows from "
-        "--data, else RECIPE's eval split, else the bundle's eval.jsonl)",
+        help="prove a bundle is its run's: SHA256SUMS, reference.json, then predict.py's "
+        "recorded predictions on RECIPE's eval split (with RECIPE, also the run's records under "
+        "--runs-dir), else on the bundle's eval.jsonl; --data adds other rows",
     )
     p.add_argument("--data", metavar="FILE", help="with --verify: labelled rows as JSON lines")
     p.set_defaults(func=cmd_bundle)
@@ -326,6 +354,13 @@ def main(argv: list[str] | None = None) -> int:
         code = args.func(args)
     except (DistilleryError, InputError) as exc:  # input the user can fix: the message says how
         print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except BrokenPipeError:  # `distillery keys | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141  # as a shell reports a process ended by SIGPIPE
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        message = file_error_message(exc)  # a user's file failed where no check expected it
+        print(f"error: {message}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print("interrupted: finished stages are kept; rerun to resume", file=sys.stderr)

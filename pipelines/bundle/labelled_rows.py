@@ -15,6 +15,7 @@ from typing import Any
 
 from pipelines.core.errors import DataError
 from pipelines.core.runs import atomic_write_text
+from pipelines.core.user_files import read_text
 
 Row = tuple[tuple[str, ...], Any]  # (texts, one per text column; label in gold_value form)
 
@@ -73,10 +74,10 @@ def read_rows(path: Path, config: dict[str, Any]) -> list[Row]:
     """Labelled JSON lines → rows; DataError naming the file, line and key on a bad row."""
     columns, labels = config["text_columns"], config["labels"]
     keys = list(dict.fromkeys([config.get("label_column", "label"), "label"]))
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"--data {path}: no such file.")
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(read_text(path, "labelled rows").splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -3,8 +3,9 @@
     distillery push runs/demo/bundle --repo-id you/demo-int8 [--private] [--revision main]
 
 The bundle's README.md is its model card (it opens with the Hub's metadata block). Before anything
-is sent the folder's SHA256SUMS is checked, so what lands on the Hub is exactly what the bundle
-stage verified; the pipeline's own records (manifest.json, log.txt) stay local. The upload itself is
+is sent the bundle is verified as `distillery bundle --verify` does (SHA256SUMS, a complete
+reference.json, predict.py reproducing its recorded predictions), so what lands on the Hub is
+exactly what the bundle stage verified; the pipeline's own records (manifest.json, log.txt) stay local. The upload itself is
 `huggingface_hub`'s `create_repo` + `upload_folder`; this module only adds the checks and turns the
 Hub's failures (offline, no token, no permission) into one line that says what to do.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipelines.bundle.verify import RUN_RECORDS, SUMS, check_sha256sums
+from pipelines.bundle.verify import RUN_RECORDS, SUMS, check_sha256sums, verify_bundle
 from pipelines.core.errors import DistilleryError
 
 
@@ -31,8 +32,11 @@ def push_to_hub(
     token: str | None = None,
     commit_message: str | None = None,
     api: Any = None,
+    verify: bool = True,
+    echo=print,
 ) -> str:
-    """Upload `folder` (a checked bundle) to model repo `repo_id`; returns the commit URL."""
+    """Upload `folder` (a verified bundle) to model repo `repo_id`; returns the commit URL.
+    `verify=False` checks SHA256SUMS only (for a folder that is not a full bundle)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise PushError(f"{folder}: not a folder. Give a bundle folder (runs/<name>/bundle).")
@@ -43,7 +47,7 @@ def push_to_hub(
         )
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise PushError(f"--repo-id {repo_id!r}: expected 'owner/name' (e.g. you/sst2-int8).")
-    files = check_sha256sums(folder)
+    files = verify_bundle(folder, echo=echo)["files"] if verify else check_sha256sums(folder)
     if api is None:
         from huggingface_hub import HfApi
 

@@ -1,18 +1,21 @@
-"""Check an edge bundle: its SHA256SUMS, then the accuracy of its predict.py on the eval split.
+"""Prove an edge bundle is what its run made, or fail: SHA256SUMS, reference.json, predict.py.
 
     distillery bundle --verify runs/demo/bundle                       # rows from its eval.jsonl
-    distillery bundle --verify runs/demo/bundle recipes/demo.yaml     # the recipe's eval split
-    distillery bundle --verify runs/demo/bundle --data labelled.jsonl # any labelled rows
+    distillery bundle --verify runs/demo/bundle recipes/demo.yaml     # + the run's own records
+    distillery bundle --verify runs/demo/bundle --data labelled.jsonl # + accuracy on other rows
 
-Where the rows come from, first found: `--data FILE` (JSON lines holding the text column(s) and the
-label, as a name or an index, under the recipe's label column or `label`); the recipe's eval split,
-loaded as the pipeline loads it; the bundle's own `eval.jsonl` (shipped unless
-`bundle.include_eval: false`). The bundle's `reference.json` holds no labels: the artifact's
-recorded accuracy, the fingerprint of the rows it was recorded on and a hash of its predictions.
-On those same rows predict.py must reproduce both exactly; on other rows the accuracy is reported,
-not compared. The helpers here (checksums, running predict.py) and in `rows.py` (labelled rows,
-fingerprints, predictions per task type) are shared with the bundle stage, which runs the same
-check before it writes SHA256SUMS.
+The proof, each step failing with one line: SHA256SUMS lists regular files inside the folder
+(`sums.py`); config.json and reference.json hold every key the check reads (a reference without
+its predictions hash would compare predictions with themselves); with a RECIPE, the run's records
+under --runs-dir (the bundle stage's and the artifact stage's manifests, `records.py`) are the
+reference, so a bundle whose sums and reference were redone after its model changed fails; and
+predict.py, in a fresh interpreter, reproduces the recorded accuracy and predictions exactly on
+the rows they were recorded on: the recipe's eval split, else the bundle's `eval.jsonl` (shipped
+unless `bundle.include_eval: false`); other rows there fail. `--data FILE` (JSON lines holding the
+text column(s) and the label) adds the accuracy on those rows, reported, not compared, unless
+they are the recorded rows. The helpers here and in `rows.py` (labelled rows, fingerprints,
+predictions per task type) are shared with the bundle stage, which runs the same check before it
+writes SHA256SUMS.
 """
 
 from __future__ import annotations
@@ -34,77 +37,20 @@ from pipelines.bundle.labelled_rows import (
     recipe_rows,
     write_rows,
 )
-from pipelines.core.errors import DistilleryError
-from pipelines.core.runs import atomic_write_text, sha256_file
+from pipelines.bundle.records import differences
+from pipelines.bundle.sums import (  # noqa: F401 (re-exported: the bundle stage and push use them)
+    REBUILD,
+    RUN_RECORDS,
+    SUMS,
+    BundleError,
+    bundle_files,
+    check_sha256sums,
+    read_sha256sums,
+    write_sha256sums,
+)
+from pipelines.core.errors import file_error_message
 
-SUMS = "SHA256SUMS"
-RUN_RECORDS = ("manifest.json", "log.txt")  # the pipeline's records of the stage, not bundle files
 PREDICT_TIMEOUT_S = 1800.0
-
-
-class BundleError(DistilleryError):
-    """A bundle is incomplete, altered, or its predict.py disagrees with its reference."""
-
-
-# ---------------------------------------------------------------- checksums
-
-
-def bundle_files(folder: Path) -> list[str]:
-    """Every file of the bundle (posix paths relative to it), SHA256SUMS and run records aside."""
-    return sorted(
-        p.relative_to(folder).as_posix()
-        for p in folder.rglob("*")
-        if p.is_file() and p.relative_to(folder).as_posix() not in (SUMS, *RUN_RECORDS)
-    )
-
-
-def write_sha256sums(folder: Path) -> dict[str, str]:
-    """Write SHA256SUMS in `sha256sum` format ("<hex>  <name>"), so `sha256sum -c` checks it too."""
-    sums = {name: sha256_file(folder / name) for name in bundle_files(folder)}
-    atomic_write_text(folder / SUMS, "".join(f"{h}  {name}\n" for name, h in sums.items()))
-    return sums
-
-
-def read_sha256sums(folder: Path) -> dict[str, str]:
-    path = folder / SUMS
-    if not path.is_file():
-        raise BundleError(
-            f"{path}: missing, so nothing in {folder} can be checked. Rebuild the bundle "
-            "(distillery bundle RECIPE --force)."
-        )
-    sums = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        digest, sep, name = line.partition("  ")
-        if not sep:  # `sha256sum -b` writes "<hex> *<name>"
-            digest, sep, name = line.partition(" *")
-        if not sep or len(digest) != 64 or not name:
-            raise BundleError(f"{path}: line {number} is not '<sha256>  <file>': {line[:80]!r}")
-        sums[name] = digest.lower()
-    return sums
-
-
-def check_sha256sums(folder: Path) -> list[str]:
-    """The files checked; BundleError naming every missing, altered or unlisted file."""
-    sums = read_sha256sums(folder)
-    problems = []
-    for name, expected in sums.items():
-        path = folder / name
-        if not path.is_file():
-            problems.append(f"{path}: listed in {SUMS} but missing")
-        elif sha256_file(path) != expected:
-            problems.append(
-                f"{path}: altered after the bundle was built (sha256 differs from {SUMS})"
-            )
-    # A stray file matters: a numpy.py beside predict.py would be imported ahead of numpy.
-    problems += [
-        f"{folder / n}: not listed in {SUMS}" for n in bundle_files(folder) if n not in sums
-    ]
-    if problems:
-        raise BundleError(
-            "; ".join(problems) + ". Restore the bundle from its source, or rebuild it with "
-            "`distillery bundle RECIPE --force`."
-        )
-    return list(sums)
 
 
 def run_predict(
@@ -137,14 +83,66 @@ def run_predict(
 
 # ---------------------------------------------------------------- verify
 
+# What reference.json must hold for a comparison to prove anything (a key left out would make
+# verify compare the predictions with themselves): key → (check, what it is).
+REFERENCE_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "artifact": (lambda v: isinstance(v, str) and bool(v), "the artifact's name"),
+    "accuracy": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "rows": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a row count"),
+    "eval_fingerprint": (lambda v: isinstance(v, str) and len(v) == 64, "a sha256"),
+    "predictions_sha256": (lambda v: isinstance(v, str) and len(v) == 64, "a sha256"),
+    "order": (lambda v: v in ("input", "length"), "'input' or 'length'"),
+    "batch_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "> 0"),
+}
+CONFIG_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "model": (  # a file of the bundle (covered by SHA256SUMS), never a path out of it
+        lambda v: (
+            isinstance(v, str) and v not in ("", ".", "..") and "/" not in v and "\\" not in v
+        ),
+        "a file name in the bundle folder",
+    ),
+    "text_columns": (
+        lambda v: isinstance(v, list) and v and all(isinstance(c, str) for c in v),
+        "a list of column names",
+    ),
+    "labels": (
+        lambda v: isinstance(v, list) and v and all(isinstance(c, str) for c in v),
+        "a list of label names",
+    ),
+}
+
+
+def read_bundle_json(folder: Path, name: str, keys: dict) -> dict[str, Any]:
+    """A bundle's JSON file, every key in `keys` present and well-formed; BundleError if not."""
+    path = folder / name
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path}: {file_error_message(exc)}. {REBUILD}") from None
+    if not isinstance(value, dict):
+        raise BundleError(f"{path}: not a JSON object. {REBUILD}")
+    bad = [f"{k} ({what})" for k, (ok, what) in keys.items() if k not in value or not ok(value[k])]
+    if bad:
+        raise BundleError(
+            f"{path}: incomplete: {', '.join(bad)} missing or malformed, so the bundle cannot "
+            f"be checked against what the run recorded. {REBUILD}"
+        )
+    return value
+
 
 def verify_bundle(
     folder: Path,
     data: Path | None = None,
     recipe=None,
     echo: Callable[[str], None] = print,
+    runs_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Checksums, then predict.py's accuracy against reference.json; BundleError on a mismatch."""
+    """Prove the bundle is what the run made, else BundleError: SHA256SUMS (regular files inside
+    the folder), a complete reference.json, and predict.py reproducing its recorded accuracy and
+    predictions on the rows it was recorded on (the recipe's eval split, else the bundle's
+    eval.jsonl; other rows there fail). With `runs_dir` (and the recipe), the run's own records
+    are the reference: the bundle stage's manifest and the artifact's stage manifest. `--data`
+    rows that are not the recorded ones are reported beside the proof, not compared."""
     folder = Path(folder)
     if not (folder / "predict.py").is_file() and not (folder / SUMS).is_file():
         raise BundleError(
@@ -153,19 +151,48 @@ def verify_bundle(
         )
     checked = check_sha256sums(folder)
     echo(f"{folder}: {SUMS} ok ({len(checked)} files)")
-    config = json.loads((folder / "config.json").read_text())
-    reference = json.loads((folder / "reference.json").read_text())
-    if data is not None:
-        rows, where = read_rows(Path(data), config), f"--data {data}"
-    elif recipe is not None:
-        rows, where = recipe_rows(recipe), f"the eval split of recipe '{recipe.name}'"
+    config = read_bundle_json(folder, "config.json", CONFIG_KEYS)
+    reference = read_bundle_json(folder, "reference.json", REFERENCE_KEYS)
+    if runs_dir is not None:
+        if recipe is None:
+            raise BundleError("--runs-dir: give the RECIPE too, to find the run's records.")
+        run = Path(runs_dir) / recipe.name
+        problems = differences(run, read_sha256sums(folder), reference)
+        if problems:
+            raise BundleError(
+                f"{folder}: not what run {run} recorded: {'; '.join(problems)}. Changed after it "
+                f"was built (its {SUMS} redone to match), or another run's bundle: {REBUILD} "
+                "(Or give --runs-dir where its run lives.)"
+            )
+        echo(f"{folder}: the files and reference are the ones run '{recipe.name}' recorded")
+    if recipe is not None:
+        proof, where = recipe_rows(recipe), f"the eval split of recipe '{recipe.name}'"
     elif (folder / "eval.jsonl").is_file():
-        rows, where = read_rows(folder / "eval.jsonl", config), "the bundle's eval.jsonl"
+        proof, where = read_rows(folder / "eval.jsonl", config), "the bundle's eval.jsonl"
     else:
+        proof, where = None, ""
+    extra = read_rows(Path(data), config) if data is not None else None
+    if proof is None and extra is not None and fingerprint(extra) == reference["eval_fingerprint"]:
+        proof, where, extra = extra, f"--data {data}", None
+    if proof is None:
         raise BundleError(
-            f"{folder}: no eval.jsonl in the bundle (built with bundle.include_eval: false); pass "
-            "the recipe (distillery bundle --verify DIR RECIPE) or --data FILE."
+            f"{folder}: no eval.jsonl in the bundle (built with bundle.include_eval: false) and "
+            "no recorded rows to prove it on; pass the recipe (distillery bundle --verify DIR "
+            "RECIPE)."
         )
+    summary = _compare(folder, proof, where, config, reference, echo)
+    if extra is not None and fingerprint(extra) != fingerprint(proof):
+        summary = _score(folder, extra, f"--data {data}", config, reference)
+        echo(
+            f"{folder}: predict.py on {len(extra)} rows (--data {data}): accuracy "
+            f"{summary['accuracy']:.4f}. Not compared: these are not the {reference['rows']} rows "
+            f"{reference['artifact']} was recorded on (those were, above)."
+        )
+    return {**summary, "files": checked}
+
+
+def _score(folder: Path, rows, where: str, config: dict, reference: dict) -> dict[str, Any]:
+    """predict.py on `rows` as reference.json says it was recorded; accuracy and hash."""
     kind = config.get("task_type", "single_label")
     with tempfile.TemporaryDirectory(prefix="distillery-verify-") as tmp:
         path = write_rows(
@@ -176,42 +203,52 @@ def verify_bundle(
         )
     if len(results) != len(rows):
         raise BundleError(f"{folder}/predict.py returned {len(results)} rows for {len(rows)}.")
-    predicted = predicted_values(results, config)
+    try:
+        predicted = predicted_values(results, config)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BundleError(
+            f"{folder}/predict.py answered outside config.json's labels: {exc}"
+        ) from None
     gold = [label for _, label in rows]
     accuracy = TASK_TYPES[kind].score_values(
         predicted, gold, len(config["labels"]), config["labels"]
     )
-    same_rows = fingerprint(rows) == reference["eval_fingerprint"]
-    summary = {
+    return {
         "rows": len(rows),
         "source": where,
         "accuracy": accuracy,
         "recorded_accuracy": reference["accuracy"],
-        "same_rows": same_rows,
+        "same_rows": fingerprint(rows) == reference["eval_fingerprint"],
         "predictions_sha256": predictions_hash(predicted),
     }
+
+
+def _compare(folder, rows, where, config, reference, echo) -> dict[str, Any]:
+    """The proof: on the recorded rows, the recorded accuracy and predictions, exactly."""
     name = reference["artifact"]
-    if not same_rows:
-        echo(
-            f"{folder}: predict.py on {len(rows)} rows ({where}): accuracy {accuracy:.4f}. Not "
-            f"compared with {name}'s recorded {reference['accuracy']:.4f}: these are not the "
-            f"{reference['rows']} rows it was recorded on (fingerprint differs)."
+    if fingerprint(rows) != reference["eval_fingerprint"]:
+        raise BundleError(
+            f"{folder}: {where} ({len(rows)} rows) are not the {reference['rows']} rows {name} "
+            "was recorded on (their fingerprint differs from reference.json's), so predict.py "
+            "cannot be checked against the record. An edited eval.jsonl, or a recipe that is not "
+            f"this bundle's: {REBUILD}"
         )
-        return summary
-    if accuracy != reference["accuracy"] or summary["predictions_sha256"] != reference.get(
-        "predictions_sha256", summary["predictions_sha256"]
+    summary = _score(folder, rows, where, config, reference)
+    if (
+        summary["accuracy"] != reference["accuracy"]
+        or summary["predictions_sha256"] != reference["predictions_sha256"]
     ):
         raise BundleError(
-            f"{folder}/predict.py on {len(rows)} rows ({where}): accuracy {accuracy:.6f}, but "
-            f"{name} recorded {reference['accuracy']:.6f} on the same rows (predictions sha256 "
-            f"{summary['predictions_sha256'][:12]}, recorded "
-            f"{str(reference.get('predictions_sha256'))[:12]}). Same model, tokenizer and "
-            "batching must give the same predictions: check the runtime and tokenizers "
-            "versions against requirements.txt."
+            f"{folder}/predict.py on {len(rows)} rows ({where}): accuracy "
+            f"{summary['accuracy']:.6f}, but {name} recorded {reference['accuracy']:.6f} on the "
+            f"same rows (predictions sha256 {summary['predictions_sha256'][:12]}, recorded "
+            f"{reference['predictions_sha256'][:12]}). Same model, tokenizer and batching must "
+            "give the same predictions: check the runtime and tokenizers versions against "
+            "requirements.txt."
         )
     echo(
-        f"{folder}: predict.py on {len(rows)} rows ({where}): accuracy {accuracy:.4f} = "
-        f"{name}'s recorded accuracy; predictions identical (sha256 "
-        f"{summary['predictions_sha256'][:12]})."
+        f"{folder}: predict.py on {len(rows)} rows ({where}): accuracy "
+        f"{summary['accuracy']:.4f} = {name}'s recorded accuracy; predictions identical "
+        f"(sha256 {summary['predictions_sha256'][:12]})."
     )
     return summary

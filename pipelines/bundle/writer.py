@@ -58,12 +58,19 @@ def choose_artifact(ctx: StageContext) -> tuple[Artifact, str]:
     if wanted:
         if wanted in available:
             return available[wanted], "bundle.artifact"
-        others = {a.name: a.backend for a in discover_artifacts(ctx.run.path)}
-        why = (
-            f"is a {others[wanted]} artifact, and a bundle ships ONNX Runtime or OpenVINO models"
-            if wanted in others
-            else "unknown"
-        )
+        others = {a.name: a for a in discover_artifacts(ctx.run.path)}
+        found = others.get(wanted)
+        if found is None:
+            why = "unknown"
+        elif found.role == "baseline":
+            why = (
+                "is the peer baseline (optimum-cli's own int8, measured for the report's "
+                "comparison), not one of this run's models, so it is not shipped"
+            )
+        else:
+            why = (
+                f"is a {found.backend} artifact, and a bundle ships ONNX Runtime or OpenVINO models"
+            )
         raise DistilleryError(
             f"bundle.artifact {wanted!r}: {why}. Available: {names}. Pick one with "
             "`distillery bundle RECIPE --artifact NAME` or --set bundle.artifact=NAME."

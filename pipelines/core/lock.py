@@ -35,7 +35,7 @@ class RunLock:
         except ImportError:  # not POSIX: no lock, as before
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")  # noqa: SIM115 (held open while the lock is held)
+        handle = open(self.path, "a+", errors="replace")  # noqa: SIM115 (held while locked)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -82,6 +82,8 @@ def describe(holder: str) -> str:
     try:
         info = json.loads(holder)
     except json.JSONDecodeError:
+        return "holder unknown"
+    if not isinstance(info, dict):
         return "holder unknown"
     return (
         f"pid {info.get('pid')} on {info.get('host')}, started {info.get('started')}: "

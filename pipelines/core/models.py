@@ -58,6 +58,13 @@ def load_tokenizer(source: Source, security: SecurityConfig, **kwargs):
     """AutoTokenizer of `source`; kwargs go to from_pretrained (e.g. add_prefix_space)."""
     from transformers import AutoTokenizer
 
+    from modelkit.files import VOCAB_FILES
+
+    if source.kind == "local" and not any((source.path / n).is_file() for n in VOCAB_FILES):
+        raise DistilleryError(
+            f"{source.key}: {source.value} holds no tokenizer (none of {', '.join(VOCAB_FILES)}); "
+            "save the tokenizer the model was trained with there (tokenizer.save_pretrained)."
+        )
     try:
         return AutoTokenizer.from_pretrained(
             source.value, trust_remote_code=security.trust_remote_code, **kwargs

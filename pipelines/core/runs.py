@@ -7,6 +7,7 @@ killed, leaves no manifest, so the next run redoes it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -108,7 +109,9 @@ class RunDir:
         """
         folder = self.stage(stage)
         marker = folder / ATTEMPT
-        previous = marker.read_text().strip() if marker.is_file() else None
+        previous = (
+            marker.read_bytes().decode("utf-8", "replace").strip() if marker.is_file() else None
+        )  # a damaged marker reads as "an unknown config": checkpoints are dropped
         dropped = None
         checkpoints = folder / "checkpoints"
         if checkpoints.is_dir() and previous != digest:
@@ -197,6 +200,17 @@ def check_writable(path: Path) -> None:
             pass
     except OSError as exc:
         raise DistilleryError(
-            f"{path}: cannot write here ({exc.strerror}). Free disk space or pass --runs-dir with a "
-            "writable folder."
+            f"{path}: cannot write here ({exc.strerror}). {_fix(exc, path)}"
         ) from None
+
+
+def _fix(exc: OSError, path: Path) -> str:
+    """What to do about a run folder that cannot be made, by errno: disk space is only one cause."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return "The name is too long for the file system: shorten the recipe's `name`."
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        file = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), path)
+        return f"{file} is a file, not a folder: pass --runs-dir with a folder (or move the file)."
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "No permission to write there: pass --runs-dir with a writable folder."
+    return "Free disk space or pass --runs-dir with a writable folder."

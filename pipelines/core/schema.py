@@ -40,25 +40,25 @@ from pydantic import field_validator as field_validator  # re-exported for the s
 from pydantic import model_validator as model_validator
 from pydantic_core import PydanticUndefined
 
-from pipelines.core.errors import ConfigError
+from pipelines.core.errors import ConfigError, shown
 
 
 def _number(value: Any) -> Any:
     """Numbers stay, numeric strings become floats (PyYAML reads `1e-4` as a string: YAML 1.1
     wants a dot), booleans and anything else are refused."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a number, got {value!r}.")
+        raise ValueError(f"expected a number, got {shown(value)}.")
     if isinstance(value, str):
         try:
             return float(value)
         except ValueError:
-            raise ValueError(f"expected a number, got {value!r}.") from None
+            raise ValueError(f"expected a number, got {shown(value)}.") from None
     return value
 
 
 def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{value!r} is not a finite number; give a real value.")
+        raise ValueError(f"{shown(value)} is not a finite number; give a real value.")
     return value
 
 
@@ -98,6 +98,10 @@ class Section(BaseModel):
             meta = info.json_schema_extra or {}
             if isinstance(meta, dict) and ("min" in meta or "max" in meta):
                 _check_bounds(getattr(self, name), meta.get("min"), meta.get("max"), name)
+            if isinstance(meta, dict) and meta.get("nonempty") and getattr(self, name) == []:
+                raise _FieldError(
+                    name, "is empty; give at least one value, or leave the key out for its default."
+                )
         return self
 
 
@@ -116,7 +120,9 @@ def _check_bounds(value: Any, lo: Any, hi: Any, name: str) -> None:
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             lo_s = "-inf" if lo is None else lo
             hi_s = "inf" if hi is None else hi
-            raise _FieldError(where, f"{v!r} is out of range; allowed values: [{lo_s}, {hi_s}].")
+            raise _FieldError(
+                where, f"{shown(v)} is out of range; allowed values: [{lo_s}, {hi_s}]."
+            )
 
 
 class _FieldError(ValueError):
@@ -142,11 +148,12 @@ def f(
     hash: str | None = None,  # noqa: A002
     **bounds: Any,
 ) -> Any:
-    """A field with a help line, optional `min`/`max` and an optional hash policy
-    (`HASH_POLICIES`); mutable defaults become factories, a Section class as default means "that
-    section with its defaults"."""
-    extra = {k: v for k, v in bounds.items() if k in ("min", "max")}
-    unknown = set(bounds) - {"min", "max"}
+    """A field with a help line, optional `min`/`max` (for a list: of each value),
+    `nonempty=True` (a list: at least one value) and an optional hash policy (`HASH_POLICIES`);
+    mutable defaults become factories, a Section class as default means "that section with its
+    defaults"."""
+    extra = {k: v for k, v in bounds.items() if k in ("min", "max", "nonempty")}
+    unknown = set(bounds) - {"min", "max", "nonempty"}
     if unknown:
         raise TypeError(f"f(): unknown options {sorted(unknown)}")  # a schema bug, not user input
     if hash is not None:
@@ -171,7 +178,7 @@ def build(cls: type[BaseModel], raw: Any, path: str = "") -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping of keys, got {raw!r}.")
+        raise ConfigError(f"{where}: expected a mapping of keys, got {shown(raw)}.")
     try:
         return cls.model_validate(raw)
     except ValidationError as exc:
@@ -218,12 +225,10 @@ def _message(cls: type[BaseModel], error: dict, steps: list[_Step], key_path: st
     if kind == "missing":
         return f"{key_path}: missing required key ({type_name(annotation)})."
     if kind == "literal_error":
-        return (
-            f"{key_path}: {value!r} is not allowed. Allowed values: {_literal_values(annotation)}."
-        )
+        return f"{key_path}: {shown(value)} is not allowed. Allowed values: {_literal_values(annotation)}."
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"{key_path or 'the recipe'}: expected a mapping of keys, got {value!r}."
-    return f"{key_path}: expected {type_name(annotation)}, got {value!r}."
+        return f"{key_path or 'the recipe'}: expected a mapping of keys, got {shown(value)}."
+    return f"{key_path}: expected {type_name(annotation)}, got {shown(value)}."
 
 
 def _union_message(cls, exc: ValidationError, field_loc: tuple, key_path: str) -> str:
@@ -232,8 +237,8 @@ def _union_message(cls, exc: ValidationError, field_loc: tuple, key_path: str) -
     hint = ""
     for option in get_args(_unwrap(annotation)):
         if get_origin(_unwrap(option)) is Literal and isinstance(value, str):
-            hint = f" ({value!r} is not allowed. Allowed values: {_literal_values(option)}.)"
-    return f"{key_path}: expected {type_name(annotation)}, got {value!r}.{hint}"
+            hint = f" ({shown(value)} is not allowed. Allowed values: {_literal_values(option)}.)"
+    return f"{key_path}: expected {type_name(annotation)}, got {shown(value)}.{hint}"
 
 
 def _value_at(exc: ValidationError, field_loc: tuple) -> Any:

@@ -98,3 +98,16 @@ def tag_ids(
             )
         out.append(encoded)
     return out
+
+
+def require_classes(dataset, split: str, labels: list[str]) -> None:
+    """A single-label train split with one class trains a model that always answers it (chance
+    on anything else): refused, naming the class."""
+    present = set(dataset["labels"]) if len(dataset) else set()
+    if len(present) == 1:
+        only = labels[next(iter(present))]
+        raise DataError(
+            f"split '{split}': every one of its {len(dataset)} rows is labelled '{only}', so a "
+            f"model trained on it learns to answer '{only}' whatever the text. Give rows of at "
+            f"least two of {labels} (check data.max_train_samples and the label column)."
+        )

@@ -20,7 +20,15 @@ from modelkit.label_forms import is_multi_hot
 from pipelines.core.config import Recipe
 from pipelines.core.errors import DataError
 from pipelines.core.sources import Source, dataset_source
-from pipelines.data.labels import Where, label_ids, row_name, tag_ids, typed_labels
+from pipelines.data.labels import (
+    Where,
+    label_ids,
+    require_classes,
+    row_name,
+    tag_ids,
+    typed_labels,
+)
+from pipelines.data.lines import first_bad_row, first_non_utf8, row_lines
 
 FORMATS = {"jsonl": "json", "json": "json", "csv": "csv", "tsv": "csv", "parquet": "parquet"}
 
@@ -66,30 +74,24 @@ def _load_file(path: Path, split: str):
         try:
             path.read_bytes().decode("utf-8")
         except UnicodeDecodeError:
-            raise DataError(f"{path}: {_first_non_utf8(path)}; save the file as UTF-8.") from None
+            raise DataError(f"{path}: {first_non_utf8(path)}; save the file as UTF-8.") from None
     cache = Path(datasets.config.HF_DATASETS_CACHE) / "distillery" / _file_hash([path])[:24]
     try:
         dataset = datasets.load_dataset(
             FORMATS[ext], data_files={split: str(path)}, split=split, cache_dir=str(cache), **kwargs
         )
     except Exception as exc:
+        found = first_bad_row(path, ext, split)  # the file and line, not the reader's wording
         raise DataError(
-            f"{path}: cannot be read as {ext} ({exc.__class__.__name__}: {(str(exc) or '-').splitlines()[0][:200]}). "
-            "Check the file is complete and in the format its extension says."
+            found
+            or f"{path}: cannot be read as {ext} ({exc.__class__.__name__}: "
+            f"{(str(exc) or '-').splitlines()[0][:200]}). Check the file is complete and in the "
+            "format its extension says."
         ) from None
-    header = 1 if ext in ("csv", "tsv") else 0
-    lines = ext in ("csv", "tsv", "jsonl")
-    return dataset, (lambda row: f"{path.name} line {row + 1 + header}") if lines else None
-
-
-def _first_non_utf8(path: Path) -> str:
-    with path.open("rb") as handle:
-        for number, line in enumerate(handle, 1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return f"line {number} is not UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1})"
-    return "not UTF-8"
+    if ext not in ("csv", "tsv", "jsonl"):
+        return dataset, None
+    starts = row_lines(path, ext)  # a quoted newline makes a row span lines: name the first
+    return dataset, lambda row: f"{path.name} line {starts[row] if row < len(starts) else '?'}"
 
 
 def _file_hash(paths: list[Path]) -> str:
@@ -262,6 +264,8 @@ def load_task_data(recipe: Recipe) -> TaskData:
     evaluation = _finish(
         evaluation, recipe, d.eval_split, d.max_eval_samples, where.get(d.eval_split)
     )
+    if recipe.task.type == "single_label":
+        require_classes(train, d.train_split, recipe.task.labels)
     datasets.enable_progress_bars()
     return TaskData(
         train=train, eval=evaluation, data_hash=source_fingerprint(recipe), source=source

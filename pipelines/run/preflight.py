@@ -5,6 +5,7 @@ the teacher's config alone (not an hour later, when the distill stage builds it)
 from __future__ import annotations
 
 from modelkit.errors import InputError
+from modelkit.files import VOCAB_FILES
 from pipelines.core.config import Recipe
 from pipelines.core.errors import ConfigError
 
@@ -22,6 +23,8 @@ def preflight_sources(recipe: Recipe, names: list[str]) -> None:
             (resolve_model(recipe.student.model, recipe.security, "student.model"), "model")
         )
     preflight(sources)
+    if "teacher" in names and recipe.teacher.init == "config":
+        check_trainable_size(recipe.teacher.config)
     if "distill" in names or "search" in names:
         preflight_models(recipe)
     if "distill" in names and recipe.student.init == "pretrained":
@@ -91,6 +94,7 @@ def preflight_models(recipe: Recipe) -> None:
             resolve_layer_map(d.layer_map, n_student[s.init], n_teacher, copied)
     except InputError as exc:
         raise ConfigError(str(exc)) from None
+    preflight_model_limits(recipe, config)
     preflight_distill_extras(recipe, config)
     if recipe.search.enabled:  # every candidate can be cut from this teacher
         from pipelines.search.space import candidates
@@ -108,6 +112,90 @@ def preflight_models(recipe: Recipe) -> None:
             missing = available()
             if missing:
                 raise ConfigError(f"search.backend: openvino: {missing}")
+
+
+def preflight_model_limits(recipe: Recipe, config) -> None:
+    """What the teacher (and so a student cut from it) cannot take, from its config and the
+    tokenizer's files alone: sequence lengths past its position table, a tokenizer whose ids run
+    past its embedding table, a local folder with no tokenizer at all."""
+    longest = getattr(config, "max_position_embeddings", None)
+    checked = [("data.max_length", [recipe.data.max_length])]
+    if "seq_lens" in recipe.bench.model_fields_set:  # the default grid's longer cells are errors
+        checked.append(("bench.seq_lens", recipe.bench.seq_lens))
+    if longest:
+        for key, lengths in checked:
+            over = [n for n in lengths if n > longest]
+            if over:
+                raise ConfigError(
+                    f"{key}: {', '.join(map(str, over))} tokens, but the teacher (and a student cut from it) takes at "
+                    f"most {longest} (max_position_embeddings); use {longest} or fewer."
+                )
+    t = recipe.teacher
+    if t.init == "config":
+        check_trainable_size(t.config)
+    if t.init != "pretrained" or not t.model:
+        return  # a tokenizer built from the data is sized with the model
+    from pipelines.core.models import model_source
+
+    key = "teacher.tokenizer" if t.tokenizer else "teacher.model"
+    source = model_source(t.tokenizer or t.model, key)
+    if source.kind != "local" or not source.path.is_dir():
+        return  # a hub tokenizer: checked when the teacher stage loads it
+    if not any((source.path / name).is_file() for name in VOCAB_FILES):
+        raise ConfigError(
+            f"{key}: {source.path} holds no tokenizer (none of {', '.join(VOCAB_FILES)}); "
+            "save the tokenizer the model was trained with there (tokenizer.save_pretrained), "
+            "or point teacher.tokenizer at a folder or hub id that has it."
+        )
+    size = tokenizer_size(source.path)
+    rows = getattr(config, "vocab_size", None)
+    if size and rows and size > rows:
+        raise ConfigError(
+            f"{key}: the tokenizer has {size} tokens but the model's embedding table has "
+            f"{rows} rows, so token ids {rows}..{size - 1} would index past it. Use the "
+            "tokenizer the model was trained with (leave teacher.tokenizer unset)."
+        )
+
+
+TRAIN_BYTES_PER_PARAMETER = 16  # fp32 weights, gradients and AdamW's two moments
+WORD_VOCAB = 30_000  # the most a word vocabulary built from the data holds, for the estimate
+
+
+def check_trainable_size(shape) -> None:
+    """A teacher built from `teacher.config` must fit in this machine's memory to train: a few
+    numbers in a recipe (48 layers of width 8192) would otherwise ask for 600 GB an hour later."""
+    import psutil
+
+    h, ffn, layers = shape.hidden_size, shape.intermediate_size, shape.num_hidden_layers
+    parameters = WORD_VOCAB * h + layers * (4 * h * h + 2 * h * ffn)
+    need, have = parameters * TRAIN_BYTES_PER_PARAMETER, psutil.virtual_memory().total
+    if need > have:
+        raise ConfigError(
+            f"teacher.config: {layers} layers of width {h} (feed-forward {ffn}) are about "
+            f"{parameters / 1e6:,.0f}M parameters, {need / 2**30:,.0f} GiB to train, and this "
+            f"machine has {have / 2**30:,.0f} GiB of memory; choose a smaller shape."
+        )
+
+
+def tokenizer_size(folder) -> int | None:
+    """Tokens of the tokenizer saved in `folder` (added tokens included, as `len(tokenizer)`
+    counts them), read from its files with `tokenizers` (no torch); None if not countable."""
+    import json
+
+    if (folder / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        try:
+            return Tokenizer.from_file(str(folder / "tokenizer.json")).get_vocab_size(True)
+        except Exception:  # a tokenizer.json this version cannot read: the stage will say why
+            return None
+    added = folder / "added_tokens.json"
+    extra = len(json.loads(added.read_text())) if added.is_file() else 0
+    if (folder / "vocab.txt").is_file():
+        return len((folder / "vocab.txt").read_text().splitlines()) + extra
+    if (folder / "vocab.json").is_file():
+        return len(json.loads((folder / "vocab.json").read_text())) + extra
+    return None
 
 
 def preflight_distill_extras(recipe: Recipe, teacher_config) -> None:

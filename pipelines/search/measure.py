@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipelines.bench.artifacts import Artifact
 from pipelines.bench.jobs import make_job, run_jobs
-from pipelines.core.runs import atomic_write_json
+from pipelines.core.runs import atomic_write_json, damaged_files, file_digests
 from pipelines.search.space import Candidate
 
 log = logging.getLogger("distillery")
@@ -40,9 +40,15 @@ def build_candidate(
 
     done = folder / BUILT
     if done.is_file():
-        record = json.loads(done.read_text())
-        if record.get("key") == key:
-            return record
+        try:
+            record = json.loads(done.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            record = {}
+        damaged = damaged_files(folder, record) if record.get("key") == key else []
+        if record.get("key") == key and not damaged:
+            return _public(record)
+        if damaged:  # a candidate whose files changed is rebuilt, never timed broken or dropped
+            log.warning("search: %s rebuilt: %s", cand.id, damaged[0])
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     r = recipe.model_copy(update={"student": type(recipe.student)(**cand.student_section())})
@@ -68,9 +74,15 @@ def build_candidate(
         **cand.to_dict(),
         "parameters": sum(p.numel() for p in student.parameters()),
         "int8_mb": round(sum(f.stat().st_size for f in (folder / "int8").iterdir()) / 2**20, 2),
+        "files": file_digests(folder),  # checked on resume: a damaged file means a rebuild
     }
     atomic_write_json(done, record)
-    return record
+    return _public(record)
+
+
+def _public(record: dict) -> dict:
+    """The build record as the search table shows it (the file digests stay in built.json)."""
+    return {k: v for k, v in record.items() if k != "files"}
 
 
 def time_candidates(

@@ -19,7 +19,7 @@ from pipelines.bench.grid import run_grid
 from pipelines.bench.jobs import base_row, empty_cell
 from pipelines.bench.roofline import roofline
 from pipelines.core.context import StageContext, StageResult
-from pipelines.core.errors import DistilleryError
+from pipelines.core.errors import DistilleryError, StageFailedError, shown
 from pipelines.core.models import load_stage_model
 from pipelines.core.runs import RunDir, atomic_write_json
 from pipelines.data.loading import tokenize
@@ -168,6 +168,8 @@ def main(ctx: StageContext) -> StageResult:
     if b.gpu:  # TensorRT engines under bench/ survive reruns of the stage
         rows += _gpu_rows(artifacts, b, b.timeout_s, ctx.out / TRT_CACHE)
     roof, ceiling = _roofline(ctx, rows)
+    if not any(r.get("p50_ms") is not None for r in rows):  # done only with a measurement
+        raise StageFailedError(unmeasured_message(rows))
     atomic_write_json(
         ctx.out / ROWS_FILE,
         {"rows": rows, "roofline": roof, "ceiling": ceiling, "conditions": conditions},
@@ -185,6 +187,23 @@ def main(ctx: StageContext) -> StageResult:
                 {k: r.get(k) for k in ("artifact", "batch", "seq", "error")} for r in errors
             ][:20],
         },
+    )
+
+
+def unmeasured_message(rows: list[dict]) -> str:
+    """Why a bench with no measured cell is not recorded as done."""
+    failed = [r for r in rows if r.get("error") or r.get("skipped")]
+    first = next(iter(failed), None)
+    example = (
+        f"; first: {first.get('artifact')} batch {first.get('batch')} seq {first.get('seq')}: "
+        f"{shown(first.get('error') or first.get('skipped'), 300)}"
+        if first
+        else ""
+    )
+    return (
+        f"bench: no cell was measured ({len(rows)} rows, each an error or skipped{example}). "
+        "Nothing is recorded as done and a finished bench of another config is kept; fix the "
+        "cause (the grid in bench.*, the artifacts) and rerun."
     )
 
 

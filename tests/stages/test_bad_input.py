@@ -33,7 +33,7 @@ def test_empty_eval_split_names_split_and_size(tmp_path):
 
 def test_train_split_smaller_than_a_batch(tmp_path):
     folder = tmp_path / "data"
-    write_jsonl(folder / "train.jsonl", [{"text": "a b", "label": 0}] * 5)
+    write_jsonl(folder / "train.jsonl", [{"text": "a b", "label": i % 2} for i in range(5)])
     write_jsonl(folder / "validation.jsonl", [{"text": "a b", "label": 1}] * 5)
     with pytest.raises(
         DistilleryError,

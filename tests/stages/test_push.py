@@ -41,7 +41,7 @@ def bundle(tmp_path):
 
 def test_push_uploads_the_checked_folder_without_run_records(bundle):
     hub = FakeHub()
-    url = push_to_hub(bundle, "me/demo-int8", private=True, revision="dev", api=hub)
+    url = push_to_hub(bundle, "me/demo-int8", private=True, revision="dev", api=hub, verify=False)
     assert url == "https://hub.example/me/demo-int8/commit/abc"
     (name, create), (_, upload) = hub.calls
     assert name == "create_repo" and create["private"] is True and create["exist_ok"] is True
@@ -54,15 +54,15 @@ def test_an_altered_bundle_is_refused_before_any_hub_call(bundle):
     (bundle / "model.onnx").write_bytes(b"other graph")
     hub = FakeHub()
     with pytest.raises(BundleError, match="model.onnx: altered after the bundle was built"):
-        push_to_hub(bundle, "me/x", api=hub)
+        push_to_hub(bundle, "me/x", api=hub, verify=False)
     assert hub.calls == []
 
 
 def test_not_a_bundle_and_a_bad_repo_id_say_what_to_do(tmp_path, bundle):
     with pytest.raises(PushError, match="not a bundle .*distillery bundle RECIPE"):
-        push_to_hub(tmp_path, "me/x", api=FakeHub())
+        push_to_hub(tmp_path, "me/x", api=FakeHub(), verify=False)
     with pytest.raises(PushError, match="expected 'owner/name'"):
-        push_to_hub(bundle, "just-a-name", api=FakeHub())
+        push_to_hub(bundle, "just-a-name", api=FakeHub(), verify=False)
 
 
 def test_hub_refusal_and_offline_become_one_actionable_line(bundle, monkeypatch):
@@ -74,7 +74,7 @@ def test_hub_refusal_and_offline_become_one_actionable_line(bundle, monkeypatch)
     response.status_code = 401
     refused = HfHubHTTPError("401 Unauthorized", response=response)
     with pytest.raises(PushError, match="refused \\(401\\).*HF_TOKEN"):
-        push_to_hub(bundle, "me/x", api=FakeHub(fail=refused))
+        push_to_hub(bundle, "me/x", api=FakeHub(fail=refused), verify=False)
     # Real clients: with HF_HUB_OFFLINE set (as the test suite runs), then against an endpoint
     # nobody listens on, which is what a user without a network sees.
     from huggingface_hub import constants
@@ -84,12 +84,12 @@ def test_hub_refusal_and_offline_become_one_actionable_line(bundle, monkeypatch)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     reset_sessions()
     with pytest.raises(PushError, match="HF_HUB_OFFLINE is set; unset it"):
-        push_to_hub(bundle, "me/x", api=unreachable)
+        push_to_hub(bundle, "me/x", api=unreachable, verify=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     reset_sessions()
     try:
         with pytest.raises(PushError, match="cannot reach the Hub \\(ConnectionError\\)"):
-            push_to_hub(bundle, "me/x", api=unreachable)
+            push_to_hub(bundle, "me/x", api=unreachable, verify=False)
     finally:
         monkeypatch.undo()
         reset_sessions()

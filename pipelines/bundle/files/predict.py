@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import statistics
 import sys
 import time
@@ -117,13 +119,20 @@ class Predictor:
     """The bundle's tokenizer and model engine, and the batching that feeds them."""
 
     def __init__(self, folder: Path = HERE, threads: int = 0, task: str | None = None):
-        self.config = json.loads((folder / "config.json").read_text())
+        path = folder / "config.json"
+        try:
+            self.config = check_config(json.loads(path.read_bytes()))
+        except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError included
+            if isinstance(exc, InputError):
+                raise
+            why = file_error_message(exc)
+            raise InputError(f"{path}: {why}; restore the bundle's own config.json") from None
         tasks = {t["name"]: t for t in self.config.get("tasks") or []}
         if task is not None:  # a multi-task bundle: one output per task (config.json `tasks`)
             if task not in tasks:
                 known = ", ".join(tasks) or "none: this bundle has one task"
                 raise InputError(f"--task {task!r}: unknown task; this bundle's tasks: {known}")
-            self.config = {**self.config, **tasks[task]}
+            self.config = check_config({**self.config, **tasks[task]})
         self.labels: list[str] = self.config["labels"]
         self.text_columns: list[str] = self.config["text_columns"]
         self.kind: str = self.config.get("task_type", "single_label")
@@ -257,6 +266,48 @@ class Predictor:
         return out
 
 
+# config.json keys this script reads: key → (check, what it must be).
+CONFIG_CHECKS = {
+    "labels": (
+        lambda v: isinstance(v, list) and v and all(isinstance(x, str) for x in v),
+        "a non-empty list of label names",
+    ),
+    "text_columns": (
+        lambda v: isinstance(v, list) and 1 <= len(v) <= 2 and all(isinstance(x, str) for x in v),
+        "a list of one or two column names",
+    ),
+    "max_length": (lambda v: _whole(v) and 1 <= v <= 1_000_000, "a token count, 1 to 1000000"),
+    "pad_token_id": (lambda v: _whole(v) and v >= 0, "a token id from 0"),
+    "batch_size": (lambda v: v is None or (_whole(v) and v >= 1), "a batch size from 1"),
+    # the model is a file of this folder (the one SHA256SUMS covers), never a path out of it
+    "model": (
+        lambda v: (
+            isinstance(v, str) and v not in ("", ".", "..") and "/" not in v and "\\" not in v
+        ),
+        "a file name in this folder",
+    ),
+}
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_config(config) -> dict:
+    """config.json as this script needs it; InputError naming the first key that makes no sense
+    (a bundle edited by hand, or from another tool)."""
+    if not isinstance(config, dict):
+        raise InputError("config.json: not a JSON object; restore the bundle's own config.json")
+    for key, (ok, what) in CONFIG_CHECKS.items():
+        if (key in config or key not in ("batch_size", "model")) and not ok(config.get(key)):
+            shown = repr(config.get(key))
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise InputError(
+                f"config.json {key}: {shown} is not {what}; restore the bundle's own config.json"
+            )
+    return config
+
+
 def spans(tags: list[str]) -> list[tuple[str, int, int]]:
     """(type, start, end) of each entity in BIO tags, read as seqeval's default mode reads them:
     a span starts at B-X, or at I-X after O or another type. A copy of distillery's
@@ -274,12 +325,34 @@ def spans(tags: list[str]) -> list[tuple[str, int, int]]:
     return found
 
 
+MAX_LINE_BYTES = 1 << 20  # a row longer than this is refused, not read whole into memory
+
+
+class LongLine(bytes):
+    """A line cut at MAX_LINE_BYTES (the rest was read and dropped): answered with an error."""
+
+
+def bounded_lines(source, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """The lines of a binary stream, each read at most `limit` bytes at a time: a stream with no
+    newline (a device, a binary file) costs `limit` bytes of memory, not its size."""
+    while line := source.readline(limit + 1):
+        if len(line) > limit and not line.endswith(b"\n"):
+            while (rest := source.readline(limit)) and not rest.endswith(b"\n"):
+                pass  # the rest of the long line, dropped a piece at a time
+            yield LongLine(line[:limit])
+        else:
+            yield line
+
+
 def read_rows(
     lines: Iterable[str | bytes], columns: list[str], fmt: str, words: bool = False
 ) -> Iterator[tuple[int, tuple | InputError]]:
     """(line number, texts) per non-blank line, or (line number, InputError) for one that
     cannot be read; texts has one entry per text column."""
     for number, line in enumerate(lines, 1):
+        if isinstance(line, LongLine):
+            yield number, InputError(f"line {number}: longer than {MAX_LINE_BYTES} bytes; split it")
+            continue
         if isinstance(line, bytes):
             try:
                 line = line.decode("utf-8")
@@ -432,24 +505,80 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    started = time.time()  # after imports: the caller subtracts its spawn time for startup+import
-    args = parse_args(argv)
+def file_error_message(exc: BaseException) -> str | None:
+    """One line for an OSError, UnicodeDecodeError or JSON error from a file we were handed;
+    None for anything else (a bug: it keeps its traceback). A small copy of distillery's
+    pipelines.core.errors.file_error_message: this script ships alone, without distillery."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+    if isinstance(exc, OSError):
+        where = exc.filename if exc.filename is not None else "the output"
+        return f"{where}: {exc.strerror or type(exc).__name__}"
+    return None
+
+
+def open_input(path: Path | None):
+    """The rows' source: standard input, or `path` if it is a regular file (a folder, a FIFO or
+    a device is refused before it is opened: reading a FIFO with no writer waits forever)."""
+    if path is None:
+        return sys.stdin.buffer
     try:
-        predictor = Predictor(HERE, args.threads, args.task)
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise InputError(f"--input {path}: {exc.strerror}; give a file of rows") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise InputError(f"--input {path}: {kind}; give a file of rows (or none: standard input)")
+    return open(path, "rb")  # noqa: SIM115 (closed by main)
+
+
+def usable_threads(requested: int) -> int:
+    """--threads, at most the cores this process may use (more only queue on the same cores,
+    and each thread costs memory: 100,000 of them took 16 GB); 0 stays ONNX Runtime's default."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    if requested > cores:
+        print(f"note: --threads {requested} lowered to {cores}, the cores here", file=sys.stderr)
+        return cores
+    return requested
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: `run`, with the one-line messages for what the user handed us."""
+    try:
+        return run(argv)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `python predict.py ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        print(f"error: {file_error_message(exc)}", file=sys.stderr)
+        # what is still buffered for a full disk would fail again at exit, with a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 2
+
+
+def run(argv: list[str] | None = None) -> int:
+    started = time.time()  # after imports: the caller subtracts its spawn time for startup+import
+    args = parse_args(argv)
+    source = open_input(args.input)
+    try:
+        predictor = Predictor(HERE, usable_threads(args.threads), args.task)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{HERE}: cannot load the bundle: {file_error_message(exc)}") from None
     session_s = time.time() - started
     batch_size = args.batch_size or int(predictor.config.get("batch_size", 32))
     # Whole batches per window, so --order input batches exactly as one pass over all rows would.
     window = args.window if args.window < batch_size else args.window // batch_size * batch_size
-    source = open(args.input, "rb") if args.input else sys.stdin.buffer  # noqa: SIM115
     first_s = None
     failed = 0
     try:
         words = predictor.kind == "token_classification"
-        rows = read_rows(source, predictor.text_columns, args.format, words)
+        rows = read_rows(bounded_lines(source), predictor.text_columns, args.format, words)
         if args.benchmark:
             found = [texts for _, texts in rows if not isinstance(texts, InputError)]
             print(json.dumps(benchmark(predictor, found, batch_size, args.benchmark)))

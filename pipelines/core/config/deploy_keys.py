@@ -45,7 +45,7 @@ class IncConfig(Section):
         0.01, min=0.0, max=0.99, help="relative accuracy loss autotune accepts"
     )
     configs: list[names(*INC_CONFIGS)] = f(
-        ["static_minmax", "static_kl", "dynamic"], help="INC configs tried in order"
+        ["static_minmax", "static_kl", "dynamic"], nonempty=True, help="INC configs tried in order"
     )
     calibration_samples: Int = f(128, min=1, max=100_000, help="training rows for INC calibration")
 
@@ -94,10 +94,14 @@ class QuantizeConfig(Section):
 
 
 class BenchConfig(Section):
-    batch_sizes: list[Int] = f([1, 8, 32], min=1, max=4096, help="latency grid: batch sizes")
-    seq_lens: list[Int] = f([16, 64, 128], min=1, max=4096, help="latency grid: sequence lengths")
+    batch_sizes: list[Int] = f(
+        [1, 8, 32], min=1, max=4096, nonempty=True, help="latency grid: batch sizes"
+    )
+    seq_lens: list[Int] = f(
+        [16, 64, 128], min=1, max=4096, nonempty=True, help="latency grid: sequence lengths"
+    )
     threads: list[Int] | None = f(
-        None, min=1, max=1024, help="thread counts; null = [1, all cores]"
+        None, min=1, max=1024, nonempty=True, help="thread counts; null = [1, all cores]"
     )
     min_runs: Int = f(20, min=1, help="timed runs per cell, at least")
     min_seconds: Float = f(1.0, min=0.0, help="timed seconds per cell, at least")
@@ -112,7 +116,9 @@ class BenchConfig(Section):
     )
     bucket: Bool = f(True, help="also time the eval split at real lengths, bucketed vs padded")
     real_length_batch: Int = f(32, min=1, help="batch size of the real-length measurement")
-    artifacts: list[str] | None = f(None, help="artifact names to measure; null = all found")
+    artifacts: list[str] | None = f(
+        None, nonempty=True, help="artifact names to measure; null = all found"
+    )
     gpu: Bool = f(True, help="GPU rows (or their skip reasons) too")
     inc_compile: Bool = f(
         True, help="torch.compile the Neural Compressor int8 model (eager runs at fp32 speed)"

@@ -8,7 +8,7 @@ from distill.layer_map import LAYER_MAPS
 from distill.losses import KD_LOSSES, MATCH_LOSSES
 from distill.weights import DEFAULT_WEIGHTS
 from pipelines.core.config.run_keys import TrainingKnobs
-from pipelines.core.errors import ConfigError
+from pipelines.core.errors import ConfigError, shown
 from pipelines.core.schema import Bool, Float, Int, Section, Str, checks, f, names, suggest
 
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # recipe name → torch
@@ -127,5 +127,5 @@ class DistillConfig(TrainingKnobs):
             for pair in self.layer_map:
                 if len(pair) != 2:
                     raise ConfigError(
-                        f"distill.layer_map: {pair!r} is not a [student_layer, teacher_layer] pair."
+                        f"distill.layer_map: {shown(pair)} is not a [student_layer, teacher_layer] pair."
                     )

@@ -5,7 +5,7 @@ from typing import Literal
 from distill.student import EMBEDDING_INITS, check_layer_count
 from modelkit.errors import InputError
 from pipelines.core.config.run_keys import TrainingKnobs
-from pipelines.core.errors import ConfigError
+from pipelines.core.errors import ConfigError, shown
 from pipelines.core.schema import Bool, Int, Section, Str, checks, f, names
 
 
@@ -86,7 +86,7 @@ class StudentConfig(Section):
                 )
             if self.init_embeddings != "truncate":
                 raise ConfigError(
-                    f"student.init_embeddings: {self.init_embeddings!r} conflicts with "
+                    f"student.init_embeddings: {shown(self.init_embeddings)} conflicts with "
                     "init_weights: prune, which cuts the embeddings with the same channels as the "
                     "layers; remove init_embeddings."
                 )
@@ -101,5 +101,5 @@ class StudentConfig(Section):
                 )
             if sorted(set(self.layers)) != self.layers:
                 raise ConfigError(
-                    f"student.layers: {self.layers!r} must be distinct and increasing, e.g. [0, 2, 4]."
+                    f"student.layers: {shown(self.layers)} must be distinct and increasing, e.g. [0, 2, 4]."
                 )

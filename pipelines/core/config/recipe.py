@@ -16,7 +16,7 @@ from pipelines.core.config.model_keys import StudentConfig, TeacherConfig
 from pipelines.core.config.run_keys import DataConfig, SecurityConfig, TaskConfig, TrainConfig
 from pipelines.core.config.search_keys import SearchConfig
 from pipelines.core.config.transfer_keys import TransferConfig
-from pipelines.core.errors import ConfigError
+from pipelines.core.errors import ConfigError, shown
 from pipelines.core.schema import Int, Section, Str, checks, f, to_dict
 
 
@@ -43,7 +43,7 @@ class Recipe(Section):
     def check(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
             raise ConfigError(
-                f"name: {self.name!r} is not a valid run folder name; use letters, digits, '.', '_' "
+                f"name: {shown(self.name)} is not a valid run folder name; use letters, digits, '.', '_' "
                 "and '-'."
             )
         if self.quantize.teacher and not self.export.teacher:

@@ -5,21 +5,25 @@ Relative local paths in a recipe file resolve against the recipe's folder, so a 
 any working directory; paths given with `--set` resolve against the current directory.
 """
 
+import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from pipelines.core.config.recipe import Recipe
-from pipelines.core.errors import ConfigError
+from pipelines.core.errors import ConfigError, shown
 from pipelines.core.schema import all_key_paths, build, suggest
+from pipelines.core.user_files import kind_of, local_path
+from pipelines.core.yaml_limits import BoundedComposer
+from pipelines.core.yaml_limits import safe_load as bounded_safe_load
 
 # Keys whose string value may be a local path (else a hub id).
 PATH_KEYS = ("data.source", "teacher.model", "teacher.tokenizer", "student.model")
 
 
 def _looks_local(value: str, base: Path) -> bool:
-    return value.startswith(("/", "./", "../", "~")) or (base / value).exists()
+    return value.startswith(("/", "./", "../", "~")) or os.path.lexists(base / value)
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
@@ -34,19 +38,19 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
         if isinstance(node, dict) and isinstance(node.get(leaf), str):
             value = node[leaf]
             if not value.startswith("synthetic:") and _looks_local(value, base):
-                node[leaf] = str((base / Path(value).expanduser()).resolve())
+                node[leaf] = str(local_path(base / Path(value).expanduser(), key))
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
     """`teacher.epochs=2` → (['teacher', 'epochs'], 2); the value is parsed as YAML."""
     if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. teacher.epochs=2.")
+        raise ConfigError(f"--set {shown(item)}: expected key.path=value, e.g. teacher.epochs=2.")
     key, _, text = item.partition("=")
     key = key.strip()
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = bounded_safe_load(text) if text.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: cannot parse value {text!r} ({exc}).") from None
+        raise ConfigError(f"--set {key}: cannot parse value {shown(text)} ({exc}).") from None
     parts = key.split(".")
     valid = all_key_paths(Recipe)
     prefixes = {".".join(p.split(".")[:i]) for p in valid for i in range(1, p.count(".") + 2)}
@@ -75,7 +79,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], cwd: Path) -> dic
     return raw
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
+class UniqueKeyLoader(BoundedComposer, yaml.SafeLoader):
     """PyYAML's safe loader, refusing a key that appears twice in one mapping (PyYAML keeps the
     last silently, so `epochs: 3` ... `epochs: 1` would train one epoch without a word)."""
 
@@ -99,8 +103,9 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read, override, resolve and validate a recipe file."""
     path = Path(path)
     if not path.is_file():
+        what = "no such file" if kind_of(path) == "missing" else f"a {kind_of(path)}, not a file"
         raise ConfigError(
-            f"recipe {path}: no such file. Recipes live in recipes/, e.g. recipes/demo.yaml."
+            f"recipe {path}: {what}. Recipes live in recipes/, e.g. recipes/demo.yaml."
         )
     try:
         text = path.read_bytes().decode("utf-8")

@@ -3,7 +3,7 @@ distill sections share, the `train` section, and what untrusted code may do."""
 
 from typing import Literal
 
-from pipelines.core.errors import ConfigError
+from pipelines.core.errors import ConfigError, shown
 from pipelines.core.schema import Bool, Float, Int, Section, Str, checks, f
 
 
@@ -31,7 +31,7 @@ class TaskConfig(Section):
     def check(self) -> None:
         if len(self.text_columns) not in (1, 2):
             raise ConfigError(
-                f"task.text_columns: {self.text_columns!r} has {len(self.text_columns)} columns; "
+                f"task.text_columns: {shown(self.text_columns)} has {len(self.text_columns)} columns; "
                 "allowed values: one column (single sentence) or two (sentence pair)."
             )
         if self.type == "token_classification":
@@ -39,12 +39,12 @@ class TaskConfig(Section):
         if self.type == "regression":
             if len(self.labels) != 1:
                 raise ConfigError(
-                    f"task.labels: {self.labels!r}; a regression task has one output: give its "
+                    f"task.labels: {shown(self.labels)}; a regression task has one output: give its "
                     "name alone, e.g. labels: [score]."
                 )
         elif len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
             raise ConfigError(
-                f"task.labels: {self.labels!r}; give at least two distinct label names, in index order."
+                f"task.labels: {shown(self.labels)}; give at least two distinct label names, in index order."
             )
 
     def _check_tags(self) -> None:
@@ -52,7 +52,7 @@ class TaskConfig(Section):
 
         if len(self.text_columns) != 1:
             raise ConfigError(
-                f"task.text_columns: {self.text_columns!r}; token_classification reads one column "
+                f"task.text_columns: {shown(self.text_columns)}; token_classification reads one column "
                 "of word lists (sentence pairs are not tagged). Give one column."
             )
         bad = bad_tags(self.labels)

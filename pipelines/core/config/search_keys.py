@@ -11,14 +11,20 @@ LAYER_CHOICES = ("uniform", "bottom")  # student search: pipelines/search/space.
 class SearchSpaceConfig(Section):
     """Candidate students (pipelines/search/space.py): every combination of these."""
 
-    depths: list[Int] = f([2, 3, 4], min=1, max=48, help="student layers")
+    depths: list[Int] = f([2, 3, 4], min=1, max=48, nonempty=True, help="student layers")
     widths: list[Int] | None = f(
-        None, min=8, help="hidden sizes; null = the teacher's only (then layers can be copied)"
+        None,
+        min=8,
+        nonempty=True,
+        help="hidden sizes; null = the teacher's only (then layers can be copied)",
     )
     head_size: Int | None = f(None, min=8, help="width per head; null = the teacher's")
-    ffn_ratios: list[Float] = f([4.0], min=0.25, max=16.0, help="intermediate size ÷ width")
+    ffn_ratios: list[Float] = f(
+        [4.0], min=0.25, max=16.0, nonempty=True, help="intermediate size ÷ width"
+    )
     layer_choices: list[names(*LAYER_CHOICES)] = f(
         ["uniform", "bottom"],
+        nonempty=True,
         help="teacher layers each student takes: uniform (evenly spaced from 0) or bottom",
     )
     init: Literal["auto", "teacher_layers", "prune"] = f(
