@@ -198,6 +198,7 @@ def test_cache_holds_the_teachers_logits_is_reused_and_speedup_measured(tmp_path
     assert speed["recompute_seconds_per_step"] > 0 and speed["cached_seconds_per_step"] > 0
 
 
+@pytest.mark.slow  # three distillations (kept out of make test-fast's 5 minutes)
 def test_ablation_writes_a_table_of_three_variants(tmp_path, teacher_run):
     _, manifest, folder = _distill(
         tmp_path, teacher_run, distill={"epochs": 0.5, "batch_size": 16, "ablation": True}

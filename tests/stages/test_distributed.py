@@ -236,6 +236,7 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.slow  # two processes under torchrun (kept out of make test-fast's 5 minutes)
 def test_projection_grads_and_sampler_rng_agree_across_processes(tmp_path):
     """The projections live in the DDP-wrapped DistillationModule, so DDP averages their
     gradients like the student's; no hook of ours does it."""

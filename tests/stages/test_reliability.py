@@ -331,6 +331,7 @@ def test_7_a_trusted_remote_code_teacher_can_be_distilled(tmp_path):
 # ---------------------------------------------------------------- 8. predict.py and bad lines
 
 
+@pytest.mark.slow  # needs the session's run to the bundle (export, quantize, bench, report)
 def test_8_predict_reports_an_undecodable_line_and_keeps_the_rest(tmp_path, tiny_bundle):
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle[0] / "runs" / "tiny" / "bundle", bundle)  # the smallest bundle
