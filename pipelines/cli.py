@@ -232,6 +232,10 @@ def cmd_bench_gpu(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every command and its flags, in the order `distillery --help` lists them.
+
+    Why one function: it is the CLI's table of contents, one `add_parser` block per command;
+    split, a reader would hop between helpers to see what the CLI offers."""
     parser = argparse.ArgumentParser(prog="distillery", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -227,7 +227,7 @@ def inc_quantize(
     `out_dir/inc_result.json`) the baseline, every candidate's accuracy, the best one and
     `met_tolerance`. Reload the artifact with `load_inc_model(out_dir)`.
 
-    One function: autotune and the fallback loop after it fill the same trials from the same
+    Why one function: autotune and the fallback loop after it fill the same trials from the same
     configs, export and calibration batches, and the record reads what both left.
     """
     names = list(configs)

@@ -174,7 +174,7 @@ def quantize_static(
     `attention_mask`, `token_type_ids`). The result (also written to `<out stem>.json`) records
     rows read, batch sizes, peak RSS during calibration, op counts and sizes.
 
-    One function, read top to bottom in the order things happen (checks, the calibration reader,
+    Why one function: it reads top to bottom in the order things happen (checks, the calibration reader,
     ORT's call, the record): split, the halves would pass a dozen locals between them.
     """
     if method not in CALIBRATION_METHODS:
