@@ -403,3 +403,15 @@ def test_fp16_graph_is_refused(tiny, tmp_path):
     onnx.save(model, str(tmp_path / "model.onnx"))
     with pytest.raises(ValueError, match="holds float16 weights.*Quantize the fp32 export"):
         quantize_dynamic(tmp_path / "model.onnx", tmp_path / "q.onnx", "avx2")
+
+
+def test_openvino_overflow_fix_follows_the_cpus_int8_dot_product():
+    """Without VNNI the int8 dot product saturates in int16: NNCF must quantize MatMul weights to
+    half the range there; with VNNI (or off x86) its default stays."""
+    from quantize.openvino import overflow_fix_for
+
+    assert overflow_fix_for({"sse4_2", "avx2", "fma"}) == "enable"  # Zen 3, Haswell..Coffee Lake
+    assert overflow_fix_for({"avx2", "avx512f", "avx512bw"}) == "enable"  # Skylake-SP
+    assert overflow_fix_for({"avx2", "avx512f", "avx512_vnni"}) == "default"  # Cascade Lake, Zen 4
+    assert overflow_fix_for({"avx2", "avx_vnni"}) == "default"  # Alder Lake
+    assert overflow_fix_for({"asimd", "asimddp"}) == "default"  # ARM
