@@ -48,6 +48,13 @@ FAMILIES: dict[str, Family] = {
             layers_attr="transformer.layer",
             projections=("attention.q_lin", "attention.k_lin", "attention.v_lin"),
         ),
+        # MPNet (all-mpnet-base-v2): no token types; one relative-position bias table
+        # (`encoder.relative_attention_bias`) shared by every block, added to each block's scores
+        Family(
+            "mpnet",
+            token_type_ids=False,
+            projections=("attention.attn.q", "attention.attn.k", "attention.attn.v"),
+        ),
         Family(
             "deberta-v2",
             token_type_ids=True,

@@ -160,6 +160,9 @@ class TeacherConfig(Section):
     eval_batch_size: Int = f(128, min=1, max=4096, help="evaluation batch size")
     warmup_ratio: Float = f(0.06, min=0.0, max=0.5, help="share of steps for linear warm-up")
     weight_decay: Float = f(0.01, min=0.0, max=1.0, help="AdamW weight decay")
+    train_rows: Int | None = f(
+        None, min=1, help="fine-tune on this many train rows (seeded sample); null = all"
+    )
 
     @checks
     def check(self) -> None:

@@ -41,6 +41,7 @@ HASHED_WHEN_SET = {
     "bench": {"withhold_noisy": True},
     "student": {"init_weights": "random", "prune_rows": 512},
     "task": {"type": "single_label"},
+    "teacher": {"train_rows": None},
 }
 # Sections added after runs existed: hashed only when set away from their default.
 SECTIONS_HASHED_WHEN_SET = {"transfer": TransferConfig().model_dump()}
