@@ -60,9 +60,17 @@ def test_train_rows_unset_keeps_the_teacher_hash_of_existing_runs(tmp_path):
     )
 
 
-def test_train_rows_below_one_is_refused(tmp_path):
+def test_train_rows_below_one_or_with_transfer_is_refused(tmp_path):
+    from tests.test_transfer import transfer_recipe
+
     with pytest.raises(ConfigError, match="teacher.train_rows"):
         load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe(teacher={"train_rows": 0})))
+    raw = transfer_recipe()
+    raw["teacher"]["train_rows"] = 100
+    with pytest.raises(ConfigError, match="teacher.train_rows: not supported with transfer"):
+        load_recipe(write_recipe(tmp_path / "t.yaml", raw))
+    del raw["teacher"]["train_rows"]
+    assert load_recipe(write_recipe(tmp_path / "t.yaml", raw)).transfer.enabled
 
 
 def test_the_teacher_trains_on_a_seeded_sample_of_the_train_split_only(tmp_path):

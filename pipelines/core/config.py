@@ -676,6 +676,7 @@ class Recipe(Section):
             "distill.two_step": self.distill.two_step > 0,
             "distill.cache_speedup_steps": bool(self.distill.cache_speedup_steps),
             "search.enabled": self.search.enabled,
+            "teacher.train_rows": self.teacher.train_rows is not None,  # multi-task: all rows
         }
         for key, used in refused.items():
             if used:
