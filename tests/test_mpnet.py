@@ -1,10 +1,10 @@
 """MPNet (issue #28's base-size teacher family) beyond the family matrix of tests/test_families.py,
 and `teacher.train_rows`, the seeded train subset a base-size teacher is fine-tuned on.
 
-tests/test_families.py runs the tiny MPNet through teacher, distill (hidden, attention and value-
-relation matches), export + parity, ORT dynamic/static, bench and bundle; here: OpenVINO int8 of
-its export, the refusals that apply to it, and the real all-mpnet-base-v2 folder (marker `real`,
-skipped with the fetch command when it is not fetched).
+tests/test_families.py runs the tiny MPNet through teacher, distill (hidden, attention and
+value-relation matches), export + parity, ORT dynamic/static, bench and bundle; here: OpenVINO
+and QAT int8 of its student, the refusals that apply to it, and the real all-mpnet-base-v2
+folder (marker `real`, skipped with the fetch command when it is not fetched).
 """
 
 from __future__ import annotations
@@ -130,20 +130,25 @@ def test_prune_init_of_an_mpnet_teacher_is_refused_with_the_prunable_types(tmp_p
 
 
 @pytest.mark.skipif(openvino_missing() is not None, reason=str(openvino_missing()))
-def test_openvino_int8_of_an_mpnet_student_keeps_its_predictions(tmp_path):
+def test_openvino_and_qat_int8_of_an_mpnet_student_keep_its_accuracy(tmp_path):
     build_family("mpnet", tmp_path / "model", corpus_words())
     raw = mpnet_recipe(
         tmp_path / "model",
+        distill={"qat": {"epochs": 0.5, "calibration_samples": 32}},
         quantize={"methods": ["openvino"], "teacher": False, "calibration": {"samples": 64}},
     )
     recipe = load_recipe(write_recipe(tmp_path / "r.yaml", raw))
     manifests = run_pipeline(recipe, tmp_path / "runs", target="quantize", echo=lambda _: None)
     assert manifests["teacher"]["metrics"]["accuracy"] >= 0.7
+    assert manifests["distill"]["metrics"]["qat_fake_quant_accuracy"] >= 0.6
     quantize = manifests["quantize"]
-    result = quantize["quantized"]["student-int8-openvino"]
-    assert result["quantized_ops"] > 0 and result["rejected"] is False
-    assert quantize["gate"]["accepted"] == ["student-int8-openvino"]
-    assert result["drop_points"] <= recipe.quantize.max_drop
+    # the QAT graph runs under ORT and, converted, under OpenVINO
+    methods = ["student-int8-openvino", "student-int8-qat", "student-int8-qat-openvino"]
+    assert sorted(quantize["gate"]["accepted"]) == methods
+    for name in methods:
+        result = quantize["quantized"][name]
+        assert result["rejected"] is False and result["drop_points"] <= recipe.quantize.max_drop
+    assert quantize["quantized"]["student-int8-openvino"]["quantized_ops"] > 0
 
 
 # ---------------------------------------------------------------- the real all-mpnet-base-v2
