@@ -61,12 +61,15 @@ def test_train_rows_unset_keeps_the_teacher_hash_of_existing_runs(tmp_path):
 
 
 def test_train_rows_below_one_or_with_transfer_is_refused(tmp_path):
-    from tests.test_transfer import transfer_recipe
-
     with pytest.raises(ConfigError, match="teacher.train_rows"):
         load_recipe(write_recipe(tmp_path / "r.yaml", tiny_recipe(teacher={"train_rows": 0})))
-    raw = transfer_recipe()
-    raw["teacher"]["train_rows"] = 100
+    source = {  # one source task: a multi-task (transfer) recipe
+        "name": "polarity",
+        "task": {"text_columns": ["text"], "label_column": "label", "labels": ["neg", "pos"]},
+        "data": {"source": "synthetic:sentiment_hard", "synthetic_rows": 320, "max_length": 24},
+    }
+    raw = tiny_recipe(teacher={"train_rows": 100})
+    raw["transfer"] = {"target": "sentiment", "sources": [source]}
     with pytest.raises(ConfigError, match="teacher.train_rows: not supported with transfer"):
         load_recipe(write_recipe(tmp_path / "t.yaml", raw))
     del raw["teacher"]["train_rows"]
