@@ -48,6 +48,18 @@ FAMILIES: dict[str, Family] = {
             layers_attr="transformer.layer",
             projections=("attention.q_lin", "attention.k_lin", "attention.v_lin"),
         ),
+        # MPNet (all-mpnet-base-v2): no token types; one relative-position bias table
+        # (`encoder.relative_attention_bias`, outside the blocks, so a student of copied layers
+        # keeps it) added to every block's attention scores. ORT's BERT fusion (optimum maps
+        # mpnet to "bert") finds no Attention pattern with that extra Add: LayerNorm/GELU fuse,
+        # attention stays ops. Attention maps are post-softmax with the bias in, so attention
+        # matches compare what each model attends to, as for BERT.
+        Family(
+            "mpnet",
+            token_type_ids=False,
+            projections=("attention.attn.q", "attention.attn.k", "attention.attn.v"),
+            fused_attention=False,
+        ),
         Family(
             "deberta-v2",
             token_type_ids=True,

@@ -23,6 +23,7 @@ FAMILY_NAMES = (
     "electra",
     "distilbert",
     "deberta-v2",
+    "mpnet",
 )
 
 
@@ -147,6 +148,19 @@ def build_family(family: str, folder: Path, words: list[str], num_labels: int = 
             vocab_size=len(tokenizer),
             pad_token_id=1,
             type_vocab_size=1,
+            num_hidden_layers=LAYERS,
+            **SHAPE,
+            **positions,
+        )
+    elif family == "mpnet":  # WordPiece with RoBERTa's specials, no token types
+        vocab = folder / "vocab.txt"
+        specials = ["<s>", "<pad>", "</s>", "<unk>", "[UNK]", "<mask>"]
+        vocab.write_text("\n".join([*specials, *words]) + "\n")
+        tokenizer = tf.MPNetTokenizerFast(vocab_file=str(vocab))
+        config = tf.MPNetConfig(
+            vocab_size=len(tokenizer),
+            pad_token_id=1,
+            # 32 buckets: MPNetEncoder.compute_position_bias hard-codes 32, whatever the config says
             num_hidden_layers=LAYERS,
             **SHAPE,
             **positions,

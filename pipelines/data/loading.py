@@ -246,8 +246,13 @@ def _finish(dataset, recipe: Recipe, split: str, limit: int | None, where: Where
 
 
 def _limit(dataset, recipe: Recipe, limit: int | None):
+    return seeded_rows(dataset, limit, recipe.seed)
+
+
+def seeded_rows(dataset, limit: int | None, seed: int):
+    """`limit` rows drawn by a seeded shuffle (all rows when `limit` is None or not smaller)."""
     if limit is not None and limit < len(dataset):
-        dataset = dataset.shuffle(seed=recipe.seed).select(range(limit))
+        dataset = dataset.shuffle(seed=seed).select(range(limit))
     return dataset
 
 

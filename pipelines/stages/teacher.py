@@ -16,7 +16,7 @@ import shutil
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.distributed import is_main, main_first
 from pipelines.core.models import MODEL_ARTIFACTS, save_model
-from pipelines.data.loading import require_rows, tokenize
+from pipelines.data.loading import require_rows, seeded_rows, tokenize
 from pipelines.data.words import collator
 from pipelines.teacher.model import build_teacher
 from pipelines.train.callbacks import logging_callback, sampler_rng_sync
@@ -51,7 +51,10 @@ def main(ctx: StageContext) -> StageResult:
                 t.batch_size,
                 f"teacher.batch_size is {t.batch_size}",
             )
-            train_set = tokenize(data.train, tokenizer, recipe)
+            # teacher.train_rows: a seeded sample of the train split only (a base-size teacher
+            # costs hours per epoch on CPU); the eval split and later stages keep every row
+            train_rows = seeded_rows(data.train, t.train_rows, recipe.seed)
+            train_set = tokenize(train_rows, tokenizer, recipe)
     train_info = {}
     if t.finetune:
         checkpoints = ctx.out / "checkpoints"

@@ -38,6 +38,12 @@ class TeacherConfig(TrainingKnobs):
         None, help="tokenizer folder; default: the model's, or trained on the data"
     )
     finetune: Bool = f(True, help="false: the model is already fine-tuned, only evaluate it")
+    train_rows: Int | None = f(
+        None,
+        min=1,
+        hash="when_set",
+        help="fine-tune on this many train rows (seeded sample); null = all",
+    )
 
     @checks
     def check(self) -> None:

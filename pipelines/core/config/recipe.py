@@ -86,6 +86,10 @@ REFUSALS: dict[str, Refusal] = {
         lambda r: bool(r.distill.cache_speedup_steps), NOT_SINGLE_LABEL | {TRANSFER}
     ),
     "search.enabled": Refusal(lambda r: r.search.enabled, NOT_SINGLE_LABEL | {TRANSFER}),
+    # the multi-task teacher trains on every row of every task
+    "teacher.train_rows": Refusal(
+        lambda r: r.teacher.train_rows is not None, frozenset({TRANSFER})
+    ),
     # the type's own KD (sigmoid KD, MSE to the teacher) replaces the softmax KD losses; token
     # classification is softmax KD per word, so any kd_loss applies there
     "distill.kd_loss": Refusal(
