@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,19 +20,24 @@ ORT_FILES = ("model.ort", "model.required_operators.config")
 
 def build_ort(out: Path) -> dict[str, Any]:
     """model.ort and model.required_operators.config from the bundle's model.onnx, by
-    onnxruntime's own converter (optimisations fixed for ARM, the phones ORT Mobile targets)."""
+    onnxruntime's own converter, optimisations fixed for ARM (the phones ORT Mobile targets)."""
     import onnxruntime
+    from onnxruntime.tools.convert_onnx_models_to_ort import (
+        OptimizationStyle,
+        convert_onnx_models_to_ort,
+    )
 
     with tempfile.TemporaryDirectory(prefix="distillery-ort-") as tmp:
-        shutil.copy2(out / "model.onnx", Path(tmp) / "model.onnx")
-        for extra in out.glob("model.onnx_data"):  # external weights travel with the graph
-            shutil.copy2(extra, Path(tmp) / extra.name)
-        cmd = [sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", tmp]
-        cmd += ["--optimization_style", "Fixed", "--target_platform", "arm"]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-        if done.returncode != 0 or not (Path(tmp) / "model.ort").is_file():
-            raise BundleError(f"ORT format conversion failed: {done.stderr.strip()[-800:]}")
-        shutil.copy2(Path(tmp) / "model.ort", out / "model.ort")
+        for name in ("model.onnx", "model.onnx_data"):  # external weights travel with the graph
+            if (out / name).is_file():
+                shutil.copy2(out / name, Path(tmp) / name)
+        try:
+            convert_onnx_models_to_ort(
+                Path(tmp), optimization_styles=[OptimizationStyle.Fixed], target_platform="arm"
+            )
+        except Exception as exc:  # the converter raises bare RuntimeErrors from ORT
+            raise BundleError(f"{out}/model.onnx: ORT format conversion failed: {exc}") from exc
+        shutil.copy2(Path(tmp) / "model.ort", out / ORT_FILES[0])
         ops = (Path(tmp) / "required_operators.config").read_text()
     # the converter names its temporary folder in a comment: keep the file reproducible
     ops = "\n".join(line for line in ops.splitlines() if not line.startswith("#"))

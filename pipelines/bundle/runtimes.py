@@ -324,3 +324,41 @@ def check_runtimes(
             f"<= {TOLERANCE:g})"
         )
     return results
+
+
+INT8_OPS = ("DynamicQuantizeLinear", "MatMulInteger", "QuantizeLinear", "DequantizeLinear")
+
+
+def write_edge_files(out: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """The bundle stage's part: the JavaScript runner, page and package files in every bundle
+    (they refuse an artifact they cannot run, saying why); model.ort and its operator config
+    for ONNX ones. Returns what the card reports: the .ort build and the graph's int8 ops."""
+    from modelkit.onnx_graph import op_counts
+    from pipelines.bundle.mobile import build_ort
+
+    write_js_files(out)
+    if unsupported(config, "ort"):
+        return {}
+    ops = op_counts(out / "model.onnx")
+    return {"ort": build_ort(out), "int8_ops": {k: v for k, v in ops.items() if k in INT8_OPS}}
+
+
+def check_all(
+    out: Path, rows_path: Path, batch_size: int, timing: dict[str, Any], echo
+) -> dict[str, dict[str, Any]]:
+    """Every runtime on the bundle's eval rows against predict.py (input order, the recorded
+    batch size), with latency: the bundle stage's check. Unsupported or unavailable runtimes
+    are recorded with the reason; a disagreement raises BundleError."""
+    from pipelines.bundle.verify import run_predict
+
+    expected = run_predict(out, rows_path, order="input", batch_size=batch_size)
+    return check_runtimes(
+        out,
+        list(RUNTIMES),
+        rows_path,
+        expected,
+        batch_size=batch_size,
+        timing=timing,
+        echo=echo,
+        strict=False,
+    )
