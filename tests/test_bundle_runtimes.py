@@ -12,22 +12,18 @@ from pathlib import Path
 import pytest
 
 from pipelines import cli
+from pipelines.bundle import node as runtimes_node
 from pipelines.bundle import runtimes
-from pipelines.bundle.runtimes import (
-    INSTALL,
-    TOLERANCE,
-    RuntimeSkipped,
-    RuntimeUnsupported,
-    check_runtime,
-    find_tools,
-    unsupported,
-)
+from pipelines.bundle.node import INSTALL, RuntimeSkipped, find_tools
+from pipelines.bundle.runtimes import TOLERANCE, RuntimeUnsupported, check_runtime, unsupported
 from pipelines.bundle.verify import BundleError, run_predict, verify_bundle, write_sha256sums
 from pipelines.core.config import load_recipe
 from pipelines.run.runner import run_pipeline
 from tests.conftest import tiny_recipe, write_recipe
 
-SECTIONS = {
+SECTIONS = {  # the smallest run through the report; its accuracy does not matter here
+    "data": {"synthetic_rows": 400},
+    "teacher": {"epochs": 1},
     "distill": {"epochs": 0.5, "batch_size": 16},
     "export": {"teacher": False},
     "quantize": {"methods": ["dynamic"], "teacher": False},
@@ -85,7 +81,8 @@ def test_every_bundle_ships_the_runtimes_and_the_stage_checked_them(bundle):
         assert f"  {name}\n" in sums, name
     ops = (bundle / "model.required_operators.config").read_text()
     assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops  # int8 survives the .ort
-    measured = json.loads((bundle / "manifest.json").read_text())["extra"]["bundle"]["measured"]
+    measured = json.loads((bundle / "manifest.json").read_text())["bundle"]["measured"]
+    rows = json.loads((bundle / "reference.json").read_text())["rows"]
     card = (bundle / "README.md").read_text()
     assert "com.microsoft.onnxruntime:onnxruntime-android" in card
     for name, result in measured["runtimes"].items():
@@ -93,7 +90,7 @@ def test_every_bundle_ships_the_runtimes_and_the_stage_checked_them(bundle):
             assert result == {"skipped": available(name)}
             assert INSTALL in card
             continue
-        assert result["rows"] == 160 and result["agreement"] == 1.0
+        assert result["rows"] == rows and result["agreement"] == 1.0
         assert result["max_abs_diff"] <= TOLERANCE
         assert result["cold_start"]["cold_start_s"] > 0
         assert result["steady_state"]["per_sentence_p50_ms"] > 0
@@ -101,24 +98,26 @@ def test_every_bundle_ships_the_runtimes_and_the_stage_checked_them(bundle):
 
 
 @needs("node")
-def test_predict_mjs_prints_predict_py_lines(bundle, tmp_path):
-    """Byte for byte on the eval rows: keys, label order, 6-decimal probabilities; and an
-    unreadable line answered with the same error line."""
+@pytest.mark.parametrize("options", [[], ["--on-error", "stop"], ["--format", "jsonl"]])
+def test_predict_mjs_prints_predict_py_lines(bundle, tmp_path, options):
+    """Byte for byte on eval rows and on lines it cannot read (bad UTF-8, a JSON object without
+    the text column): keys, label order, 6-decimal probabilities, error lines and messages."""
     rows = tmp_path / "rows.jsonl"
-    lines = (bundle / "eval.jsonl").read_text().splitlines()
-    rows.write_text("\n".join([*lines[:40], '{"txt": "no text column"}', "plain words"]) + "\n")
-    args = ["--input", str(rows), "--order", "input", "--batch-size", "32"]
+    good = (bundle / "eval.jsonl").read_bytes().splitlines()[:40]
+    bad = [b"ab\xe9x", b"\xed\xa0\x80z", b"end\xe2\x82", b"", b'{"txt": 1}', b"plain words"]
+    rows.write_bytes(b"\n".join(good[:20] + bad + good[20:]) + b"\n")
+    args = ["--input", str(rows), "--order", "input", "--batch-size", "8", *options]
     python = subprocess.run(
         [sys.executable, str(bundle / "predict.py"), *args], capture_output=True, text=True
     )
-    modules = runtimes.node_modules(bundle, find_tools("node")["npm"])
-    with runtimes.staged(bundle, modules) as copy:
+    modules = runtimes_node.node_modules(bundle, find_tools("node")["npm"])
+    with runtimes_node.staged(bundle, modules) as copy:
         node = subprocess.run(
             ["node", str(copy / "predict.mjs"), *args], capture_output=True, text=True
         )
-    assert node.returncode == python.returncode == 1, node.stderr
-    assert node.stdout.splitlines() == python.stdout.splitlines()
-    assert '"error": "the JSON object has no text under' in node.stdout
+    assert node.returncode == python.returncode == (2 if options[:1] == ["--on-error"] else 1)
+    assert node.stdout == python.stdout and node.stderr == python.stderr
+    assert '"error": "not valid UTF-8 (byte 0xe9 at column 3)"' in node.stdout
 
 
 @pytest.mark.parametrize("runtime", ["node", "browser", "ort"])
@@ -127,7 +126,8 @@ def test_verify_runtime_passes_on_the_bundle(bundle, runtime, capsys):
         pytest.skip(available(runtime))
     assert cli.main(["bundle", "--verify", str(bundle), "--runtime", runtime]) == 0
     out = capsys.readouterr().out
-    assert f"{runtime}: same predictions as predict.py on 160 rows" in out
+    rows = json.loads((bundle / "reference.json").read_text())["rows"]
+    assert f"{runtime}: same predictions as predict.py on {rows} rows" in out
 
 
 @pytest.mark.parametrize("runtime", ["node", "browser"])
@@ -177,8 +177,8 @@ def test_runtimes_refuse_what_they_cannot_run_with_the_reason(bundle, tmp_path):
     with pytest.raises(RuntimeUnsupported, match="node: task_type token_classification"):
         check_runtime(copy, "node", copy / "eval.jsonl", [], batch_size=32)
     if available("node") is None:  # predict.mjs itself refuses, exit 2, saying why
-        modules = runtimes.node_modules(bundle, find_tools("node")["npm"])
-        with runtimes.staged(copy, modules) as staged:
+        modules = runtimes_node.node_modules(bundle, find_tools("node")["npm"])
+        with runtimes_node.staged(copy, modules) as staged:
             done = subprocess.run(
                 ["node", str(staged / "predict.mjs")],
                 input="a sentence\n",
@@ -196,7 +196,8 @@ def test_the_ort_check_requires_predict_py_answers(bundle, tmp_path):
     flipped = [
         {**r, "probabilities": dict(reversed(list(r["probabilities"].items())))} for r in expected
     ]
-    with pytest.raises(BundleError, match="ort disagrees with predict.py on 160 of 160 rows"):
+    n = len(expected)
+    with pytest.raises(BundleError, match=f"ort disagrees with predict.py on {n} of {n} rows"):
         check_runtime(copy, "ort", rows, flipped, batch_size=32)
 
 
@@ -236,8 +237,8 @@ const wrong = cases.filter((c) => {
 console.log(JSON.stringify({ cases: cases.length, wrong: wrong.slice(0, 2) }));
 """
     )
-    modules = runtimes.node_modules(bundle, find_tools("node")["npm"])
-    with runtimes.staged(bundle, modules) as copy:
+    modules = runtimes_node.node_modules(bundle, find_tools("node")["npm"])
+    with runtimes_node.staged(bundle, modules) as copy:
         shutil.copy2(script, copy.parent / "check.mjs")
         (copy.parent / "node_modules").symlink_to(modules)
         done = subprocess.run(

@@ -10,7 +10,8 @@ import json
 from importlib import resources
 from typing import Any
 
-from pipelines.bundle.runtimes import INSTALL, TOLERANCE
+from pipelines.bundle.node import INSTALL
+from pipelines.bundle.runtimes import TOLERANCE
 
 NAMES = {
     "node": "Node (`predict.mjs`, onnxruntime-node)",

@@ -8,41 +8,37 @@ stage runs every check it can and writes the numbers into the model card;
 `distillery bundle --verify DIR --runtime node|browser|ort` repeats one. Without Node, npm or
 Chromium a check is skipped with the command that installs them, never failed; npm packages go
 to a cache outside the bundle (~/.cache/distillery/node/<hash of package.json and its lock>).
-Latency helpers: pipelines/bundle/latency.py; the card section: pipelines/bundle/edge_card.py.
+Finding Node/npm/Chromium and the npm cache: node.py; Chromium's run: browser.py; the .ort:
+mobile.py; latency: latency.py; the model card's section: edge_card.py (all in pipelines/bundle/).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 import statistics
 import subprocess
-import tempfile
-from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pipelines.bundle.node import (
+    RuntimeSkipped,
+    find_tools,
+    node_modules,
+    run_node,
+    staged,
+)
 from pipelines.bundle.verify import BundleError
 
 RUNTIMES = ("node", "browser", "ort")  # what --runtime accepts; "python" is predict.py itself
-INSTALL = "apt-get update && apt-get install -y nodejs npm chromium"
 TOLERANCE = 1e-4  # abs, on every probability (and regression value) against predict.py's
 JS_FILES = ("classifier.mjs", "predict.mjs", "index.html", "package.json", "package-lock.json")
-CHROMIUMS = ("chromium", "chromium-browser", "google-chrome")
 JS_TASK_TYPES = ("single_label", "multi_label", "regression")  # classifier.mjs's TASK_TYPES
-NPM_TIMEOUT_S = 900.0
 
 
 class RuntimeUnsupported(BundleError):
     """The runtime cannot run this bundle's artifact or task type; the message says why."""
-
-
-class RuntimeSkipped(Exception):
-    """A runtime this machine lacks (Node, npm, Chromium, the npm registry); the message says
-    how to install it. Never a failure: the bundle itself may be fine."""
 
 
 def unsupported(config: dict[str, Any], runtime: str) -> str | None:
@@ -69,74 +65,6 @@ def write_js_files(out: Path) -> None:
     """predict.mjs, classifier.mjs, index.html, package.json and its lock into the bundle."""
     for name in JS_FILES:
         (out / name).write_text(js_source(name))
-
-
-def find_tools(runtime: str, path: str | None = None) -> dict[str, str]:
-    """{tool: executable} for a runtime; RuntimeSkipped naming the install command otherwise.
-    `path` replaces $PATH in the lookup (tests point it at an empty folder)."""
-    wanted = {"node": ("node", "npm"), "browser": ("node", "npm", "chromium"), "ort": ()}[runtime]
-    found, missing = {}, []
-    for tool in wanted:
-        names = CHROMIUMS if tool == "chromium" else (tool,)
-        exe = next((w for n in names if (w := shutil.which(n, path=path))), None)
-        if exe:
-            found[tool] = exe
-        else:
-            missing.append(tool)
-    if missing:
-        raise RuntimeSkipped(
-            f"{runtime}: {', '.join(missing)} not found on PATH; install with `{INSTALL}`"
-        )
-    return found
-
-
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "distillery" / "node"
-
-
-def node_modules(bundle: Path, npm: str, cache: Path | None = None) -> Path:
-    """The bundle's npm dependencies, installed once per package.json + lock into the cache by
-    `npm ci --ignore-scripts` (onnxruntime-node's CPU binaries ship in its package; its install
-    script would fetch CUDA ones). A half-done install never becomes the cache: it is renamed
-    into place when complete."""
-    lock = (bundle / "package.json").read_bytes() + (bundle / "package-lock.json").read_bytes()
-    folder = (cache or cache_root()) / hashlib.sha256(lock).hexdigest()[:16]
-    if (folder / "node_modules" / ".package-lock.json").is_file():
-        return folder / "node_modules"
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
-    try:
-        for name in ("package.json", "package-lock.json"):
-            shutil.copy2(bundle / name, work / name)
-        cmd = [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
-        try:
-            done = subprocess.run(
-                cmd, cwd=work, capture_output=True, text=True, timeout=NPM_TIMEOUT_S
-            )
-        except subprocess.TimeoutExpired:
-            raise RuntimeSkipped(f"npm ci did not finish within {NPM_TIMEOUT_S:.0f} s") from None
-        if done.returncode != 0:
-            raise RuntimeSkipped(
-                f"npm ci failed in {work} (no access to the npm registry?): "
-                f"{done.stderr.strip()[-400:]}"
-            )
-        with suppress(OSError):  # another process installed the same lock meanwhile: use it
-            work.rename(folder)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return folder / "node_modules"
-
-
-@contextmanager
-def staged(bundle: Path, modules: Path):
-    """A copy of the bundle with node_modules linked in: Node resolves packages from the real
-    folder of predict.mjs, and the bundle itself must stay as its SHA256SUMS lists it."""
-    with tempfile.TemporaryDirectory(prefix="distillery-js-") as tmp:
-        copy = Path(tmp) / "bundle"
-        shutil.copytree(bundle, copy, ignore=shutil.ignore_patterns("node_modules"))
-        (copy / "node_modules").symlink_to(modules, target_is_directory=True)
-        yield copy
 
 
 def compare(expected: list[dict], got: list[dict], runtime: str) -> dict[str, Any]:
@@ -166,16 +94,6 @@ def compare(expected: list[dict], got: list[dict], runtime: str) -> dict[str, An
         )
     rows = len(expected)
     return {"rows": rows, "agreement": 1.0, "max_abs_diff": worst, "tolerance": TOLERANCE}
-
-
-def run_node(folder: Path, node: str, args: list[str]) -> list[dict[str, Any]]:
-    cmd = [node, str(folder / "predict.mjs"), *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    if done.returncode != 0:
-        raise BundleError(
-            f"node predict.mjs failed (exit {done.returncode}): {done.stderr.strip()[-800:]}"
-        )
-    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
 def check_runtime(

@@ -111,6 +111,28 @@ async function* lines(stream) {
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
+/** Where decoding fails, as Python's UnicodeDecodeError.start: the first byte of the first bad
+ * sequence. Streaming decodes leave an unfinished sequence at the end pending rather than
+ * failing, so "this prefix decodes" is monotonic and a binary search finds where it stops. */
+function invalidAt(raw) {
+  let [lo, hi] = [0, raw.length];
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    try {
+      new TextDecoder("utf-8", { fatal: true }).decode(raw.subarray(0, mid), { stream: true });
+      lo = mid;
+    } catch {
+      hi = mid - 1;
+    }
+  }
+  for (let k = lo - 1; k >= Math.max(0, lo - 3); k--) {
+    if ((raw[k] & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    const need = raw[k] >= 0xf0 ? 4 : raw[k] >= 0xe0 ? 3 : raw[k] >= 0xc0 ? 2 : 1;
+    return k + need > lo ? k : lo; // an unfinished sequence before lo is where it failed
+  }
+  return lo;
+}
+
 /** [line number, texts or an Error] per non-blank line (predict.py's read_rows/parse_row). */
 async function* readRows(stream, columns, fmt) {
   let number = 0;
@@ -120,7 +142,9 @@ async function* readRows(stream, columns, fmt) {
     try {
       line = utf8.decode(raw).replace(/\r$/, "");
     } catch {
-      yield [number, new Error(`line ${number}: not valid UTF-8`)];
+      const at = invalidAt(raw);
+      const byte = raw[at].toString(16).padStart(2, "0");
+      yield [number, new Error(`line ${number}: not valid UTF-8 (byte 0x${byte} at column ${at + 1})`)];
       continue;
     }
     if (!line.trim()) continue;
@@ -131,6 +155,9 @@ async function* readRows(stream, columns, fmt) {
     }
   }
 }
+
+/** A list of names as Python's repr writes it in predict.py's messages: ['text_a', 'text_b']. */
+const pylist = (names) => `[${names.map((n) => `'${n}'`).join(", ")}]`;
 
 function parseRow(line, number, columns, fmt) {
   let value = line;
@@ -145,8 +172,8 @@ function parseRow(line, number, columns, fmt) {
     const missing = columns.filter((c) => typeof value[c] !== "string");
     if (missing.length) {
       throw new Error(
-        `line ${number}: the JSON object has no text under ${JSON.stringify(missing)}; ` +
-          `expected keys ${JSON.stringify(columns)} (config.json text_columns)`,
+        `line ${number}: the JSON object has no text under ${pylist(missing)}; ` +
+          `expected keys ${pylist(columns)} (config.json text_columns)`,
       );
     }
     return columns.map((c) => value[c]);
@@ -154,7 +181,7 @@ function parseRow(line, number, columns, fmt) {
   if (typeof value === "string" && columns.length === 1) return [value];
   if (fmt === "auto" && columns.length === 1) return [line];
   throw new Error(
-    `line ${number}: expected a JSON object with keys ${JSON.stringify(columns)} ` +
+    `line ${number}: expected a JSON object with keys ${pylist(columns)} ` +
       (columns.length > 1 ? "(this model reads sentence pairs)" : "or plain text"),
   );
 }
