@@ -133,7 +133,12 @@ def cmd_bundle(args: argparse.Namespace) -> int:
             raise DistilleryError("--artifact picks what to build; --verify checks a built bundle.")
         recipe = load_recipe(args.recipe, _overrides(args)) if args.recipe else None
         data = Path(args.data) if args.data else None
-        verify_bundle(Path(args.verify), data=data, recipe=recipe, runtimes=args.runtime or ())
+        also = None
+        if args.runtime:
+            from pipelines.bundle.runtimes import verify_also
+
+            also = verify_also(Path(args.verify), args.runtime)
+        verify_bundle(Path(args.verify), data=data, recipe=recipe, also=also)
         print("verify: ok")
         return 0
     if args.data or args.runtime:

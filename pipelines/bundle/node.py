@@ -103,3 +103,9 @@ def run_node(folder: Path, node: str, args: list[str]) -> list[dict[str, Any]]:
             f"node predict.mjs failed (exit {done.returncode}): {done.stderr.strip()[-800:]}"
         )
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def tool_version(exe: str) -> str:
+    """The first line of `exe --version` (Node, Chromium), for the model card."""
+    done = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+    return done.stdout.strip().splitlines()[0] if done.stdout.strip() else "?"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
-import subprocess
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from pipelines.bundle.node import (
     node_modules,
     run_node,
     staged,
+    tool_version,
 )
 from pipelines.bundle.verify import BundleError
 
@@ -140,7 +140,7 @@ def _check_node(copy, node, rows_path, expected, batch_size, order, timing) -> d
         result["steady_state"] = measure_steady_state(
             copy, timing["sample"], timing["repeats"], threads, runner
         )
-    return result | {"version": _version(node)}
+    return result | {"version": tool_version(node)}
 
 
 def _check_browser(copy, chromium, rows_path, expected, batch_size, order, timing) -> dict:
@@ -169,7 +169,7 @@ def _check_browser(copy, chromium, rows_path, expected, batch_size, order, timin
         }
         result["steady_state"] = report["benchmark"]
         result["page_bytes"] = report.get("served_bytes")
-    return result | {"version": _version(chromium)}
+    return result | {"version": tool_version(chromium)}
 
 
 def _check_ort(bundle, rows_path, expected, batch_size, order, timing) -> dict[str, Any]:
@@ -193,11 +193,6 @@ def _check_ort(bundle, rows_path, expected, batch_size, order, timing) -> dict[s
                 copy, timing["sample"], timing["repeats"], threads
             )
     return result
-
-
-def _version(exe: str) -> str:
-    done = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
-    return done.stdout.strip().splitlines()[0] if done.stdout.strip() else "?"
 
 
 def check_runtimes(
@@ -280,3 +275,22 @@ def check_all(
         echo=echo,
         strict=False,
     )
+
+
+def verify_also(folder: Path, runtimes: list[str], echo=print):
+    """`verify_bundle(..., also=...)` for `--verify DIR --runtime X`: the rows verify reads, in
+    each runtime, held to predict.py's answers with the bundle's recorded batching."""
+    reference = json.loads((Path(folder) / "reference.json").read_text())
+
+    def also(rows_path: Path, expected: list[dict[str, Any]]) -> None:
+        check_runtimes(
+            Path(folder),
+            runtimes,
+            rows_path,
+            expected,
+            batch_size=reference["batch_size"],
+            order=reference["order"],
+            echo=echo,
+        )
+
+    return also
