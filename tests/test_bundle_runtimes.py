@@ -255,3 +255,23 @@ console.log(JSON.stringify({ cases: cases.length, wrong: wrong.slice(0, 2) }));
         )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"cases": 900, "wrong": []}
+
+
+def test_compare_holds_every_key_exactly_and_floats_to_the_tolerance():
+    from pipelines.bundle.runtimes import compare
+
+    row = {"line": 1, "label": "pos", "probabilities": {"neg": 0.2, "pos": 0.8}}
+    near = {**row, "probabilities": {"neg": 0.20005, "pos": 0.79995}}
+    result = compare([row], [near], "node")
+    assert result["agreement"] == 1.0 and result["max_abs_diff"] == pytest.approx(5e-5)
+    tags = {"line": 1, "words": ["a", "b"], "tags": ["B-X", "O"], "entities": []}
+    wrong = [
+        ([row], [{**row, "probabilities": {"neg": 0.2003, "pos": 0.7997}}]),  # off by 3e-4
+        ([row], [{**row, "probabilities": {"pos": 0.8, "neg": 0.2}}]),  # label order
+        ([row], [{"label": "pos", "line": 1, "probabilities": row["probabilities"]}]),  # keys
+        ([row], [{**row, "label": "neg"}]),
+        ([tags], [{**tags, "tags": ["O", "O"]}]),
+    ]
+    for expected, got in wrong:
+        with pytest.raises(BundleError, match="node disagrees with predict.py on 1 of 1 rows"):
+            compare(expected, got, "node")
