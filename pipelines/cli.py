@@ -154,16 +154,23 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         if args.artifact:
             raise DistilleryError("--artifact picks what to build; --verify checks a built bundle.")
         recipe = load_recipe(args.recipe, _overrides(args)) if args.recipe else None
+        also = None
+        if args.runtime:
+            from pipelines.bundle.runtimes import verify_also
+
+            also = verify_also(Path(args.verify), args.runtime)
         verify_bundle(
             Path(args.verify),
             data=Path(args.data) if args.data else None,
             recipe=recipe,
             runs_dir=Path(args.runs_dir) if recipe else None,  # the run's records: the reference
+            also=also,
         )
         print("verify: ok")
         return 0
-    if args.data:
-        raise DistilleryError("--data goes with --verify DIR (the rows to check a bundle on).")
+    if args.data or args.runtime:
+        flag = "--data" if args.data else "--runtime"
+        raise DistilleryError(f"{flag} goes with --verify DIR (it checks a built bundle).")
     if not args.recipe:
         raise DistilleryError(
             "distillery bundle: give a RECIPE to build a bundle (distillery bundle "
@@ -310,6 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--runs-dir), else on the bundle's eval.jsonl; --data adds other rows",
     )
     p.add_argument("--data", metavar="FILE", help="with --verify: labelled rows as JSON lines")
+    p.add_argument(
+        "--runtime",
+        action="append",
+        choices=("node", "browser", "ort"),  # pipelines.bundle.runtimes.RUNTIMES
+        help="with --verify: also run the rows through Node (predict.mjs), headless Chromium "
+        "(index.html) or ORT Mobile (model.ort) and require predict.py's answers; repeatable; "
+        "skipped, with the install command, where Node/npm/Chromium are missing",
+    )
     p.set_defaults(func=cmd_bundle)
 
     p = sub.add_parser(

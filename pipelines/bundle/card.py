@@ -13,6 +13,7 @@ from typing import Any
 
 from modelkit.cpu import cpu_model
 from pipelines.bench.artifacts import Artifact
+from pipelines.bundle.edge_card import edge_section
 from pipelines.bundle.verify import SUMS
 from pipelines.core.context import StageContext
 from pipelines.report.recommended_card import lineage
@@ -161,6 +162,7 @@ def _latency(ctx, artifact: Artifact, config, measured) -> list[str]:
             f"{g['p99_ms']:.3f} |"
             for g in grid
         ]
+    out += ["", *edge_section(config, measured.get("edge") or {}, measured)]  # Node, browser, .ort
     return out
 
 

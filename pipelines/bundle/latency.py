@@ -15,9 +15,12 @@ from typing import Any
 from pipelines.bundle.verify import BundleError
 
 
-def measure_cold_start(out: Path, line: str, runs: int, threads: int | None) -> dict[str, Any]:
-    """Median over `runs` fresh processes of python startup + imports + session + first line."""
-    cmd = [sys.executable, str(out / "predict.py"), "--timings"]
+def measure_cold_start(
+    out: Path, line: str, runs: int, threads: int | None, runner: list[str] | None = None
+) -> dict[str, Any]:
+    """Median over `runs` fresh processes of python startup + imports + session + first line.
+    `runner`: another command with predict.py's options and --timings (`node predict.mjs`)."""
+    cmd = [*(runner or [sys.executable, str(out / "predict.py")]), "--timings"]
     cmd += ["--threads", str(threads)] if threads else []
     samples = []
     for _ in range(runs):
@@ -56,9 +59,9 @@ def measure_cold_start(out: Path, line: str, runs: int, threads: int | None) -> 
 
 
 def measure_steady_state(
-    out: Path, rows_path: Path, repeats: int, threads: int | None
+    out: Path, rows_path: Path, repeats: int, threads: int | None, runner: list[str] | None = None
 ) -> dict[str, Any]:
-    cmd = [sys.executable, str(out / "predict.py"), "--input", str(rows_path)]
+    cmd = [*(runner or [sys.executable, str(out / "predict.py")]), "--input", str(rows_path)]
     cmd += ["--benchmark", str(repeats)] + (["--threads", str(threads)] if threads else [])
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:

@@ -136,13 +136,15 @@ def verify_bundle(
     recipe=None,
     echo: Callable[[str], None] = print,
     runs_dir: Path | None = None,
+    also: Callable[[Path, list[dict[str, Any]]], Any] | None = None,
 ) -> dict[str, Any]:
     """Prove the bundle is what the run made, else BundleError: SHA256SUMS (regular files inside
     the folder), a complete reference.json, and predict.py reproducing its recorded accuracy and
     predictions on the rows it was recorded on (the recipe's eval split, else the bundle's
     eval.jsonl; other rows there fail). With `runs_dir` (and the recipe), the run's own records
     are the reference: the bundle stage's manifest and the artifact's stage manifest. `--data`
-    rows that are not the recorded ones are reported beside the proof, not compared."""
+    rows that are not the recorded ones are reported beside the proof, not compared.
+    `also(rows file, predict.py's answers)`: a further check on the same rows (Node, a browser)."""
     folder = Path(folder)
     if not (folder / "predict.py").is_file() and not (folder / SUMS).is_file():
         raise BundleError(
@@ -201,6 +203,8 @@ def _score(folder: Path, rows, where: str, config: dict, reference: dict) -> dic
         results = run_predict(
             folder, path, order=reference["order"], batch_size=reference["batch_size"]
         )
+        if also is not None:  # the same rows elsewhere: Node, a browser (bundle/runtimes.py)
+            also(path, results)
     if len(results) != len(rows):
         raise BundleError(f"{folder}/predict.py returned {len(results)} rows for {len(rows)}.")
     try:

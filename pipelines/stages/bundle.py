@@ -1,9 +1,11 @@
 """Bundle stage: one ONNX artifact → `runs/<name>/bundle/`, a folder that runs on an edge device.
 
 setup (the artifact: `bundle.artifact`, else the report's recommendation) → copy model.onnx and
-tokenizer.json; write config.json, predict.py, requirements.txt, eval.jsonl, reference.json →
+tokenizer.json; write config.json, predict.py, requirements.txt, eval.jsonl, reference.json, the
+JavaScript runner and page and model.ort (pipelines/bundle/runtimes.py) →
 check that the bundle's predict.py, in a fresh interpreter, reproduces the pipeline's predictions
-on the eval split → time its cold start and steady-state latency in fresh processes → README.md
+on the eval split → time its cold start and steady-state latency in fresh processes → the same
+check and timings in Node, headless Chromium and ORT Mobile, where installed → README.md
 (the bundle's model card) → SHA256SUMS, written last. `distillery bundle --verify DIR` repeats
 the check later (pipelines/bundle/verify.py).
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 from pipelines.bundle.card import bundle_card
 from pipelines.bundle.labelled_rows import fingerprint, predictions_hash, split_rows, write_rows
 from pipelines.bundle.latency import measure_cold_start, measure_steady_state
+from pipelines.bundle.runtimes import check_all, write_edge_files
 from pipelines.bundle.verify import RUN_RECORDS, SUMS, write_sha256sums
 from pipelines.bundle.writer import (
     artifact_tokenizer,
@@ -41,6 +44,7 @@ def main(ctx: StageContext) -> StageResult:
     tokenizer, tok_folder = artifact_tokenizer(ctx, artifact)
     clear(out)
     config = write_files(ctx, artifact, tokenizer, tok_folder)
+    edge = write_edge_files(out, config)  # predict.mjs, index.html, package.json; model.ort
 
     rows = split_rows(ctx.data().eval, r.task)
     reference = reference_predictions(ctx, artifact, tokenizer)
@@ -58,7 +62,7 @@ def main(ctx: StageContext) -> StageResult:
     if b.include_eval:
         write_rows(out / "eval.jsonl", rows, config["text_columns"], config["labels"], r.task.type)
 
-    measured = check_and_time(ctx, rows, reference, config)
+    measured = check_and_time(ctx, rows, reference, config) | {"edge": edge}
     atomic_write_text(
         out / "README.md", bundle_card(ctx, artifact, chosen_by, config, record, measured)
     )
@@ -117,19 +121,24 @@ def check_and_time(ctx: StageContext, rows, reference: dict, config: dict) -> di
             r.task.type,
         )
         first_line = sample.read_text().splitlines()[0]
-        return {
+        measured = {
             "threads": b.threads,
             "length_batched_agreement": agreement,
             "cold_start": measure_cold_start(out, first_line, b.cold_start_runs, b.threads),
             "steady_state": measure_steady_state(out, sample, b.latency_repeats, b.threads),
         }
+        timing = {"sample": sample, "cold_start_runs": b.cold_start_runs}
+        timing |= {"repeats": b.latency_repeats, "threads": b.threads}
+        # Node, the browser, ORT Mobile against predict.py (skipped where not installed)
+        measured["runtimes"] = check_all(out, eval_path, reference["batch_size"], timing, log.info)
+        return measured
 
 
 def seal(out: Path) -> dict[str, str]:
     """Permissions a device user can read, then SHA256SUMS over every file (written last)."""
     for path in out.iterdir():  # temporary-file writes leave 0600; a device user must read them
         if path.name not in RUN_RECORDS:
-            path.chmod(0o755 if path.name == "predict.py" else 0o644)
+            path.chmod(0o755 if path.name in ("predict.py", "predict.mjs") else 0o644)
     sums = write_sha256sums(out)  # last: it covers every file written above
     (out / SUMS).chmod(0o644)
     return sums

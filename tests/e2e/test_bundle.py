@@ -86,6 +86,9 @@ def test_bundle_is_the_last_stage_and_holds_every_file(built):
         "eval.jsonl",
         "README.md",
         "SHA256SUMS",
+        # Node, the browser, ORT Mobile (tests/test_bundle_runtimes.py)
+        *("predict.mjs", "classifier.mjs", "index.html", "package.json", "package-lock.json"),
+        *("model.ort", "model.required_operators.config"),
     }
     assert expected <= {p.name for p in out.iterdir()}
     config = json.loads((out / "config.json").read_text())
