@@ -6,7 +6,7 @@ from distill.student import EMBEDDING_INITS, check_layer_count
 from modelkit.errors import InputError
 from pipelines.core.config.run_keys import TrainingKnobs
 from pipelines.core.errors import ConfigError, shown
-from pipelines.core.schema import Bool, Int, Section, Str, checks, f, names
+from pipelines.core.schema import Bool, Float, Int, Section, Str, checks, f, names
 
 
 class ModelShape(Section):
@@ -38,6 +38,14 @@ class TeacherConfig(TrainingKnobs):
         None, help="tokenizer folder; default: the model's, or trained on the data"
     )
     finetune: Bool = f(True, help="false: the model is already fine-tuned, only evaluate it")
+    min_lift: Float | None = f(
+        0.0,
+        min=0.0,
+        max=1.0,
+        help="single_label: distill starts only if the 95% lower bound of the teacher's eval "
+        "accuracy clears the majority-class share by this much; null turns the guard off",
+        hash="never",
+    )
 
     @checks
     def check(self) -> None:
