@@ -286,8 +286,7 @@ def require_rows(dataset, split: str, minimum: int, why: str) -> None:
 
 
 def tokenize(dataset, tokenizer, recipe: Recipe):
-    """Truncate to `data.max_length`, no padding (the collator pads each batch). Token
-    classification: `pipelines.data.words.tokenize_words` (labels aligned to word pieces)."""
+    """Truncate to `data.max_length`, unpadded (the collator pads); token tags: `tokenize_words`."""
     columns = recipe.task.text_columns
     if recipe.task.type == "token_classification":
         from pipelines.data.words import tokenize_words
