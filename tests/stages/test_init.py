@@ -133,7 +133,7 @@ def test_wilson_interval_matches_known_values():
 
 
 def test_guard_stops_a_chance_teacher_and_min_lift_null_lets_it_through():
-    recipe = load_recipe_dict(tiny_recipe())
+    recipe = load_recipe_dict(tiny_recipe(teacher={**tiny_recipe()["teacher"], "min_lift": 0.0}))
     labels = [0] * 60 + [1] * 40  # majority share 0.6
     with pytest.raises(
         DistilleryError,
