@@ -106,7 +106,7 @@ def test_problems_are_reported_all_at_once_by_init(tmp_path, capsys):
     assert main(["init", str(tmp_path / "nope.csv"), "--teacher", "x"]) == 2
 
 
-def test_validate_lists_every_mismatch_with_its_fix(tmp_path, capsys):
+def test_validate_lists_every_mismatch_with_its_fix(tmp_path, capsys, caplog):
     data = reviews_csv(tmp_path / "reviews.csv")
     recipe = tiny_recipe(data={"source": str(data)})
     path = write_recipe(tmp_path / "r.yaml", recipe)
@@ -124,6 +124,8 @@ def test_validate_lists_every_mismatch_with_its_fix(tmp_path, capsys):
     assert main(["validate", str(path), *fixed, "task.type=regression", "task.labels=[s]"]) == 2
     assert "which make a single_label task, not regression" in capsys.readouterr().err
     assert main(["validate", str(path), *fixed, "task.labels=[neg,pos]"]) == 0
+    # 300 rows, 10% held out: 30 eval rows, named with their interval
+    assert "the eval split has 30 rows: an accuracy of 0.90 on it reads 0.90 ± 0.1" in caplog.text
 
 
 def test_wilson_interval_matches_known_values():
