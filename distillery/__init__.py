@@ -36,11 +36,13 @@ def load(recipe: str | Path, overrides: dict[str, Any] | None = None):
 
 
 def validate(recipe: str | Path, overrides: dict[str, Any] | None = None):
-    """`distillery validate`: the recipe, plus the checks made from model configs alone."""
-    from pipelines.run.preflight import preflight_models
+    """`distillery validate`: the recipe, the checks made from model configs alone, and a local
+    data source's columns and labels against the task section."""
+    from pipelines.run.preflight import preflight_data, preflight_models
 
     loaded = load(recipe, overrides)
     preflight_models(loaded)
+    preflight_data(loaded)
     return loaded
 
 

@@ -45,10 +45,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from pipelines.run.preflight import preflight_models
 
     preflight_models(recipe)
+    from pipelines.run.preflight import preflight_data
+
+    preflight_data(recipe)  # the data's columns and labels against the task section, all at once
     print(
         f"{args.recipe}: valid (run '{recipe.name}', teacher {recipe.teacher.model or 'from config'}, "
         f"data {recipe.data.source}, student {recipe.student.init})"
     )
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from pipelines.run.recipe_init import init_recipe
+
+    _, said = init_recipe(args.data, args.teacher, args.name, args.output)
+    print(said)
     return 0
 
 
@@ -251,6 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_recipe_args(p)
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "init",
+        help="write a recipe for your data and teacher, sized to the data",
+        description="Read DATA once (CSV, TSV, JSONL, parquet, a folder of split files, a "
+        "save_to_disk folder or a hub dataset id), propose columns, labels and task type, and "
+        "write a recipe whose keys say why each value.",
+    )
+    p.add_argument("data", help="a data file or folder, or a hub dataset id")
+    p.add_argument("--teacher", required=True, help="a fine-tuned checkpoint or a base model")
+    p.add_argument("--name", help="run name (default: the data file's name)")
+    p.add_argument("-o", "--output", help="recipe path (default: recipes/NAME.yaml)")
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("run", help="run the pipeline (or one stage and what it needs)")
     _add_recipe_args(p)

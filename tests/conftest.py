@@ -70,6 +70,9 @@ def tiny_recipe(**sections) -> dict:
             "epochs": 4,
             "learning_rate": 3e-3,
             "batch_size": 16,
+            # Many tests distil a random or half-trained teacher on purpose; the guard that
+            # refuses one is tested where it is meant (tests/stages/test_init.py, test_newcomer).
+            "min_lift": None,
         },
         "student": {"init": "teacher_layers", "layers": [1]},
         "distill": {"epochs": 1, "learning_rate": 1e-3, "batch_size": 16},

@@ -182,7 +182,7 @@ def verify_bundle(
             "no recorded rows to prove it on; pass the recipe (distillery bundle --verify DIR "
             "RECIPE)."
         )
-    summary = _compare(folder, proof, where, config, reference, echo)
+    summary = _compare(folder, proof, where, config, reference, echo, also)
     if extra is not None and fingerprint(extra) != fingerprint(proof):
         summary = _score(folder, extra, f"--data {data}", config, reference)
         echo(
@@ -193,8 +193,11 @@ def verify_bundle(
     return {**summary, "files": checked}
 
 
-def _score(folder: Path, rows, where: str, config: dict, reference: dict) -> dict[str, Any]:
-    """predict.py on `rows` as reference.json says it was recorded; accuracy and hash."""
+def _score(
+    folder: Path, rows, where: str, config: dict, reference: dict, also=None
+) -> dict[str, Any]:
+    """predict.py on `rows` as reference.json says it was recorded; accuracy and hash. `also`
+    (verify_bundle's) checks the same rows in another runtime."""
     kind = config.get("task_type", "single_label")
     with tempfile.TemporaryDirectory(prefix="distillery-verify-") as tmp:
         path = write_rows(
@@ -227,7 +230,7 @@ def _score(folder: Path, rows, where: str, config: dict, reference: dict) -> dic
     }
 
 
-def _compare(folder, rows, where, config, reference, echo) -> dict[str, Any]:
+def _compare(folder, rows, where, config, reference, echo, also=None) -> dict[str, Any]:
     """The proof: on the recorded rows, the recorded accuracy and predictions, exactly."""
     name = reference["artifact"]
     if fingerprint(rows) != reference["eval_fingerprint"]:
@@ -237,7 +240,7 @@ def _compare(folder, rows, where, config, reference, echo) -> dict[str, Any]:
             "cannot be checked against the record. An edited eval.jsonl, or a recipe that is not "
             f"this bundle's: {REBUILD}"
         )
-    summary = _score(folder, rows, where, config, reference)
+    summary = _score(folder, rows, where, config, reference, also)
     if (
         summary["accuracy"] != reference["accuracy"]
         or summary["predictions_sha256"] != reference["predictions_sha256"]

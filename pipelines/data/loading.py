@@ -2,8 +2,8 @@
 
 Every split comes out with the recipe's text column(s) and a `labels` column (an index; for
 `task.type` multi_label a 0/1 list, for regression a float), checked row by row, so later stages
-never see a label they cannot handle. Tokenization truncates to
-`data.max_length` but does not pad: batches are padded dynamically by the collator.
+never see a label they cannot handle. Tokenization truncates to `data.max_length` but does not
+pad: batches are padded dynamically by the collator.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pipelines.data.labels import (
     typed_labels,
 )
 from pipelines.data.lines import first_bad_row, first_non_utf8, row_lines
+from pipelines.data.saved import is_saved_dataset, load_saved_splits
 
 FORMATS = {"jsonl": "json", "json": "json", "csv": "csv", "tsv": "csv", "parquet": "parquet"}
 
@@ -105,8 +106,10 @@ def _file_hash(paths: list[Path]) -> str:
 
 
 def _local_files(source: Source, recipe: Recipe) -> list[Path]:
-    """[train file, eval file] for a folder; [the file] for a single-file source."""
+    """[train, eval] of a folder, [the file], or every file of a save_to_disk folder."""
     d = recipe.data
+    if is_saved_dataset(source.path):
+        return sorted(p for p in source.path.rglob("*") if p.is_file())
     if source.path.is_dir():
         return [_split_file(source.path, d.train_split), _split_file(source.path, d.eval_split)]
     if source.path.suffix.lstrip(".") not in FORMATS:
@@ -120,6 +123,8 @@ def _local_files(source: Source, recipe: Recipe) -> list[Path]:
 def _load_local(source: Source, recipe: Recipe):
     """(train, eval, where): `where[split](row)` names a row's file and line for messages."""
     d = recipe.data
+    if is_saved_dataset(source.path):
+        return load_saved_splits(source.path, recipe)
     files = _local_files(source, recipe)
     if len(files) == 2:
         (train, where_t), (evaluation, where_e) = (
@@ -286,8 +291,7 @@ def require_rows(dataset, split: str, minimum: int, why: str) -> None:
 
 
 def tokenize(dataset, tokenizer, recipe: Recipe):
-    """Truncate to `data.max_length`, no padding (the collator pads each batch). Token
-    classification: `pipelines.data.words.tokenize_words` (labels aligned to word pieces)."""
+    """Truncate to `data.max_length`, unpadded (the collator pads); token tags: `tokenize_words`."""
     columns = recipe.task.text_columns
     if recipe.task.type == "token_classification":
         from pipelines.data.words import tokenize_words

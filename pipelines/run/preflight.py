@@ -240,3 +240,29 @@ def preflight_student_vocab(recipe: Recipe) -> None:
         )
     except InputError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def preflight_data(recipe: Recipe) -> None:
+    """Every mismatch between the task section and a local data source's columns and labels,
+    in one DataError; an eval split too small to tell artifacts apart is logged (a warning)."""
+    import logging
+
+    from pipelines.core.errors import DataError
+    from pipelines.core.sources import dataset_source
+    from pipelines.data.confidence import eval_size_note
+    from pipelines.data.survey import eval_rows, read_table, recipe_problems
+
+    d = recipe.data
+    if d.source.startswith("synthetic:") or dataset_source(d.source, d.subset).kind == "hub":
+        return  # generated rows match by construction; a hub dataset is checked when loaded
+    table = read_table(d.source, d.subset, d.train_split, d.eval_split)
+    problems = recipe_problems(recipe, table)
+    if problems:
+        raise DataError(
+            f"{len(problems)} problem(s) between the recipe and its data:\n  - "
+            + "\n  - ".join(problems)
+        )
+    rows = eval_rows(table, d.eval_fraction)
+    note = eval_size_note(min(rows, d.max_eval_samples or rows))
+    if note:
+        logging.getLogger("distillery").warning(note)

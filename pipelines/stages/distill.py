@@ -35,6 +35,7 @@ from pipelines.distillation.loss import loss_spec
 from pipelines.distillation.qat_phase import quantization_aware
 from pipelines.distillation.speedup import measure_cache_speedup
 from pipelines.distillation.student_choice import build_student
+from pipelines.distillation.teacher_guard import check_teacher_lift
 from pipelines.distillation.training import train_student, two_step
 from pipelines.train.checkpoints import train_loss_across_resume
 from pipelines.train.evaluation import evaluate_model
@@ -131,6 +132,8 @@ def setup(ctx: StageContext) -> Setup:
             data.train, r.data.train_split, d.batch_size, f"distill.batch_size is {d.batch_size}"
         )
         require_rows(data.eval, r.data.eval_split, 1, "evaluation needs at least one row")
+        teacher_accuracy = ctx.inputs["teacher"]["metrics"]["accuracy"]
+        check_teacher_lift(r, teacher_accuracy, list(data.eval["labels"]))
         train_set, eval_set = tokenize(data.train, tokenizer, r), tokenize(data.eval, tokenizer, r)
     student, copied = build_student(r, teacher, tokenizer, train_set)
     initial = copy.deepcopy(student)

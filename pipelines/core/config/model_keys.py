@@ -6,7 +6,7 @@ from distill.student import EMBEDDING_INITS, check_layer_count
 from modelkit.errors import InputError
 from pipelines.core.config.run_keys import TrainingKnobs
 from pipelines.core.errors import ConfigError, shown
-from pipelines.core.schema import Bool, Int, Section, Str, checks, f, names
+from pipelines.core.schema import Bool, Float, Int, Section, Str, checks, f, names
 
 
 class ModelShape(Section):
@@ -43,6 +43,14 @@ class TeacherConfig(TrainingKnobs):
         min=1,
         hash="when_set",
         help="fine-tune on this many train rows (seeded sample); null = all",
+    )
+    min_lift: Float | None = f(
+        0.0,
+        min=0.0,
+        max=1.0,
+        help="single_label: distill starts only if the 95% lower bound of the teacher's eval "
+        "accuracy clears the majority-class share by this much; null turns the guard off",
+        hash="never",
     )
 
     @checks
