@@ -2,8 +2,7 @@
 
 Every split comes out with the recipe's text column(s) and a `labels` column (an index; for
 `task.type` multi_label a 0/1 list, for regression a float), checked row by row, so later stages
-never see a label they cannot handle. Tokenization truncates to `data.max_length` but does not
-pad: batches are padded dynamically by the collator.
+never see a label they cannot handle. Tokenization truncates to `data.max_length`, unpadded.
 """
 
 from __future__ import annotations
@@ -239,7 +238,7 @@ def _finish(dataset, recipe: Recipe, split: str, limit: int | None, where: Where
     if kind == "token_classification":  # checked against each row's words: stored as checked
         words_column = recipe.task.text_columns[0]
         dataset = dataset.select_columns([words_column]).add_column("labels", encoded)
-        return _limit(dataset, recipe, limit)
+        return seeded_rows(dataset, limit, recipe.seed)
 
     def to_ids(batch):  # a map (not add_column) so datasets caches it with the source files
         return {"labels": encode(batch[label_column], labels, split)}
@@ -247,18 +246,14 @@ def _finish(dataset, recipe: Recipe, split: str, limit: int | None, where: Where
     keep = set(recipe.task.text_columns)
     drop = [c for c in dataset.column_names if c not in keep]
     dataset = dataset.map(to_ids, batched=True, remove_columns=drop, desc="labels")
-    return _limit(dataset, recipe, limit)
-
-
-def _limit(dataset, recipe: Recipe, limit: int | None):
     return seeded_rows(dataset, limit, recipe.seed)
 
 
 def seeded_rows(dataset, limit: int | None, seed: int):
     """`limit` rows drawn by a seeded shuffle (all rows when `limit` is None or not smaller)."""
-    if limit is not None and limit < len(dataset):
-        dataset = dataset.shuffle(seed=seed).select(range(limit))
-    return dataset
+    if limit is None or limit >= len(dataset):
+        return dataset
+    return dataset.shuffle(seed=seed).select(range(limit))
 
 
 def load_task_data(recipe: Recipe) -> TaskData:

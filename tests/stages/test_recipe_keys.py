@@ -220,6 +220,7 @@ USING = {  # a recipe that uses each row's key; a new row without one fails the 
     "distill.cache_speedup_steps": ["distill.cache_speedup_steps=5"],
     "search.enabled": ["search.enabled=true"],
     "distill.kd_loss": ["distill.kd_loss=mse"],
+    "teacher.train_rows": ["teacher.train_rows=100"],
     "student.init_weights prune": [
         "student.init=config",
         "student.init_weights=prune",
