@@ -1,7 +1,8 @@
 """Bundle stage: one ONNX artifact → `runs/<name>/bundle/`, a folder that runs on an edge device.
 
 setup (the artifact: `bundle.artifact`, else the report's recommendation) → copy model.onnx and
-tokenizer.json; write config.json, predict.py, requirements.txt, eval.jsonl, reference.json →
+tokenizer.json; write distillery.json (the bundle's settings), the model's HF config.json,
+predict.py, requirements.txt, eval.jsonl, reference.json →
 check that the bundle's predict.py, in a fresh interpreter, reproduces the pipeline's predictions
 on the eval split → time its cold start and steady-state latency in fresh processes → README.md
 (the bundle's model card) → SHA256SUMS, written last. `distillery bundle --verify DIR` repeats
