@@ -15,6 +15,7 @@ import logging
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
 from modelkit.errors import InputError
@@ -97,10 +98,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.core.config import load_recipe
     from pipelines.run.runner import run_pipeline
 
+    started = time.time()
     recipe = load_recipe(args.recipe, _overrides(args))
-    run_pipeline(
+    manifests = run_pipeline(
         recipe, Path(args.runs_dir), target=args.stage, force=args.force, dry_run=args.dry_run
     )
+    if args.stage is None and not args.dry_run:  # a full run: what to ship and where it is
+        from pipelines.run.summary import closing_summary
+
+        run_path = Path(args.runs_dir) / recipe.name
+        print("\n".join(closing_summary(manifests, run_path, time.time() - started)))
     return 0
 
 
