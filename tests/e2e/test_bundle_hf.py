@@ -58,7 +58,8 @@ def test_onnx_bundle_loads_with_optimum_and_pipeline(tiny_bundle):
 @pytest.mark.slow
 def test_a_bundle_built_before_distillery_json_still_verifies(tiny_bundle, tmp_path):
     from pipelines.bundle.sums import write_sha256sums
-    from pipelines.bundle.verify import BundleError, verify_bundle
+    from pipelines.bundle.verify import verify_bundle
+    from pipelines.core.errors import DistilleryError
 
     tmp, _, _ = tiny_bundle
     old = tmp_path / "old-bundle"
@@ -72,5 +73,5 @@ def test_a_bundle_built_before_distillery_json_still_verifies(tiny_bundle, tmp_p
     settings = json.loads((old / "config.json").read_text())
     (old / "config.json").write_text(json.dumps({**settings, "labels": ["a"]}))
     write_sha256sums(old)
-    with pytest.raises(BundleError):  # the old file is really the one read
+    with pytest.raises(DistilleryError, match=r"\['a'\]"):  # the old file is the one read
         verify_bundle(old, echo=lambda _: None)
