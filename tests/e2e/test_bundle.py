@@ -82,6 +82,7 @@ def test_bundle_is_the_last_stage_and_holds_every_file(built):
         "distillery.json",
         "config.json",
         "tokenizer_config.json",
+        "special_tokens_map.json",
         "predict.py",
         "requirements.txt",
         "reference.json",
