@@ -55,13 +55,23 @@ def size_mb(folder: Path, files: tuple[str, ...] = WEIGHT_FILES) -> float | None
     return sum(f.stat().st_size for f in found) / 2**20 if found else None
 
 
+def _umask() -> int:
+    """The process's umask; reading it means setting it, so it is set straight back."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
     """Call `write(handle)` on a temporary file beside `path`, fsync, then `os.replace` it onto
     `path`: a reader sees the old file or the whole new one, never a part; a failure leaves
-    neither a partial file nor the temporary one."""
+    neither a partial file nor the temporary one. The file gets the mode `open()` would give it
+    (0666 less the umask, so 0644 usually): mkstemp makes its file 0600, which would leave
+    reports and manifests unreadable to anyone else."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb" if binary else "w") as handle:
             write(handle)
             handle.flush()

@@ -15,10 +15,11 @@ import logging
 import os
 import shlex
 import sys
-import warnings
+import time
 from pathlib import Path
 
 from modelkit.errors import InputError
+from pipelines.core import quiet
 from pipelines.core.errors import DistilleryError, file_error_message
 
 
@@ -26,15 +27,56 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return [item for group in (args.set or []) for item in group]
 
 
+SET_HELP = (
+    "override recipe keys, e.g. --set teacher.epochs=1 data.max_train_samples=500; the list "
+    "ends at the first word without '=', so the recipe may follow it"
+)
+
+
 def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="path to a YAML recipe, e.g. recipes/demo.yaml")
+    parser.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE", help=SET_HELP)
+    _add_verbose(parser)
+
+
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: a subcommand's default must not overwrite `distillery --verbose run ...`
     parser.add_argument(
-        "--set",
-        action="append",
-        nargs="+",
-        metavar="KEY=VALUE",
-        help="override recipe keys, e.g. --set teacher.epochs=1 data.max_train_samples=500",
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show third-party warnings and notices too (hidden by default)",
     )
+
+
+def _end_set_lists(argv: list[str]) -> list[str]:
+    """`--set a=1 b=2 recipe.yaml` → `--set=a=1 --set=b=2 recipe.yaml`.
+
+    argparse's nargs="+" takes every word up to the next flag, the recipe included, and then
+    reports the recipe missing; written `--set=VALUE`, each takes exactly one word. A --set
+    whose first word has no '=' is left as it was, for the recipe loader's KEY=VALUE message."""
+    out: list[str] = []
+    in_set = False
+    for index, word in enumerate(argv):
+        if word == "--set" and "=" in (argv[index + 1 : index + 2] or [""])[0]:
+            in_set = True
+            continue
+        if in_set and "=" in word and not word.startswith("-"):
+            out.append(f"--set={word}")
+            continue
+        in_set = False
+        out.append(word)
+    return out
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("distillery")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed; run `make install`)"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -67,10 +109,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.core.config import load_recipe
     from pipelines.run.runner import run_pipeline
 
+    started = time.time()
     recipe = load_recipe(args.recipe, _overrides(args))
-    run_pipeline(
+    manifests = run_pipeline(
         recipe, Path(args.runs_dir), target=args.stage, force=args.force, dry_run=args.dry_run
     )
+    if args.stage is None and not args.dry_run:  # a full run: what to ship and where it is
+        from pipelines.run.summary import closing_summary
+
+        run_path = Path(args.runs_dir) / recipe.name
+        print("\n".join(closing_summary(manifests, run_path, time.time() - started)))
     return 0
 
 
@@ -255,7 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     Why one function: it is the CLI's table of contents, one `add_parser` block per command;
     split, a reader would hop between helpers to see what the CLI offers."""
     parser = argparse.ArgumentParser(prog="distillery", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"distillery {_version()}")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show third-party warnings and notices too"
+    )
+    sub = parser.add_subparsers(dest="command")  # none given: main prints the help
 
     p = sub.add_parser(
         "validate", help="check a recipe and its overrides, without running anything"
@@ -322,9 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build runs/<name>/bundle/ (running any stage not done yet), or check one.",
     )
     p.add_argument("recipe", nargs="?", help="path to a YAML recipe, e.g. recipes/demo.yaml")
-    p.add_argument(
-        "--set", action="append", nargs="+", metavar="KEY=VALUE", help="override recipe keys"
-    )
+    p.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE", help=SET_HELP)
+    _add_verbose(p)
     p.add_argument(
         "--artifact",
         help="artifact to ship, by its report name (student-int8-dynamic, student-onnx-O2); "
@@ -382,15 +433,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(_end_set_lists(sys.argv[1:] if argv is None else list(argv)))
+    if args.command is None:  # bare `distillery`: what it can do, not an argparse error
+        parser.print_help()
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for (
         handler
     ) in logging.getLogger().handlers:  # the console shows warnings; log.txt gets INFO too
         handler.setLevel(logging.WARNING)
     logging.getLogger("distillery").setLevel(logging.INFO)
-    logging.getLogger("torchao").setLevel(logging.ERROR)  # optional-kernel notices, not ours
-    warnings.filterwarnings("ignore", message="mtime may not be reliable")
+    quiet.install(verbose=args.verbose)  # third-party noise off the console unless --verbose
     from pipelines.core.distributed import finish
 
     try:

@@ -279,6 +279,13 @@ def gpu_rows(
                 plan.append((a, job))
         elif a.backend == "inc":
             skip(a, a.precision, "INC PT2E int8 (X86InductorQuantizer) runs on CPU only")
-        else:  # OpenVINO, or a backend with no GPU route here
+        elif a.backend == "openvino":
+            skip(
+                a,
+                a.precision,
+                "OpenVINO runs on the CPU here: its GPU plugin (Intel GPUs only) is not used "
+                "for NVIDIA cards",
+            )
+        else:  # a backend with no GPU route here
             skip(a, a.precision, f"the {get_backend(a.backend).label} backend runs on the CPU here")
     return rows + run_jobs(plan, timeout_s)

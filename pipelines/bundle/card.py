@@ -91,7 +91,9 @@ def _intro_and_files(ctx, artifact: Artifact, chosen_by: str, config, reference)
         + (" with its weights in `model.bin`" if engine == "openvino" else "")
         + " |",
         "| `tokenizer.json` | the tokenizer it was trained and evaluated with |",
-        "| `config.json` | labels, text columns, max length, graph input names, pad id |",
+        "| `distillery.json` | labels, text columns, max length, graph input names, pad id |",
+        "| `config.json`, `tokenizer_config.json` | the Hugging Face config (`id2label`) and "
+        "tokenizer settings, for optimum and `pipeline()` |",
         "| `predict.py` | batch prediction: text or JSON lines in, JSON lines out |",
         f"| `requirements.txt` | {engine}, tokenizers, numpy, pinned to the versions measured |",
         "| `reference.json` | recorded accuracy, fingerprint of its eval rows, predictions hash |",
@@ -227,7 +229,7 @@ def output_example(config: dict[str, Any]) -> str:
             '{"line": 1, "words": ["alice", "lives", "in", "oslo"], "tags": [...], '
             '"entities": [{"type": "PER", "start": 0, "end": 1, "text": "alice"}, ...]}'
         )
-    return f'{{"line": 1, "label": "{labels[0]}", "probabilities": {{...}}}}'
+    return f'{{"line": 1, "label": "{labels[0]}", "score": 0.98}}'
 
 
 def score_name(config: dict[str, Any]) -> str:

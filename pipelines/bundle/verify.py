@@ -5,7 +5,7 @@
     distillery bundle --verify runs/demo/bundle --data labelled.jsonl # + accuracy on other rows
 
 The proof, each step failing with one line: SHA256SUMS lists regular files inside the folder
-(`sums.py`); config.json and reference.json hold every key the check reads (a reference without
+(`sums.py`); distillery.json and reference.json hold every key the check reads (a reference without
 its predictions hash would compare predictions with themselves); with a RECIPE, the run's records
 under --runs-dir (the bundle stage's and the artifact stage's manifests, `records.py`) are the
 reference, so a bundle whose sums and reference were redone after its model changed fails; and
@@ -49,6 +49,17 @@ from pipelines.bundle.sums import (  # noqa: F401 (re-exported: the bundle stage
     write_sha256sums,
 )
 from pipelines.core.errors import file_error_message
+
+# The bundle's own settings (labels, columns, engine, padding): what predict.py, verify and the
+# JS runners read. config.json beside it is the model's Hugging Face config, so optimum's
+# ORTModel and transformers' pipeline() load the folder.
+SETTINGS = "distillery.json"
+
+
+def settings_name(folder: Path) -> str:
+    """distillery.json, or config.json in a bundle built before the settings had their own file."""
+    return SETTINGS if (Path(folder) / SETTINGS).is_file() else "config.json"
+
 
 PREDICT_TIMEOUT_S = 1800.0
 
@@ -153,7 +164,7 @@ def verify_bundle(
         )
     checked = check_sha256sums(folder)
     echo(f"{folder}: {SUMS} ok ({len(checked)} files)")
-    config = read_bundle_json(folder, "config.json", CONFIG_KEYS)
+    config = read_bundle_json(folder, settings_name(folder), CONFIG_KEYS)
     reference = read_bundle_json(folder, "reference.json", REFERENCE_KEYS)
     if runs_dir is not None:
         if recipe is None:
@@ -214,7 +225,7 @@ def _score(
         predicted = predicted_values(results, config)
     except (KeyError, ValueError, TypeError) as exc:
         raise BundleError(
-            f"{folder}/predict.py answered outside config.json's labels: {exc}"
+            f"{folder}/predict.py answered outside the bundle's labels: {exc}"
         ) from None
     gold = [label for _, label in rows]
     accuracy = TASK_TYPES[kind].score_values(

@@ -4,6 +4,7 @@ predictions (predict.py's latency: `latency.py`). The bundle stage
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from importlib import metadata, resources
@@ -15,7 +16,7 @@ from modelkit.files import ONNX_FILES
 from modelkit.task_types import TASK_TYPES
 from pipelines.bench.artifacts import OV_FILES, Artifact, discover_artifacts
 from pipelines.bundle.labelled_rows import gold_value, predicted_values
-from pipelines.bundle.verify import run_predict
+from pipelines.bundle.verify import SETTINGS, run_predict
 from pipelines.core.context import StageContext
 from pipelines.core.errors import DistilleryError, StageFailedError
 from pipelines.core.runs import atomic_write_json, atomic_write_text
@@ -35,6 +36,13 @@ SHIPPABLE = ("onnxruntime", "openvino")  # backends a bundle can carry
 # onnx_logits at export.batch_size, the quantize stage at onnx_logits' default of 32. The
 # reference must batch the same way: dynamic int8 scales each batch by its own range.
 QUANTIZE_EVAL_BATCH = 32
+# Tokenizer files shipped beside tokenizer.json for AutoTokenizer (special tokens, lower case).
+HF_TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json")
+PROBLEM_TYPES = {
+    "single_label": "single_label_classification",
+    "multi_label": "multi_label_classification",
+    "regression": "regression",
+}
 
 
 def predict_source() -> str:
@@ -149,8 +157,29 @@ def clear(out: Path) -> None:
             path.unlink()
 
 
+def write_hf_config(out: Path, sources: list[Path], recipe) -> None:
+    """The model's Hugging Face config.json with the recipe's label names, so `id2label` gives
+    pipeline() the bundle's labels; nothing is written where no source has one (a foreign
+    artifact), and the bundle still works through predict.py."""
+    found = next((f / "config.json" for f in sources if (f / "config.json").is_file()), None)
+    if found is None:
+        log.warning(
+            "bundle: no Hugging Face config.json beside the artifact; optimum can't load it"
+        )
+        return
+    config = json.loads(found.read_text())
+    config.pop("auto_map", None)  # a teacher's own code is not shipped (nor trusted) here
+    labels = list(recipe.task.labels)
+    config["id2label"] = {str(i): name for i, name in enumerate(labels)}
+    config["label2id"] = {name: i for i, name in enumerate(labels)}
+    if recipe.task.type in PROBLEM_TYPES:
+        config["problem_type"] = PROBLEM_TYPES[recipe.task.type]
+    atomic_write_json(out / "config.json", config)
+
+
 def write_files(ctx: StageContext, artifact: Artifact, tokenizer, tok_folder: Path) -> dict:
-    """Copy the model and tokenizer and write config.json, predict.py, requirements.txt."""
+    """Copy the model and tokenizer; write distillery.json, the HF config.json, predict.py and
+    requirements.txt."""
     out, r = ctx.out, ctx.recipe
     source = Path(artifact.path)
     for name in model_files(artifact):
@@ -160,6 +189,9 @@ def write_files(ctx: StageContext, artifact: Artifact, tokenizer, tok_folder: Pa
         shutil.copy2(tok_folder / "tokenizer.json", out / "tokenizer.json")
     else:
         tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    for name in HF_TOKENIZER_FILES:
+        if (tok_folder / name).is_file():
+            shutil.copy2(tok_folder / name, out / name)
     if artifact.backend == "openvino":
         from quantize.openvino import PRECISION_HINT, OVClassifier
 
@@ -192,7 +224,8 @@ def write_files(ctx: StageContext, artifact: Artifact, tokenizer, tok_folder: Pa
         "batch_size": r.bundle.batch_size,
     }
     config.update(bundle_tasks(r, source))  # a multi-task graph: `predict.py --task NAME`
-    atomic_write_json(out / "config.json", config)
+    atomic_write_json(out / SETTINGS, config)
+    write_hf_config(out, [source, tok_folder], r)
     atomic_write_text(out / "predict.py", predict_source())
     atomic_write_text(out / "requirements.txt", requirements(config["engine"]))
     return config

@@ -98,7 +98,7 @@ STAGES: dict[str, Stage] = {
             ("seed", "task", "data", "quantize", "transfer"),
             ("distill", "export"),
             "pipelines.stages.quantize",
-            "int8: ORT dynamic and static, Neural Compressor; accuracy gate",
+            "int8: ORT dynamic and static, Neural Compressor, OpenVINO (NNCF); accuracy gate",
         ),
         Stage(
             "bench",

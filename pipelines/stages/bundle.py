@@ -1,8 +1,9 @@
 """Bundle stage: one ONNX artifact → `runs/<name>/bundle/`, a folder that runs on an edge device.
 
 setup (the artifact: `bundle.artifact`, else the report's recommendation) → copy model.onnx and
-tokenizer.json; write config.json, predict.py, requirements.txt, eval.jsonl, reference.json, the
-JavaScript runner and page and model.ort (pipelines/bundle/runtimes.py) →
+tokenizer.json; write distillery.json (the bundle's settings), the model's HF config.json,
+predict.py, requirements.txt, eval.jsonl, reference.json, the JavaScript runner and page and
+model.ort (pipelines/bundle/runtimes.py) →
 check that the bundle's predict.py, in a fresh interpreter, reproduces the pipeline's predictions
 on the eval split → time its cold start and steady-state latency in fresh processes → the same
 check and timings in Node, headless Chromium and ORT Mobile, where installed → README.md

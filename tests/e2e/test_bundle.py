@@ -79,7 +79,10 @@ def test_bundle_is_the_last_stage_and_holds_every_file(built):
     expected = {
         "model.onnx",
         "tokenizer.json",
+        "distillery.json",
         "config.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
         "predict.py",
         "requirements.txt",
         "reference.json",
@@ -91,7 +94,7 @@ def test_bundle_is_the_last_stage_and_holds_every_file(built):
         *("model.ort", "model.required_operators.config"),
     }
     assert expected <= {p.name for p in out.iterdir()}
-    config = json.loads((out / "config.json").read_text())
+    config = json.loads((out / "distillery.json").read_text())
     assert config["labels"] == ["negative", "positive"] and config["max_length"] == 24
     assert set(config["input_names"]) <= {"input_ids", "attention_mask", "token_type_ids"}
     assert "input_ids" in config["input_names"]
@@ -204,19 +207,19 @@ def test_verify_passes_fresh_and_names_an_altered_or_missing_file(built, tmp_pat
     assert cli.main(["bundle", "--verify", str(copy), "--data", str(subset)]) == 0
     assert "on 10 rows" in capsys.readouterr().out  # other rows: reported, not compared
 
-    config = json.loads((copy / "config.json").read_text())
-    (copy / "config.json").write_text(json.dumps({**config, "max_length": 8}))
+    config = json.loads((copy / "distillery.json").read_text())
+    (copy / "distillery.json").write_text(json.dumps({**config, "max_length": 8}))
     assert cli.main(["bundle", "--verify", str(copy)]) == 2
     err = capsys.readouterr().err
-    assert f"{copy}/config.json: altered after the bundle was built" in err
-    (copy / "config.json").write_text(json.dumps(config, indent=2) + "\n")  # as written
+    assert f"{copy}/distillery.json: altered after the bundle was built" in err
+    (copy / "distillery.json").write_text(json.dumps(config, indent=2) + "\n")  # as written
     (copy / "tokenizer.json").unlink()
     (copy / "numpy.py").write_text("raise SystemExit('shadowed')\n")
     assert cli.main(["bundle", "--verify", str(copy)]) == 2
     err = capsys.readouterr().err
     assert f"{copy}/tokenizer.json: listed in SHA256SUMS but missing" in err
     assert f"{copy}/numpy.py: not listed in SHA256SUMS" in err
-    assert "config.json" not in err
+    assert "distillery.json" not in err
 
 
 def test_predict_reads_text_json_and_pairs_and_names_bad_lines():
@@ -244,7 +247,7 @@ def test_predict_reads_text_json_and_pairs_and_names_bad_lines():
         (
             2,
             "line 2: the JSON object has no text under ['text']; expected keys ['text'] "
-            "(config.json text_columns)",
+            "(distillery.json text_columns)",
         ),
     ]
     assert errors(["not json"], ["text"], "jsonl") == [
@@ -319,7 +322,7 @@ def test_predict_runs_in_a_clean_venv_with_only_its_requirements(built, tmp_path
     rows = [json.loads(line)["text"] for line in (out / "eval.jsonl").read_text().splitlines()]
     texts = rows[:6] + ["not good at all", "a truly great film " * 10]  # the last one truncated
     done = subprocess.run(
-        [str(python), str(out / "predict.py"), "--threads", "1"],
+        [str(python), str(out / "predict.py"), "--threads", "1", "--probabilities"],
         input="\n".join(texts) + "\n",
         capture_output=True,
         text=True,
@@ -330,6 +333,7 @@ def test_predict_runs_in_a_clean_venv_with_only_its_requirements(built, tmp_path
     results = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["line"] for r in results] == list(range(1, len(texts) + 1))
     assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-5 for r in results)
+    assert all(r["score"] == max(r["probabilities"].values()) for r in results)
     reference = json.loads((out / "reference.json").read_text())
     expected = pipeline_predictions(path, reference["artifact"], texts)
     assert [["negative", "positive"].index(r["label"]) for r in results] == expected

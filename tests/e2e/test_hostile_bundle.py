@@ -110,8 +110,8 @@ def sums_naming(how: str):
 
 def symlink_out(folder: Path, built) -> None:
     outside = folder.parent / "outside.json"
-    shutil.move(folder / "config.json", outside)
-    (folder / "config.json").symlink_to(outside)  # same bytes: only the link is wrong
+    shutil.move(folder / "distillery.json", outside)
+    (folder / "distillery.json").symlink_to(outside)  # same bytes: only the link is wrong
 
 
 TAMPERINGS = {
@@ -119,7 +119,7 @@ TAMPERINGS = {
     "reference without predictions_sha256": (drop_the_predictions_hash, "predictions_sha256"),
     "sums name ../secret.txt": (sums_naming("relative"), "outside the bundle folder"),
     "sums name an absolute path": (sums_naming("absolute"), "outside the bundle folder"),
-    "a listed file is a symlink out": (symlink_out, "config.json: a symbolic link"),
+    "a listed file is a symlink out": (symlink_out, "distillery.json: a symbolic link"),
 }
 
 
@@ -167,25 +167,25 @@ def test_a_rewritten_reference_fails_against_the_runs_records(copy, built):
 @pytest.mark.parametrize(
     "damage, message",
     [
-        ("config", "config.json: not valid JSON at line 1"),
+        ("config", "distillery.json: not valid JSON at line 1"),
         ("sums", "SHA256SUMS: not UTF-8 text (byte 0xff"),
         ("data", "line 2 is not UTF-8 text (byte 0xe9)"),
-        ("labels", "config.json: incomplete: labels"),
-        ("model path", "config.json: incomplete: model (a file name in the bundle folder)"),
+        ("labels", "distillery.json: incomplete: labels"),
+        ("model path", "distillery.json: incomplete: model (a file name in the bundle folder)"),
     ],
 )
 def test_malformed_bundle_files_are_one_line(copy, damage, message, tmp_path, capsys):
     args = ["bundle", "--verify", str(copy)]
     if damage == "config":
-        (copy / "config.json").write_text('{"labels": ["a", ')
+        (copy / "distillery.json").write_text('{"labels": ["a", ')
         write_sha256sums(copy)
     elif damage == "labels":
-        config = json.loads((copy / "config.json").read_text())
-        (copy / "config.json").write_text(json.dumps({**config, "labels": "ab"}))
+        config = json.loads((copy / "distillery.json").read_text())
+        (copy / "distillery.json").write_text(json.dumps({**config, "labels": "ab"}))
         write_sha256sums(copy)
     elif damage == "model path":  # the model outside the folder SHA256SUMS covers
-        config = json.loads((copy / "config.json").read_text())
-        (copy / "config.json").write_text(json.dumps({**config, "model": "../model.onnx"}))
+        config = json.loads((copy / "distillery.json").read_text())
+        (copy / "distillery.json").write_text(json.dumps({**config, "model": "../model.onnx"}))
         write_sha256sums(copy)
     elif damage == "sums":
         (copy / "SHA256SUMS").write_bytes(b"\xff\xfe" + (copy / "SHA256SUMS").read_bytes())
@@ -217,15 +217,15 @@ def predict(folder: Path, *args: str, stdout=subprocess.PIPE) -> subprocess.Comp
         ("missing input", "--input {copy}/nope.txt: No such file or directory"),
         ("input is a folder", "--input {copy}: a folder; give a file of rows"),
         ("full disk", "error: the output: No space left on device"),
-        ("labels", "config.json labels: [] is not a non-empty list of label names"),
-        ("max_length", "config.json max_length: 1000000000000 is not a token count"),
-        ("config not JSON", "config.json: not valid JSON at line 1"),
-        ("model path", "config.json model: '/etc/passwd' is not a file name in this folder"),
+        ("labels", "distillery.json labels: [] is not a non-empty list of label names"),
+        ("max_length", "distillery.json max_length: 1000000000000 is not a token count"),
+        ("config not JSON", "distillery.json: not valid JSON at line 1"),
+        ("model path", "distillery.json model: '/etc/passwd' is not a file name in this folder"),
     ],
 )
 def test_predict_refuses_in_one_line(copy, case, message):
     args, stdout = ["--input", str(copy / "eval.jsonl")], subprocess.PIPE
-    config = json.loads((copy / "config.json").read_text())
+    config = json.loads((copy / "distillery.json").read_text())
     if case == "missing input":
         args = ["--input", str(copy / "nope.txt")]
     elif case == "input is a folder":
@@ -233,13 +233,13 @@ def test_predict_refuses_in_one_line(copy, case, message):
     elif case == "full disk":
         stdout = open("/dev/full", "w")  # noqa: SIM115
     elif case == "labels":
-        (copy / "config.json").write_text(json.dumps({**config, "labels": []}))
+        (copy / "distillery.json").write_text(json.dumps({**config, "labels": []}))
     elif case == "max_length":
-        (copy / "config.json").write_text(json.dumps({**config, "max_length": 10**12}))
+        (copy / "distillery.json").write_text(json.dumps({**config, "max_length": 10**12}))
     elif case == "model path":
-        (copy / "config.json").write_text(json.dumps({**config, "model": "/etc/passwd"}))
+        (copy / "distillery.json").write_text(json.dumps({**config, "model": "/etc/passwd"}))
     else:
-        (copy / "config.json").write_text('{"labels": ')
+        (copy / "distillery.json").write_text('{"labels": ')
     done = predict(copy, *args, stdout=stdout)
     assert done.returncode == 2, done.stderr
     assert message.format(copy=copy) in done.stderr, done.stderr

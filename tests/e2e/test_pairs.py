@@ -61,7 +61,7 @@ def test_pairs_keep_parity_and_reach_the_bundle(pair_run):
     family, recipe, run, manifests = pair_run
     export = manifests["export"]["metrics"]
     assert export["agreement"] == 1.0 and export["fused_agreement"] >= 0.999
-    config = json.loads((run / "bundle" / "config.json").read_text())
+    config = json.loads((run / "bundle" / "distillery.json").read_text())
     assert config["text_columns"] == ["text_a", "text_b"]
     summary = verify_bundle(run / "bundle", recipe=recipe, echo=lambda _: None)
     assert summary["same_rows"] and summary["accuracy"] == summary["recorded_accuracy"]

@@ -106,7 +106,7 @@ def test_scores_are_the_types_metric_recomputed_from_the_saved_models(typed_run)
 def test_the_bundle_answers_in_the_types_form(typed_run):
     name, recipe, run, manifests = typed_run
     bundle = run / "bundle"
-    config = json.loads((bundle / "config.json").read_text())
+    config = json.loads((bundle / "distillery.json").read_text())
     assert config["task_type"] == name
     summary = verify_bundle(bundle, recipe=recipe, echo=lambda _: None)
     assert summary["same_rows"] and summary["accuracy"] == summary["recorded_accuracy"]

@@ -108,7 +108,7 @@ def test_entity_f1_is_recomputed_from_the_saved_models(token_run):
 def test_the_bundle_tags_words_and_names_entities(token_run, tmp_path):
     recipe, run, manifests = token_run
     bundle = run / "bundle"
-    config = json.loads((bundle / "config.json").read_text())
+    config = json.loads((bundle / "distillery.json").read_text())
     assert config["task_type"] == "token_classification"
     summary = verify_bundle(bundle, recipe=recipe, echo=lambda _: None)
     assert summary["same_rows"] and summary["accuracy"] == summary["recorded_accuracy"]

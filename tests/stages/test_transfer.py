@@ -312,13 +312,13 @@ def test_multitask_run_per_task_metrics_lambda_and_export_parity(transfer_run):
 def test_bundle_predicts_each_task_with_its_labels(transfer_run):
     _, runs = transfer_run
     bundle = runs / "tiny" / "bundle"
-    config = json.loads((bundle / "config.json").read_text())
+    config = json.loads((bundle / "distillery.json").read_text())
     assert [t["name"] for t in config["tasks"]] == ["sentiment", "polarity", "topic"]
     assert config["tasks"][2]["output_name"] == "logits_topic"
     line = "the music part : the story is not great\n"
     for task, labels in (("topic", SOURCES[1]["task"]["labels"]), ("polarity", ["neg", "pos"])):
         out = subprocess.run(
-            [sys.executable, "predict.py", "--task", task],
+            [sys.executable, "predict.py", "--task", task, "--probabilities"],
             input=line,
             cwd=bundle,
             capture_output=True,
@@ -330,7 +330,7 @@ def test_bundle_predicts_each_task_with_its_labels(transfer_run):
         assert list(answer["probabilities"]) == labels
     default = json.loads(
         subprocess.run(
-            [sys.executable, "predict.py"],
+            [sys.executable, "predict.py", "--probabilities"],
             input=line,
             cwd=bundle,
             capture_output=True,

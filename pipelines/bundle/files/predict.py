@@ -6,12 +6,14 @@
     python predict.py --input sentences.txt --threads 2 > predictions.jsonl
 
 Input, one row per line (blank lines are skipped): plain text, or a JSON object holding the text
-column(s) named in config.json (`text_columns`; two of them for sentence pairs), or a JSON string.
-A multi-task bundle answers for its target task, or for `--task NAME` (one of config.json's
+column(s) named in distillery.json (`text_columns`; two of them for sentence pairs), or a JSON string.
+A multi-task bundle answers for its target task, or for `--task NAME` (one of distillery.json's
 `tasks`, each the ONNX output `logits_<name>` of the same graph, with its own labels).
-Output, one JSON line per row and in input order:
-    {"line": 3, "label": "positive", "probabilities": {"negative": 0.02, "positive": 0.98}}
-(config.json `task_type` multi_label: `"labels": [...]`, the labels whose sigmoid is over 0.5,
+Output, one JSON line per row and in input order, `label` and `score` as transformers'
+text-classification pipeline answers (`--probabilities` adds every label's):
+    {"line": 3, "label": "positive", "score": 0.98}
+    {"line": 3, "label": "positive", "score": 0.98, "probabilities": {"negative": 0.02, "positive": 0.98}}
+(distillery.json `task_type` multi_label: `"labels": [...]`, the labels whose sigmoid is over 0.5,
 and each label's probability; regression: `"value": 3.52`; token_classification: the input is a
 list of words (a JSON object's text column, or plain text split on spaces) and the answer
 `"words"`, `"tags"` (one BIO tag per word, read on its first word piece), `"entities"` (type,
@@ -22,7 +24,7 @@ A line that cannot be read (not UTF-8, not the JSON the model needs) gets an err
 also reported on standard error, and the other lines are still predicted (exit status 1 at the
 end); `--on-error stop` stops at that line instead, after writing every prediction before it.
 
-Needs only tokenizers, numpy and the engine config.json names: onnxruntime for `model.onnx`, or
+Needs only tokenizers, numpy and the engine distillery.json names: onnxruntime for `model.onnx`, or
 openvino for `model.xml` (requirements.txt lists the one this bundle needs). An OpenVINO model
 runs at INFERENCE_PRECISION_HINT f32, the precision its accuracy was measured in, compiled for
 each batch shape it meets (kept for reuse).
@@ -119,16 +121,18 @@ class Predictor:
     """The bundle's tokenizer and model engine, and the batching that feeds them."""
 
     def __init__(self, folder: Path = HERE, threads: int = 0, task: str | None = None):
-        path = folder / "config.json"
+        path = folder / "distillery.json"
+        if not path.is_file() and (folder / "config.json").is_file():
+            path = folder / "config.json"  # a bundle built before distillery.json held these
         try:
             self.config = check_config(json.loads(path.read_bytes()))
         except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError included
             if isinstance(exc, InputError):
                 raise
             why = file_error_message(exc)
-            raise InputError(f"{path}: {why}; restore the bundle's own config.json") from None
+            raise InputError(f"{path}: {why}; restore the bundle's own distillery.json") from None
         tasks = {t["name"]: t for t in self.config.get("tasks") or []}
-        if task is not None:  # a multi-task bundle: one output per task (config.json `tasks`)
+        if task is not None:  # a multi-task bundle: one output per task (distillery.json `tasks`)
             if task not in tasks:
                 known = ", ".join(tasks) or "none: this bundle has one task"
                 raise InputError(f"--task {task!r}: unknown task; this bundle's tasks: {known}")
@@ -143,7 +147,9 @@ class Predictor:
         self.tokenizer.enable_truncation(max_length=int(self.config["max_length"]))
         engine = self.config.get("engine", "onnxruntime")
         if engine not in ENGINES:
-            raise InputError(f"config.json engine {engine!r}: this script runs {sorted(ENGINES)}")
+            raise InputError(
+                f"distillery.json engine {engine!r}: this script runs {sorted(ENGINES)}"
+            )
         self.engine = ENGINES[engine](folder, self.config, threads)
         self.inputs = self.engine.inputs
         unknown = sorted(set(self.inputs) - set(MODEL_INPUTS))
@@ -204,8 +210,14 @@ class Predictor:
         return {name: columns[name].astype(kind) for name, kind in self.inputs.items()}
 
     def predict(
-        self, rows: list[tuple[str, ...]], batch_size: int = 32, order: str = "length"
+        self,
+        rows: list[tuple[str, ...]],
+        batch_size: int = 32,
+        order: str = "length",
+        probabilities: bool = False,
     ) -> list[dict]:
+        """One answer per row (see the module docstring); `probabilities`: single-label answers
+        carry every label's too (multi-label ones always do)."""
         kind = self.kind
         if kind == "token_classification":
             encodings = self.encode(rows)
@@ -230,15 +242,16 @@ class Predictor:
             ]
         probs = np.exp(logits - logits.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)
-        return [
-            {
-                "label": self.labels[int(np.argmax(row_logits))],
-                "probabilities": {
+        answers = []
+        for row_logits, row_probs in zip(logits, probs, strict=True):
+            best = int(np.argmax(row_logits))
+            answer = {"label": self.labels[best], "score": round(float(row_probs[best]), 6)}
+            if probabilities:
+                answer["probabilities"] = {
                     k: round(float(p), 6) for k, p in zip(self.labels, row_probs, strict=True)
-                },
-            }
-            for row_logits, row_probs in zip(logits, probs, strict=True)
-        ]
+                }
+            answers.append(answer)
+        return answers
 
     def _tagged(self, words: list[str], word_ids: list, logits: np.ndarray) -> dict:
         """Each word's tag (argmax on its first piece; "O" for a word with no pieces, such as a
@@ -266,7 +279,7 @@ class Predictor:
         return out
 
 
-# config.json keys this script reads: key → (check, what it must be).
+# distillery.json keys this script reads: key → (check, what it must be).
 CONFIG_CHECKS = {
     "labels": (
         lambda v: isinstance(v, list) and v and all(isinstance(x, str) for x in v),
@@ -294,16 +307,18 @@ def _whole(value) -> bool:
 
 
 def check_config(config) -> dict:
-    """config.json as this script needs it; InputError naming the first key that makes no sense
+    """distillery.json as this script needs it; InputError naming the first key that makes no sense
     (a bundle edited by hand, or from another tool)."""
     if not isinstance(config, dict):
-        raise InputError("config.json: not a JSON object; restore the bundle's own config.json")
+        raise InputError(
+            "distillery.json: not a JSON object; restore the bundle's own distillery.json"
+        )
     for key, (ok, what) in CONFIG_CHECKS.items():
         if (key in config or key not in ("batch_size", "model")) and not ok(config.get(key)):
             shown = repr(config.get(key))
             shown = shown if len(shown) <= 80 else shown[:77] + "..."
             raise InputError(
-                f"config.json {key}: {shown} is not {what}; restore the bundle's own config.json"
+                f"distillery.json {key}: {shown} is not {what}; restore the bundle's own distillery.json"
             )
     return config
 
@@ -384,7 +399,7 @@ def parse_row(line: str, number: int, columns: list[str], fmt: str, words: bool 
         if missing:
             raise InputError(
                 f"line {number}: the JSON object has no text under {missing}; "
-                f"expected keys {columns} (config.json text_columns)"
+                f"expected keys {columns} (distillery.json text_columns)"
             )
         return tuple(value[c] for c in columns)
     if isinstance(value, str) and len(columns) == 1:
@@ -418,7 +433,7 @@ def parse_words(line: str, number: int, column: str, fmt: str) -> list[str]:
         if not (isinstance(found, list) and found and all(isinstance(w, str) for w in found)):
             raise InputError(
                 f"line {number}: the JSON object needs a non-empty list of words under "
-                f"'{column}' (config.json text_columns)"
+                f"'{column}' (distillery.json text_columns)"
             )
         return found
     found = (value if isinstance(value, str) else line).split()
@@ -466,7 +481,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--input", type=Path, help="a file of rows (default: standard input)")
     parser.add_argument("--format", choices=("auto", "text", "jsonl"), default="auto")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads; 0: ORT default")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: config.json's")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: distillery.json's")
     parser.add_argument(
         "--order",
         choices=("length", "input"),
@@ -486,8 +501,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--timings", action="store_true", help="JSON timings on standard error")
     parser.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="single-label: add every label's probability to each answer (label and score alone "
+        "by default, as transformers' pipeline answers)",
+    )
+    parser.add_argument(
         "--task",
-        help="a multi-task bundle: the task whose head answers (config.json `tasks`); default: "
+        help="a multi-task bundle: the task whose head answers (distillery.json `tasks`); default: "
         "the target task",
     )
     parser.add_argument(
@@ -589,7 +610,9 @@ def run(argv: list[str] | None = None) -> int:
                 chunk = chunk[:bad] + [chunk[bad]]  # predict what came before, then stop
             good = [(n, t) for n, t in chunk if not isinstance(t, InputError)]
             results = iter(
-                predictor.predict([t for _, t in good], batch_size, args.order) if good else []
+                predictor.predict([t for _, t in good], batch_size, args.order, args.probabilities)
+                if good
+                else []
             )
             for number, texts in chunk:
                 if isinstance(texts, InputError):
