@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipelines.bundle.verify import BundleError
+from pipelines.bundle.verify import BundleError, settings_name
 
 ORT_FILES = ("model.ort", "model.required_operators.config")
 
@@ -57,10 +57,11 @@ def operator_sets(config_text: str) -> dict[str, list[str]]:
 
 @contextmanager
 def ort_as_model(bundle: Path):
-    """A copy of the bundle whose config.json names model.ort: predict.py runs it unchanged."""
+    """A copy of the bundle whose settings (distillery.json) name model.ort: predict.py runs it unchanged."""
     with tempfile.TemporaryDirectory(prefix="distillery-ort-") as tmp:
         copy = Path(tmp) / "bundle"
         shutil.copytree(bundle, copy, ignore=shutil.ignore_patterns("model.onnx*"))
-        config = json.loads((copy / "config.json").read_text())
-        (copy / "config.json").write_text(json.dumps({**config, "model": "model.ort"}))
+        settings = copy / settings_name(copy)
+        config = json.loads(settings.read_text())
+        settings.write_text(json.dumps({**config, "model": "model.ort"}))
         yield copy

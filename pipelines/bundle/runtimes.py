@@ -29,7 +29,7 @@ from pipelines.bundle.node import (
     staged,
     tool_version,
 )
-from pipelines.bundle.verify import BundleError
+from pipelines.bundle.verify import BundleError, settings_name
 
 RUNTIMES = ("node", "browser", "ort")  # what --runtime accepts; "python" is predict.py itself
 TOLERANCE = 1e-4  # abs, on every probability (and regression value) against predict.py's
@@ -74,15 +74,19 @@ def compare(expected: list[dict], got: list[dict], runtime: str) -> dict[str, An
         raise BundleError(f"{runtime}: {len(got)} answers for {len(expected)} rows")
     bad, worst = [], 0.0
     for i, (a, b) in enumerate(zip(expected, got, strict=True)):
+        if "score" in a and "probabilities" not in a:  # the page always adds every label's
+            b = {k: v for k, v in b.items() if k != "probabilities"}
         pa, pb = a.get("probabilities", {}), b.get("probabilities", {})
         numbers = [(pa[k], pb.get(k)) for k in pa]
-        if "value" in a:  # regression
-            numbers.append((a["value"], b.get("value")))
+        for key in ("value", "score"):  # regression's value; single-label's top probability
+            if key in a:
+                numbers.append((a[key], b.get(key)))
         diffs = [abs(x - y) if isinstance(y, int | float) else float("inf") for x, y in numbers]
         worst = max([worst, *diffs])
         # everything but the floats exactly: line, label(s), tags and entities, key order
         exact = [
-            {k: v for k, v in r.items() if k not in ("probabilities", "value")} for r in (a, b)
+            {k: v for k, v in r.items() if k not in ("probabilities", "value", "score")}
+            for r in (a, b)
         ]
         same = list(a) == list(b) and list(pa) == list(pb) and exact[0] == exact[1]
         if not same or (diffs and max(diffs) > TOLERANCE):
@@ -114,7 +118,7 @@ def check_runtime(
     (same batch size and order); with `timing` ({"sample": rows file, "cold_start_runs",
     "repeats", "threads"}) also its cold start and steady-state latency. RuntimeUnsupported,
     RuntimeSkipped (nothing to run it with) or BundleError (it disagrees)."""
-    config = json.loads((bundle / "config.json").read_text())
+    config = json.loads((bundle / settings_name(bundle)).read_text())
     why = unsupported(config, runtime)
     if why:
         raise RuntimeUnsupported(f"{runtime}: {why}")

@@ -56,7 +56,7 @@ export class Classifier {
     const engine = config.engine || "onnxruntime";
     if (engine !== "onnxruntime") {
       throw new InputError(
-        `config.json engine '${engine}': this runner runs ONNX models only; run predict.py ` +
+        `distillery.json engine '${engine}': this runner runs ONNX models only; run predict.py ` +
           "(an OpenVINO IR has no JavaScript runtime)",
       );
     }
@@ -152,8 +152,8 @@ export class Classifier {
     return feed;
   }
 
-  /** predict.py's answers: {label, probabilities} (multi_label {labels, probabilities};
-   * regression {value}), probabilities rounded to 6 decimals, labels in config.json's order. */
+  /** predict.py --probabilities' answers: {label, score, probabilities} (multi_label {labels,
+   * probabilities}; regression {value}), rounded to 6 decimals, labels in distillery.json's order. */
   async predict(rows, batchSize = 32, order = "length") {
     const logits = await this.logits(rows, batchSize, order);
     return logits.map((row) => this.answer(row));
@@ -171,8 +171,10 @@ export class Classifier {
     const top = Math.max(...row);
     const exps = row.map((z) => Math.exp(z - top));
     const total = exps.reduce((a, b) => a + b, 0);
+    const best = row.indexOf(top);
     return {
-      label: this.labels[row.indexOf(top)],
+      label: this.labels[best],
+      score: round(exps[best] / total),
       probabilities: Object.fromEntries(this.labels.map((k, j) => [k, round(exps[j] / total)])),
     };
   }

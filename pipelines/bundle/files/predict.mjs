@@ -6,9 +6,10 @@
 //     node predict.mjs --input sentences.txt --threads 2 > predictions.jsonl
 //
 // Input, one row per line (blank lines skipped): plain text, or a JSON object holding the text
-// column(s) named in config.json (`text_columns`), or a JSON string. Output, one JSON line per
+// column(s) named in distillery.json (`text_columns`), or a JSON string. Output, one JSON line per
 // row, in input order, as predict.py writes it:
-//     {"line": 3, "label": "positive", "probabilities": {"negative": 0.02, "positive": 0.98}}
+//     {"line": 3, "label": "positive", "score": 0.98}
+// (--probabilities adds every label's: "probabilities": {"negative": 0.02, "positive": 0.98})
 // (multi_label: "labels" and "probabilities"; regression: "value"). A line that cannot be read
 // gets {"line": N, "error": "..."} and exit status 1 at the end (`--on-error stop`: exit 2 there).
 // Options as predict.py's: --input --format --threads --batch-size --order --window --benchmark
@@ -18,7 +19,7 @@
 // Copied into each bundle from distillery's pipelines/bundle/files/, where
 // `distillery bundle --verify DIR --runtime node` checks it against predict.py.
 
-import { readFileSync, createReadStream } from "node:fs";
+import { existsSync, readFileSync, createReadStream } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -40,6 +41,7 @@ function options(argv) {
       timings: { type: "boolean", default: false },
       task: { type: "string" },
       "on-error": { type: "string", default: "skip" },
+      probabilities: { type: "boolean", default: false },
     },
   });
   const choices = { format: ["auto", "text", "jsonl"], order: ["length", "input"], "on-error": ["skip", "stop"] };
@@ -84,8 +86,10 @@ export function pyjson(value) {
 }
 
 /** One answer line, with predict.py's floats (probabilities, value) printed as floats. */
-function dumps(answer) {
+function dumps(answer, withProbabilities = false) {
   const out = { ...answer };
+  if ("score" in out && !withProbabilities) delete out.probabilities; // single-label: as predict.py
+  if ("score" in out) out.score = new Float(out.score);
   if ("value" in out) out.value = new Float(out.value);
   if (out.probabilities) {
     const probabilities = Object.entries(out.probabilities).map(([k, p]) => [k, new Float(p)]);
@@ -173,7 +177,7 @@ function parseRow(line, number, columns, fmt) {
     if (missing.length) {
       throw new Error(
         `line ${number}: the JSON object has no text under ${pylist(missing)}; ` +
-          `expected keys ${pylist(columns)} (config.json text_columns)`,
+          `expected keys ${pylist(columns)} (distillery.json text_columns)`,
       );
     }
     return columns.map((c) => value[c]);
@@ -190,7 +194,9 @@ async function load(args) {
   const ort = await import("onnxruntime-node");
   const { Tokenizer } = await import("@huggingface/tokenizers");
   const { Classifier } = await import("./classifier.mjs");
-  const config = JSON.parse(readFileSync(join(HERE, "config.json"), "utf8"));
+  // distillery.json holds the bundle's settings; a bundle built before it kept them in config.json
+  const settings = existsSync(join(HERE, "distillery.json")) ? "distillery.json" : "config.json";
+  const config = JSON.parse(readFileSync(join(HERE, settings), "utf8"));
   const files = {
     config,
     tokenizer: JSON.parse(readFileSync(join(HERE, "tokenizer.json"), "utf8")),
@@ -243,7 +249,7 @@ async function main(argv) {
         if (args["on-error"] === "stop") return false;
         out.push(pyjson({ line: number, error: texts.message.split(": ").slice(1).join(": ") }) + "\n");
       } else {
-        out.push(dumps({ line: number, ...results[k++] }) + "\n");
+        out.push(dumps({ line: number, ...results[k++] }, args.probabilities) + "\n");
       }
     }
     flush();
