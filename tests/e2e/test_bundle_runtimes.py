@@ -168,14 +168,14 @@ def test_without_node_or_chromium_the_checks_skip_with_the_install_command(
 
 
 def test_runtimes_refuse_what_they_cannot_run_with_the_reason(bundle, tmp_path):
-    config = json.loads((bundle / "config.json").read_text())
+    config = json.loads((bundle / "distillery.json").read_text())
     openvino = {**config, "engine": "openvino", "model": "model.xml"}
     for runtime in ("node", "browser", "ort"):
         assert "OpenVINO IR (model.xml) runs only in OpenVINO" in unsupported(openvino, runtime)
     tags = {**config, "task_type": "token_classification"}
     assert "word_ids" in unsupported(tags, "node") and unsupported(tags, "ort") is None
     copy = copy_of(bundle, tmp_path)
-    (copy / "config.json").write_text(json.dumps(tags))
+    (copy / "distillery.json").write_text(json.dumps(tags))
     with pytest.raises(RuntimeUnsupported, match="node: task_type token_classification"):
         check_runtime(copy, "node", copy / "eval.jsonl", [], batch_size=32)
     if available("node") is None:  # predict.mjs itself refuses, exit 2, saying why
@@ -195,9 +195,8 @@ def test_the_ort_check_requires_predict_py_answers(bundle, tmp_path):
     copy = copy_of(bundle, tmp_path)
     rows = copy / "eval.jsonl"
     expected = run_predict(copy, rows, order="input", batch_size=32)
-    flipped = [
-        {**r, "probabilities": dict(reversed(list(r["probabilities"].items())))} for r in expected
-    ]
+    labels = json.loads((copy / "distillery.json").read_text())["labels"]
+    flipped = [{**r, "label": next(k for k in labels if k != r["label"])} for r in expected]
     n = len(expected)
     with pytest.raises(BundleError, match=f"ort disagrees with predict.py on {n} of {n} rows"):
         check_runtime(copy, "ort", rows, flipped, batch_size=32)
