@@ -19,26 +19,14 @@ from pipelines.bundle.runtimes import TOLERANCE, RuntimeUnsupported, check_runti
 from pipelines.bundle.verify import BundleError, run_predict, verify_bundle, write_sha256sums
 from pipelines.core.config import load_recipe
 from pipelines.run.runner import run_pipeline
+from tests.conftest import SECTIONS as BASE
 from tests.conftest import tiny_recipe, write_recipe
 
-SECTIONS = {  # the smallest run through the report; its accuracy does not matter here
+SECTIONS = {  # conftest's smallest run, benching and bundling the int8 artifact only
+    **BASE,
     "data": {"synthetic_rows": 400},
     "teacher": {"epochs": 1},
-    "distill": {"epochs": 0.5, "batch_size": 16},
-    "export": {"teacher": False},
-    "quantize": {"methods": ["dynamic"], "teacher": False},
-    "bench": {
-        "batch_sizes": [1],
-        "seq_lens": [16],
-        "threads": [1],
-        "min_runs": 3,
-        "min_seconds": 0.02,
-        "warmup_runs": 1,
-        "bucket": False,
-        "gpu": False,
-        "rounds": 1,
-        "artifacts": ["student-int8-dynamic"],  # the one bundled: bench only what the card reads
-    },
+    "bench": {**BASE["bench"], "rounds": 1, "artifacts": ["student-int8-dynamic"]},
     # the int8 artifact: its DynamicQuantizeLinear/MatMulInteger must run in onnxruntime-web too
     "bundle": {
         "artifact": "student-int8-dynamic",

@@ -19,25 +19,8 @@ from pipelines.bundle.verify import BundleError, verify_bundle, write_sha256sums
 from pipelines.core.config import load_recipe
 from pipelines.core.runs import sha256_file
 from pipelines.run.runner import run_pipeline
-from tests.conftest import tiny_recipe, write_recipe
+from tests.conftest import SECTIONS, tiny_recipe, write_recipe
 
-# The smallest run through a bundle (as tests/test_bundle.py builds it).
-SECTIONS = {
-    "distill": {"epochs": 0.5, "batch_size": 16},
-    "export": {"teacher": False},
-    "quantize": {"methods": ["dynamic"], "teacher": False},
-    "bench": {
-        "batch_sizes": [1],
-        "seq_lens": [16],
-        "threads": [1],
-        "min_runs": 3,
-        "min_seconds": 0.02,
-        "warmup_runs": 1,
-        "bucket": False,
-        "gpu": False,
-    },
-    "bundle": {"cold_start_runs": 1, "latency_sentences": 16, "latency_repeats": 2},
-}
 QUIET = {"echo": lambda _: None}
 
 
