@@ -77,10 +77,8 @@ def compare(expected: list[dict], got: list[dict], runtime: str) -> dict[str, An
         if "score" in a and "probabilities" not in a:  # the page always adds every label's
             b = {k: v for k, v in b.items() if k != "probabilities"}
         pa, pb = a.get("probabilities", {}), b.get("probabilities", {})
-        numbers = [(pa[k], pb.get(k)) for k in pa]
-        for key in ("value", "score"):  # regression's value; single-label's top probability
-            if key in a:
-                numbers.append((a[key], b.get(key)))
+        floats = [k for k in ("value", "score") if k in a]  # regression; single-label's top
+        numbers = [(pa[k], pb.get(k)) for k in pa] + [(a[k], b.get(k)) for k in floats]
         diffs = [abs(x - y) if isinstance(y, int | float) else float("inf") for x, y in numbers]
         worst = max([worst, *diffs])
         # everything but the floats exactly: line, label(s), tags and entities, key order
@@ -99,8 +97,7 @@ def compare(expected: list[dict], got: list[dict], runtime: str) -> dict[str, An
             f"probabilities must agree within {TOLERANCE:g}). Its runner or runtime does not "
             "compute what predict.py does: the bundle's JavaScript or .ort is not usable as built."
         )
-    rows = len(expected)
-    return {"rows": rows, "agreement": 1.0, "max_abs_diff": worst, "tolerance": TOLERANCE}
+    return {"rows": len(expected), "agreement": 1.0, "max_abs_diff": worst, "tolerance": TOLERANCE}
 
 
 def check_runtime(

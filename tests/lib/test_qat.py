@@ -37,6 +37,7 @@ def _batches(tokenizer, n=6, seed=0):
     return out
 
 
+@pytest.mark.slow  # over ~10 s on 2 cores: make test-fast leaves it out
 def test_qat_export_is_a_qdq_graph_that_matches_the_fake_quant_model(tmp_path):
     pytest.importorskip("nncf", reason="QAT needs nncf: pip install 'distillery[openvino]'")
     import onnxruntime as ort

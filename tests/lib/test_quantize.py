@@ -269,6 +269,7 @@ def test_static_input_errors_name_the_fix(tiny, tmp_path):
 # ---------------------------------------------------------------- Neural Compressor
 
 
+@pytest.mark.slow  # over ~10 s on 2 cores: make test-fast leaves it out
 def test_inc_missed_goal_still_saves_best_and_reloads(tiny, tmp_path):
     from transformers import BertForSequenceClassification
 

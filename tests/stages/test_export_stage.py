@@ -38,6 +38,7 @@ def test_export_stage_records_parity_for_plain_and_fused(exported):
     )
 
 
+@pytest.mark.slow  # over ~10 s on 2 cores: make test-fast leaves it out
 def test_embed_prints_the_same_cls_vector_from_torch_and_onnx(exported):
     tmp, _ = exported
     vectors = {}

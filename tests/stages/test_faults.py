@@ -163,6 +163,7 @@ def test_student_with_another_vocabulary_is_refused_before_the_teacher_trains(tm
     assert not (runs / "tiny" / "teacher").exists()  # refused before any training
 
 
+@pytest.mark.slow  # over ~10 s on 2 cores: make test-fast leaves it out
 def test_damaged_artifact_of_a_finished_stage_is_named_and_redone(tmp_path, teacher_for):
     """A finished stage whose files changed is not trusted: the run names the file and redoes
     that stage (issue #19: a fully skipped run checks the artifacts too)."""

@@ -76,6 +76,7 @@ def test_train_rows_below_one_or_with_transfer_is_refused(tmp_path):
     assert load_recipe(write_recipe(tmp_path / "t.yaml", raw)).transfer.enabled
 
 
+@pytest.mark.slow  # over ~10 s on 2 cores: make test-fast leaves it out
 def test_the_teacher_trains_on_a_seeded_sample_of_the_train_split_only(tmp_path):
     from pipelines.data.loading import load_task_data, seeded_rows
 
@@ -132,6 +133,7 @@ def test_prune_init_of_an_mpnet_teacher_is_refused_with_the_prunable_types(tmp_p
         )
 
 
+@pytest.mark.slow  # over ~10 s on 2 cores: make test-fast leaves it out
 @pytest.mark.skipif(openvino_missing() is not None, reason=str(openvino_missing()))
 def test_openvino_and_qat_int8_of_an_mpnet_student_keep_its_accuracy(tmp_path):
     build_family("mpnet", tmp_path / "model", corpus_words())

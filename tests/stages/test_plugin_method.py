@@ -57,12 +57,14 @@ def toy_run(tmp_path_factory):
     return tmp / "runs" / "tiny", manifests, path
 
 
+@pytest.mark.slow  # over ~10 s on 2 cores: make test-fast leaves it out
 def test_the_recipe_allows_a_method_only_once_it_is_registered(toy_run):
     _, _, path = toy_run
     with pytest.raises(ConfigError, match=r"quantize.methods: 'toy' is not allowed.*dynamic"):
         load_recipe(path)  # the entry is gone again: the registry decides, read at validation
 
 
+@pytest.mark.slow  # over ~10 s on 2 cores: make test-fast leaves it out
 def test_the_quantize_stage_makes_scores_and_records_the_method(toy_run):
     run, manifests, _ = toy_run
     manifest = json.loads((run / "quantize" / "manifest.json").read_text())
@@ -79,6 +81,7 @@ def test_the_quantize_stage_makes_scores_and_records_the_method(toy_run):
     assert manifests["quantize"]["metrics"][f"{ARTIFACT}_accuracy"] == record["accuracy"]
 
 
+@pytest.mark.slow  # over ~10 s on 2 cores: make test-fast leaves it out
 def test_the_bench_and_report_include_it(toy_run):
     run, manifests, _ = toy_run
     rows = json.loads((run / "bench" / "rows.json").read_text())["rows"]
@@ -90,6 +93,7 @@ def test_the_bench_and_report_include_it(toy_run):
     assert f"| {ARTIFACT} |" in (run / "report" / "README.md").read_text()
 
 
+@pytest.mark.slow  # over ~10 s on 2 cores: make test-fast leaves it out
 def test_the_bench_reads_the_recorded_backend_and_falls_back_for_older_runs(toy_run, tmp_path):
     run, _, _ = toy_run
     manifest = json.loads((run / "quantize" / "manifest.json").read_text())

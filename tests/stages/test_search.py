@@ -169,6 +169,7 @@ def test_tiny_search_picks_the_best_trained_resumes_and_hands_the_pick_to_distil
         assert (folder / "candidates" / cid / "short.json").stat().st_mtime_ns == mtime
 
 
+@pytest.mark.slow  # over ~10 s on 2 cores: make test-fast leaves it out
 def test_budget_no_candidate_can_meet_fails_with_every_reason(tmp_path, tiny_teacher):
     seed_run(tmp_path / "runs", tiny_teacher[0] / "runs" / "tiny", "teacher")
     with pytest.raises(DistilleryError, match=r"no candidate is left after timing: .*over budget"):  # noqa: E501
