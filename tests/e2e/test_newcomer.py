@@ -102,8 +102,11 @@ def test_csv_to_report_and_bundle_with_no_hand_edit(tmp_path, teacher, capsys):
     student = json.loads((run / "distill" / "manifest.json").read_text())["metrics"]
     assert f"{student['accuracy']:.4f}" in report
     bundle = run / "bundle"
-    config = json.loads((bundle / "config.json").read_text())
-    assert config["labels"] == ["neg", "pos"] and config["max_length"] == raw["data"]["max_length"]
+    settings = json.loads((bundle / "distillery.json").read_text())  # the bundle's own settings
+    assert settings["labels"] == ["neg", "pos"]
+    assert settings["max_length"] == raw["data"]["max_length"]
+    hf_config = json.loads((bundle / "config.json").read_text())  # the model's, for HF loaders
+    assert hf_config["id2label"] == {"0": "neg", "1": "pos"}
     assert (bundle / "model.onnx").stat().st_size > 1000
     rows = [json.loads(line) for line in (bundle / "eval.jsonl").read_text().splitlines()]
     assert rows and {r["label"] for r in rows} <= {"neg", "pos", 0, 1}
