@@ -23,6 +23,14 @@ def lower_bound(accuracy: float, rows: int) -> float:
     return centre - interval_halfwidth(accuracy, rows)
 
 
+def interval(accuracy: float, rows: int) -> tuple[float, float]:
+    """The 95% Wilson interval (low, high) of an accuracy measured on `rows` rows."""
+    if rows <= 0:
+        return 0.0, 1.0
+    low = lower_bound(accuracy, rows)
+    return max(0.0, low), min(1.0, low + 2 * interval_halfwidth(accuracy, rows))
+
+
 def eval_size_note(rows: int, accuracy: float = 0.9) -> str | None:
     """A warning when an eval split of `rows` rows cannot tell artifacts a few points apart."""
     half = interval_halfwidth(accuracy, rows)

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.core.runs import atomic_write_json, atomic_write_text
+from pipelines.report.comparisons import baselines, noise_lines
+from pipelines.report.noise import Evidence
 from pipelines.report.plots import latency_series, pareto_points, plot_latency, plot_pareto
 from pipelines.report.recommend import (
     RecommendRule,
@@ -44,12 +46,16 @@ def write_report(
     conditions: dict[str, Any] | None = None,
     withhold_noisy: bool = True,
     sections: list[str] | None = None,
+    predictions: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write results.json, README.md, pareto.png and latency.png under out_dir.
 
     `sections`: markdown lines from upstream stages (search, ablation), placed after the plots.
+    `predictions`: the quantize stage's stored eval predictions ({"labels", "predictions":
+    {artifact: [...]}}), for paired tests between artifacts (pipelines.report.noise).
     Returns {"recommended": name or None, "recommended_path", "results", "readme", "pareto",
-    "latency" (paths), "pareto_points", "latency_series", "reason", "withheld"}.
+    "latency" (paths), "pareto_points", "latency_series", "layouts" (what each plot drew),
+    "reason", "withheld"}.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -59,21 +65,22 @@ def write_report(
         name: out_dir / name for name in ("results.json", "README.md", "pareto.png", "latency.png")
     }
     atomic_write_json(paths["results.json"], rows)
+    evidence = Evidence.of(manifests, predictions)
 
     points = pareto_points(rows, rule.batch, rule.device)
-    plot_pareto(points, paths["pareto.png"])
+    pareto_layout = plot_pareto(points, paths["pareto.png"], evidence)
     series = latency_series(rows, rule.batch, rule.device)
     batch = pick_batch(measured_rows(rows, rule.device), rule.batch)
-    plot_latency(
-        series, paths["latency.png"], f"p50 vs sequence length, batch {batch}, {rule.device}"
+    latency_layout = plot_latency(
+        series, paths["latency.png"], f"p50 vs sequence length: batch {batch}, {rule.device}", rows
     )
 
     warnings = busy(rows, conditions, int(machine.get("affinity") or machine.get("cores") or 1))
     best = recommend(rows, manifests, rule)
     withheld = why_withheld(rows, manifests, best, rule, warnings) if withhold_noisy else None
     text = ["# Benchmark report", ""]
-    text += summary_lines(best, withheld, rows, manifests, rule, out_dir) + [""]
-    text += measurement_lines(rows, manifests, machine, conditions, warnings, roofline)
+    text += summary_lines(best, withheld, rows, manifests, rule, out_dir, evidence) + [""]
+    text += measurement_lines(rows, manifests, machine, conditions, warnings, roofline, evidence)
     text += [
         "![accuracy vs latency](pareto.png)",
         "",
@@ -82,7 +89,7 @@ def write_report(
     ]
     text += sections or []
     if best and not withheld:
-        text += [recommended_card(best, manifests, rule), ""]
+        text += [recommended_card(best, manifests, rule, evidence), ""]
     elif not best:
         text += [f"No artifact meets the rule: {rule.describe()}.", ""]
     atomic_write_text(paths["README.md"], "\n".join(text))
@@ -98,6 +105,7 @@ def write_report(
         "latency": str(paths["latency.png"]),
         "pareto_points": points,
         "latency_series": series,
+        "layouts": {"pareto": pareto_layout, "latency": latency_layout},
     }
 
 
@@ -116,7 +124,9 @@ def why_withheld(rows, manifests, best, rule: RecommendRule, warnings: list[str]
     )
 
 
-def measurement_lines(rows, manifests, machine, conditions, warnings, roofline) -> list[str]:
+def measurement_lines(
+    rows, manifests, machine, conditions, warnings, roofline, evidence: Evidence | None = None
+) -> list[str]:
     """The README's lines between the summary and the plots: the score's name when it is not
     accuracy, warnings, the machine, one table per device, real lengths, the roofline."""
     text: list[str] = []
@@ -137,7 +147,7 @@ def measurement_lines(rows, manifests, machine, conditions, warnings, roofline) 
         "",
     ]
     for device in devices(rows):
-        title, header, lines = summary_table(rows, device)
+        title, header, lines = summary_table(rows, device, evidence)
         text += [f"## {title}", "", markdown_table(header, lines), ""]
     real = real_length_table(rows)
     if real:
@@ -152,33 +162,27 @@ def measurement_lines(rows, manifests, machine, conditions, warnings, roofline) 
     return text
 
 
-def summary_lines(best, withheld, rows, manifests, rule, out_dir: Path) -> list[str]:
-    """The five lines a reader needs first: what to ship, how accurate, how fast, how big, where."""
+def summary_lines(
+    best, withheld, rows, manifests, rule, out_dir: Path, evidence: Evidence | None = None
+) -> list[str]:
+    """The five lines a reader needs first: what to ship, how accurate (with its interval), how
+    fast against each baseline of one bench run, how big, where; then what noise allows."""
+    evidence = evidence or Evidence.of(manifests)
     teacher = teacher_accuracy(rows, manifests)
     if not best:
         return [f"**Summary:** no artifact meets the rule ({rule.describe()})."]
-    compared = {r["artifact"]: r for r in compared_rows(rows, rule)}
+    compared_list = compared_rows(rows, rule)
+    compared = {r["artifact"]: r for r in compared_list}
     shape = f"batch {best['batch']}, seq {best['seq']}, {best['threads']} threads"
-    vs_teacher = show(speedup(compared.get("teacher"), best))
-    peer = compared.get(PEER)
     head = f"**Recommended: `{best['artifact']}`** ({best['backend']}, {best['precision']})"
     if withheld:
         head = f"**No recommendation:** {withheld}. The rule's pick would be `{best['artifact']}`"
     acc = best.get("accuracy")
+    metric = score_metric(manifests)
     lines = [
         f"- {head}.",
-        f"- {score_metric(manifests)[0].upper()}{score_metric(manifests)[1:]} "
-        + ("unknown" if acc is None else f"{acc:.4f}")
-        + (f", {acc / teacher:.1%} of the teacher's {teacher:.4f}" if acc and teacher else "")
-        + ".",
-        f"- Speed at {shape}: **{vs_teacher}** the teacher's fp32 PyTorch"
-        + (
-            f"; **{show(speedup(peer, best))}** the peer path (`{PEER}`: optimum-cli's int8 of "
-            f"the same student, accuracy {fmt(peer.get('accuracy'), 4)})"
-            if peer
-            else "; no peer row (quantize.peer is off)"
-        )
-        + f". p50 {fmt(best['p50_ms'])} ms, p99 {fmt(best['p99_ms'])} ms.",
+        f"- {metric[0].upper()}{metric[1:]} " + accuracy_text(acc, teacher, evidence) + ".",
+        f"- Speed at {shape}, one bench run: " + speed_text(best, compared_list, evidence) + ".",
         f"- Size {fmt(best.get('size_mb'), 2)} MB"
         + (
             f" (teacher fp32: {fmt(compared['teacher'].get('size_mb'), 2)} MB)"
@@ -188,7 +192,37 @@ def summary_lines(best, withheld, rows, manifests, rule, out_dir: Path) -> list[
         + ".",
         f"- Bundle: `{out_dir.parent / 'bundle'}/` (the bundle stage ships the recommendation).",
     ]
-    return lines
+    floor = None if teacher is None else teacher * rule.min_retained
+    noise = noise_lines(compared_list, best, floor, evidence)
+    return lines + ([""] + noise if noise else [])
+
+
+def accuracy_text(acc: float | None, teacher: float | None, evidence: Evidence) -> str:
+    """'0.8950 (95% interval 0.861–0.921, 400 eval rows), 99.4% of the teacher's 0.9000
+    (0.867–0.926)'; without the intervals when the score is not a proportion."""
+    if acc is None:
+        return "unknown"
+    span = evidence.interval(acc)
+    said = f"{acc:.4f}" + (
+        f" (95% interval {span[0]:.3f}–{span[1]:.3f}, {evidence.rows} eval rows)" if span else ""
+    )
+    if teacher:
+        said += f", {acc / teacher:.1%} of the teacher's {evidence.text(teacher)}"
+    return said
+
+
+def speed_text(best, compared: list[dict[str, Any]], evidence: Evidence) -> str:
+    """The recommendation's speed-up over each baseline (teacher fp32 PyTorch, best int8
+    teacher, peer path), its p50 and p99."""
+    parts = []
+    for base in baselines(compared, best):
+        said = f"**{show(speedup(base.row, best))}** {base.label}"
+        if base.row["artifact"] != "teacher":
+            said += f" ({base.note}; accuracy {evidence.text(base.row.get('accuracy'))})"
+        parts.append(said)
+    if not any(b.row["artifact"] == PEER for b in baselines(compared, best)):
+        parts.append("no peer row (quantize.peer is off)")
+    return "; ".join(parts) + f". p50 {fmt(best['p50_ms'])} ms, p99 {fmt(best['p99_ms'])} ms"
 
 
 def conditions_text(conditions: dict[str, Any]) -> str:

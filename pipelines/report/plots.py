@@ -1,11 +1,21 @@
-"""The report's two plots: accuracy vs latency (Pareto front marked) and latency vs length."""
+"""The report's two plots: accuracy vs latency (Pareto front drawn) and latency vs length.
+
+Both colour an artifact by its family (`pipelines.report.families`), the same colour and marker
+in both; the teacher's own int8 and ONNX copies are drawn hollow. Legends sit outside the axes, so they hide no point.
+Each plot function returns what it drew (the layout), which the tests check.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from pipelines.report.families import Family, family_of, hollow
+from pipelines.report.noise import Evidence
 from pipelines.report.selection import comparison_shape, measured_rows, pick_batch
+
+MIN_SPAN = 0.02  # the accuracy axis spans at least 2 points: half a point is not a cliff
+LINE_STYLES = ["-", "--", ":", "-."]  # one per thread count (latency plot)
 
 
 def pareto_points(
@@ -18,7 +28,9 @@ def pareto_points(
     points = [
         {
             "artifact": r["artifact"],
+            "backend": r["backend"],
             "precision": r["precision"],
+            "role": r.get("role", "model"),
             "p50_ms": r["p50_ms"],
             "accuracy": r["accuracy"],
         }
@@ -35,78 +47,218 @@ def pareto_points(
     return points
 
 
-def plot_pareto(points: list[dict[str, Any]], path: Path) -> None:
+def accuracy_range(points: list[dict[str, Any]], evidence: Evidence) -> tuple[float, float]:
+    """The y-axis range: every error bar inside, at least MIN_SPAN tall, within [0, 1] plus a
+    margin for markers at 1.0."""
+    lows, highs = [], []
+    for p in points:
+        span = evidence.interval(p["accuracy"]) or (p["accuracy"], p["accuracy"])
+        lows.append(span[0])
+        highs.append(span[1])
+    lo, hi = (min(lows), max(highs)) if points else (0.0, 1.0)
+    pad = max(MIN_SPAN - (hi - lo), 0) / 2 + 0.08 * max(hi - lo, MIN_SPAN)
+    lo, hi = lo - pad, hi + pad
+    if hi > 1.01:
+        lo, hi = lo - (hi - 1.01), 1.01
+    if lo < 0:
+        lo, hi = 0.0, hi - lo
+    return lo, hi
+
+
+def _place_labels(ax, fig, xy: list[tuple[float, float]], texts: list[str]) -> list:
+    """Number labels beside their points, none overlapping another label or a marker: each
+    tries offsets around its point, nearest first, and keeps the first free one inside the axes.
+    (Written here: adjustText would do it, but is not a dependency for a dozen points.)"""
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    marks = [ax.transData.transform(p) for p in xy]
+    taken: list = []
+    placed = []
+    directions = [(1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1)]
+    for (x, y), text in zip(xy, texts, strict=True):
+        label = None
+        for radius in (7, 13, 20, 28, 38):
+            for dx, dy in directions:
+                candidate = ax.annotate(
+                    text,
+                    (x, y),
+                    xytext=(dx * radius, dy * radius),
+                    textcoords="offset points",
+                    ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                    va="bottom" if dy > 0 else "top" if dy < 0 else "center",
+                    fontsize=8,
+                    fontweight="bold",
+                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6}
+                    if radius > 7
+                    else None,
+                )
+                box = candidate.get_window_extent(renderer)
+                free = not any(box.overlaps(other) for other in taken) and not any(
+                    box.contains(mx, my) for mx, my in marks
+                )
+                inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+                if free and inside:
+                    label = candidate
+                    break
+                candidate.remove()
+            if label:
+                break
+        if label is None:  # crowded beyond every offset: the farthest one, still beside its point
+            label = ax.annotate(text, (x, y), xytext=(40, 40), textcoords="offset points")
+        taken.append(label.get_window_extent(renderer).padded(1))
+        placed.append(label)
+    return placed
+
+
+def _handle(fam: Family, face: str, label: str, ls: str = ""):
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], ls=ls, marker=fam.marker, color=fam.colour, markerfacecolor=face,
+                  label=label)  # fmt: skip
+
+
+def _outside(ax, top: tuple[list, str, int], bottom: tuple[list, str, int]) -> list:
+    """Two legends right of the axes (top-aligned and bottom-aligned), so they hide no point."""
+    legends = []
+    for (handles, title, size), (loc, y) in zip(
+        (top, bottom), (("upper left", 1.0), ("lower left", 0.0)), strict=True
+    ):
+        legends.append(ax.legend(handles=handles, title=title, loc=loc, fontsize=size,
+                                 bbox_to_anchor=(1.01, y)))  # fmt: skip
+        ax.add_artist(legends[-1])
+    return legends
+
+
+def _save(fig, ax, path: Path, legends: list, **drawn: Any) -> dict[str, Any]:
+    """Save (legends added with add_artist are left out of the tight box unless named) and
+    close; the layout: the axes' and legends' boxes in display pixels, and what else was drawn."""
+    import matplotlib.pyplot as plt
+
+    renderer = fig.canvas.get_renderer()
+    layout = {
+        "axes": ax.get_window_extent(renderer).bounds,
+        "legends": [leg.get_window_extent(renderer).bounds for leg in legends],
+        **drawn,
+    }
+    fig.savefig(path, dpi=110, bbox_inches="tight", bbox_extra_artists=legends)
+    plt.close(fig)
+    return layout
+
+
+def plot_pareto(
+    points: list[dict[str, Any]], path: Path, evidence: Evidence | None = None
+) -> dict[str, Any]:
+    """Accuracy (95% interval bars) vs p50, log scale; points numbered by latency, the key and
+    the family legend outside the axes; the front as a step line. Returns the layout drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.scatter([p["p50_ms"] for p in points], [p["accuracy"] for p in points], zorder=3)
-    for i, p in enumerate(sorted(points, key=lambda p: p["p50_ms"])):
-        ax.annotate(  # labels staggered vertically: neighbours in latency often share accuracy
-            p["artifact"],
-            (p["p50_ms"], p["accuracy"]),
-            fontsize=7,
-            xytext=(4, 4 + 9 * (i % 4)),
-            textcoords="offset points",
-        )
-    front = sorted((p for p in points if p["pareto"]), key=lambda p: p["p50_ms"])
+    evidence = evidence or Evidence(rows=None)
+    points = sorted(points, key=lambda p: p["p50_ms"])
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    families: dict[str, Family] = {}
+    key = []
+    for i, p in enumerate(points, 1):
+        fam = families.setdefault(family_of(p).label, family_of(p))
+        span = evidence.interval(p["accuracy"])
+        err = [[p["accuracy"] - span[0]], [span[1] - p["accuracy"]]] if span else None
+        face = "none" if hollow(p) else fam.colour
+        ax.errorbar([p["p50_ms"]], [p["accuracy"]], yerr=err, fmt=fam.marker, color=fam.colour,
+                    markerfacecolor=face, markersize=11 if fam.marker == "*" else 8, capsize=3,
+                    elinewidth=1, zorder=3)  # fmt: skip
+        said = f"{evidence.text(p['accuracy'])}, {p['p50_ms']:.3g} ms"
+        key.append(_handle(fam, face, f"{i}  {p['artifact']}  {said}"))
+    front = [p for p in points if p.get("pareto")]
     if front:
-        ax.step(
-            [p["p50_ms"] for p in front],
-            [p["accuracy"] for p in front],
-            where="post",
-            color="C3",
-            marker="o",
-            markerfacecolor="none",
-            markersize=10,
-            label="Pareto front",
-        )
-        ax.legend(loc="lower right")
+        ax.step([p["p50_ms"] for p in front], [p["accuracy"] for p in front], where="post",
+                color="0.35", ls="--", lw=1.2, zorder=2)  # fmt: skip
+        key.append(Line2D([], [], color="0.35", ls="--", label="Pareto front"))
     ax.set_xscale("log")
-    ax.set_xlabel("p50 latency (ms, log scale)")
-    ax.set_ylabel("accuracy")
+    ax.margins(x=0.12)
+    ax.set_ylim(*accuracy_range(points, evidence))
+    ax.set_xlabel("p50 latency (ms, log scale; left is faster)")
+    bars = f"bars: 95% Wilson interval, {evidence.rows} eval rows" if evidence.rows else "no bars"
+    ax.set_ylabel(f"accuracy ({bars})" if evidence.proportion else "score")
     if points:
         p = points[0]
-        ax.set_title(
-            f"accuracy vs latency, batch {p['batch']}, seq {p['seq']}, {p['threads']} threads"
-        )
+        ax.set_title(f"accuracy vs latency: batch {p['batch']}, seq {p['seq']}, "
+                     f"{p['threads']} threads")  # fmt: skip
     ax.grid(True, which="both", alpha=0.3)
+    shown = [_handle(f, f.colour, f.label) for f in families.values()]
+    shown.append(_handle(Family("", "0.3", "o"), "none", "hollow: the teacher's copy"))
+    legends = _outside(ax, (shown, "family", 8), (key, "artifacts (accuracy, p50)", 7))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.canvas.draw()
+    labels = _place_labels(ax, fig, [(p["p50_ms"], p["accuracy"]) for p in points],
+                           [str(i) for i in range(1, len(points) + 1)])  # fmt: skip
+    renderer = fig.canvas.get_renderer()
+    return _save(
+        fig, ax, path, legends,
+        labels=[t.get_window_extent(renderer).bounds for t in labels],
+        ylim=ax.get_ylim(),
+        families={p["artifact"]: family_of(p).label for p in points},
+    )  # fmt: skip
 
 
 def latency_series(
     rows: list[dict[str, Any]], batch: int = 1, device: str = "cpu"
-) -> dict[str, list[tuple[int, float]]]:
+) -> dict[str, dict[int, list[tuple[int, float]]]]:
+    """{artifact: {threads: [(seq, p50 ms), ...]}} at `batch` (or the nearest measured)."""
     measured = measured_rows(rows, device)
-    _, threads = comparison_shape(measured)
     batch = pick_batch(measured, batch)
-    series: dict[str, list[tuple[int, float]]] = {}
+    series: dict[str, dict[int, list[tuple[int, float]]]] = {}
     for r in measured:
-        if r["batch"] == batch and r["threads"] == threads:
-            series.setdefault(r["artifact"], []).append((r["seq"], r["p50_ms"]))
-    return {k: sorted(v) for k, v in series.items()}
+        if r["batch"] == batch:
+            series.setdefault(r["artifact"], {}).setdefault(r["threads"], []).append(
+                (r["seq"], r["p50_ms"])
+            )
+    return {k: {t: sorted(v) for t, v in sorted(by.items())} for k, by in series.items()}
 
 
-def plot_latency(series: dict[str, list[tuple[int, float]]], path: Path, title: str) -> None:
+def plot_latency(
+    series: dict[str, dict[int, list[tuple[int, float]]]],
+    path: Path,
+    title: str,
+    rows: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """p50 vs sequence length: a colour per family (a marker per artifact within it), a line
+    style per thread count, both legends outside the axes. Returns the layout drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, points in series.items():
-        ax.plot([s for s, _ in points], [ms for _, ms in points], marker="o", label=name)
+    first = {r["artifact"]: r for r in reversed(rows or [])}
+    threads = sorted({t for by in series.values() for t in by})
+    styles = {t: LINE_STYLES[i % len(LINE_STYLES)] for i, t in enumerate(threads)}
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    colours, handles, used = {}, [], {}
+    for name, by in series.items():
+        row = first.get(name) or {"artifact": name}
+        fam = family_of(row)
+        used[fam.label] = used.get(fam.label, 0) + 1  # a marker per artifact within a family
+        fam = Family(fam.label, fam.colour, "os^Dv<>ph"[(used[fam.label] - 1) % 9])
+        face = "none" if hollow(row) else fam.colour
+        colours[name] = fam.colour
+        for t, points in by.items():
+            ax.plot([s for s, _ in points], [ms for _, ms in points], color=fam.colour,
+                    ls=styles[t], marker=fam.marker, markerfacecolor=face, markersize=5)  # fmt: skip
+        said = name if name == "teacher" else f"{name} ({fam.label})"
+        handles.append(_handle(fam, face, said, ls="-"))
+    ax.set_xticks(sorted({s for by in series.values() for pts in by.values() for s, _ in pts}))
     ax.set_xlabel("sequence length (tokens)")
-    ax.set_ylabel("p50 latency (ms)")
+    ax.set_ylabel("p50 latency (ms, log scale)")
     ax.set_yscale("log")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    if series:
-        ax.legend(fontsize=7)
+    lines = [Line2D([], [], color="0.3", ls=styles[t], label=f"{t}") for t in threads]
+    legends = (
+        _outside(ax, (handles, "artifact (family)", 7), (lines, "threads", 8)) if series else []
+    )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.canvas.draw()
+    return _save(fig, ax, path, legends, styles=styles, colours=colours)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pipelines.report.noise import Evidence
 from pipelines.report.recommend import RecommendRule
 from pipelines.report.selection import task_type_name
 from pipelines.report.tables import fmt
@@ -78,14 +79,21 @@ def lineage(artifact: str, manifests: dict[str, dict]) -> list[str]:
     return steps
 
 
-def recommended_card(best: dict[str, Any], manifests: dict[str, dict], rule: RecommendRule) -> str:
+def recommended_card(
+    best: dict[str, Any],
+    manifests: dict[str, dict],
+    rule: RecommendRule,
+    evidence: Evidence | None = None,
+) -> str:
+    """The card's markdown; the accuracy with its 95% interval when `evidence` has one."""
+    evidence = evidence or Evidence(rows=None)
     out = [
         f"## Model card: `{best['artifact']}`",
         "",
         f"Recommended by the rule: {rule.describe()}. {best['reason']}.",
         "",
         f"- backend {best['backend']}, precision {best['precision']}, device {best['device']}",
-        f"- accuracy {fmt(best.get('accuracy'), 4)}, size {fmt(best.get('size_mb'), 2)} MB",
+        f"- accuracy {evidence.text(best.get('accuracy'))}, size {fmt(best.get('size_mb'), 2)} MB",
         f"- p50 {fmt(best['p50_ms'])} ms, p99 {fmt(best['p99_ms'])} ms, "
         f"{fmt(best['throughput'], 1)} sequences/s at batch {best['batch']}, seq {best['seq']}",
         f"- path `{best.get('path')}`",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipelines.report.noise import Evidence
 from pipelines.report.selection import comparison_shape, devices, measured_rows, pick_batch
 from pipelines.report.speed import show, speedup
 
@@ -16,10 +17,12 @@ PEER = "student-int8-peer"  # the baseline each speed-up is also shown against
 
 
 def summary_table(
-    rows: list[dict[str, Any]], device: str
+    rows: list[dict[str, Any]], device: str, evidence: Evidence | None = None
 ) -> tuple[str, list[str], list[list[str]]]:
-    """(title, header, lines) for one device: one line per (artifact, precision). A device where
-    nothing could run gets one line per reason, naming its artifacts."""
+    """(title, header, lines) for one device: one line per (artifact, precision), each accuracy
+    with its 95% interval when `evidence` knows the eval split's size. A device where nothing
+    could run gets one line per reason, naming its artifacts."""
+    evidence = evidence or Evidence(rows=None)
     on_device = [r for r in rows if r["device"] == device and r.get("mode", "grid") == "grid"]
     measured = measured_rows(on_device)
     if not measured and all(r.get("skipped") for r in on_device):
@@ -34,7 +37,9 @@ def summary_table(
     seq, threads = comparison_shape(measured)
     small, large = pick_batch(measured, 1), pick_batch(measured, 32, largest=True)
     batches = [b for b in dict.fromkeys([small, large]) if b is not None]
-    header = ["artifact", "backend", "precision", "accuracy", "size MB"]
+    interval = evidence.interval(0.5) is not None
+    header = ["artifact", "backend", "precision", "accuracy (95% CI)" if interval else "accuracy"]
+    header.append("size MB")
     has_peer = any(r["artifact"] == PEER for r in measured)
     for b in batches:
         header += [f"b{b} p50/p99 ms", f"b{b} speed-up"] + ([f"b{b} vs peer"] if has_peer else [])
@@ -62,7 +67,7 @@ def summary_table(
             artifact + (" (baseline)" if first.get("role") == "baseline" else ""),
             first["backend"],
             precision,
-            fmt(first.get("accuracy"), 4),
+            evidence.text(first.get("accuracy")),
             fmt(first.get("size_mb"), 2),
         ]
         skipped = next((r["skipped"] for r in group if r.get("skipped")), None)
@@ -103,11 +108,11 @@ def markdown_table(header: list[str], lines: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def terminal_table(rows: list[dict[str, Any]]) -> str:
+def terminal_table(rows: list[dict[str, Any]], evidence: Evidence | None = None) -> str:
     """The README's per-device tables as aligned plain text."""
     blocks = []
     for device in devices(rows):
-        title, header, lines = summary_table(rows, device)
+        title, header, lines = summary_table(rows, device, evidence)
         widths = [max(len(x) for x in col) for col in zip(header, *lines, strict=False)]
         text = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False))]
         text.append("  ".join("-" * w for w in widths))

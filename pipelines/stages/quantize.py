@@ -6,8 +6,9 @@ Neural Compressor PT2E with autotune, OpenVINO + NNCF when its extra is installe
 stage's quantization-aware export when there is one; a method that cannot run here is skipped
 with the reason) → parity of each against the fp32 student on the eval split, computed by the
 runtime that runs it (its bench backend, recorded in the manifest as `bench_backend`) → the gate: artifacts over
-`quantize.max_drop` are kept but flagged; the stage fails only when none passes. Beside them, the
-peer baseline: student and teacher quantized exactly as `optimum-cli onnxruntime quantize` would
+`quantize.max_drop` are kept but flagged; the stage fails only when none passes. Beside them,
+the teacher's export quantized by `quantize.teacher_methods` (`teacher-int8-<method>`, the
+int8-teacher baseline), and the peer baseline: student and teacher quantized exactly as `optimum-cli onnxruntime quantize` would
 (`quantize.peer`), evaluated the same way, outside the gate: the report measures what the
 project adds against it.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from quantize.peer import quantize_like_optimum
 from quantize.presets import resolve_preset
 
 log = logging.getLogger("distillery")
+PREDICTIONS = "eval_predictions.json"  # {"labels": [...], "predictions": {artifact: [...]}}
 
 
 def _exports(ctx: StageContext, model: str) -> tuple[Path, Path | None]:
@@ -72,12 +74,19 @@ def _task_scores(ctx: StageContext, tokenizer, artifacts: dict[str, dict]) -> No
 @dataclass(frozen=True)
 class Scorer:
     """Scores an artifact's eval logits against the fp32 model's (`reference`): parity and
-    accuracy, the record every artifact of this stage carries."""
+    accuracy, the record every artifact of this stage carries. For a single-label task it keeps
+    each artifact's eval predictions (`predictions`, shared by its `replace` copies), which the
+    report's paired tests read."""
 
     reference: np.ndarray
     labels: np.ndarray
     task_type: str
     names: list[str]
+    predictions: dict[str, list[int]] = field(default_factory=dict)
+
+    def keep(self, name: str, logits: np.ndarray) -> None:
+        if self.task_type == "single_label" and np.ndim(logits) == 2:
+            self.predictions[name] = np.asarray(logits).argmax(-1).tolist()
 
     def __call__(self, name: str, logits: np.ndarray, reference: np.ndarray | None = None) -> dict:
         report = compare(
@@ -92,13 +101,15 @@ class Scorer:
         log.info(
             "%s: accuracy %.4f, agreement %.4f", name, report.accuracy_candidate, report.agreement
         )
+        self.keep(name, logits)
         return {"parity": report.to_dict(), "accuracy": report.accuracy_candidate}
 
 
-def _job(ctx: StageContext, preset, model, tokenizer, eval_set, labels) -> Job:
-    """Everything a method may need (`quantize.methods.NEEDS`); each gets what it declared."""
-    qat = ctx.inputs["distill"].get("qat")
-    onnx, onnx_fused = _exports(ctx, "student")
+def _job(ctx: StageContext, preset, model, tokenizer, eval_set, labels, who: str) -> Job:
+    """Everything a method may need (`quantize.methods.NEEDS`) to quantize `who` (student or
+    teacher); each method gets what it declared."""
+    qat = ctx.inputs["distill"].get("qat") if who == "student" else None
+    onnx, onnx_fused = _exports(ctx, who)
     return Job(
         out=ctx.out,
         settings=ctx.recipe.quantize,
@@ -117,16 +128,17 @@ def _job(ctx: StageContext, preset, model, tokenizer, eval_set, labels) -> Job:
     )
 
 
-def _student_methods(
-    ctx: StageContext, job: Job, score: Scorer
+def _run_methods(
+    ctx: StageContext, job: Job, score: Scorer, who: str, names: list[str]
 ) -> tuple[dict[str, dict], dict[str, str], dict[str, str]]:
-    """({artifact: record}, {artifact: why skipped}, {artifact skipped: its backend}) of the
-    chosen methods, in registry order; each artifact is scored with the runtime that runs it."""
+    """({artifact: record}, {artifact: why skipped}, {artifact skipped: its backend}) of methods
+    `names` on `who` (student or teacher), as `<who>-int8-<method>`; each artifact is scored
+    with the runtime that runs it."""
     records: dict[str, dict] = {}
     skipped: dict[str, str] = {}
     backends: dict[str, str] = {}
-    for name in chosen(ctx.recipe.quantize.methods, trained=job.qat is not None):
-        method, artifact = METHODS[name], f"student-int8-{name}"
+    for name in names:
+        method, artifact = METHODS[name], f"{who}-int8-{name}"
         out = ctx.out / artifact
         why = missing_extra(name)
         try:
@@ -142,35 +154,32 @@ def _student_methods(
             why = f"{label} could not compile or run this graph: {lines[-1] if lines else exc}"
         if why is not None:
             skipped[artifact], backends[artifact] = why, method.backend
-            log.warning("quantize: %s skipped: %s", name, why)
+            log.warning("quantize: %s skipped: %s", artifact, why)
             continue
         info = {"path": artifact, **info, "bench_backend": method.backend}
         records[artifact] = {**score(artifact, logits), **info}
     return records, skipped, backends
 
 
-def _teacher(ctx: StageContext, job: Job, score: Scorer) -> tuple[dict, np.ndarray]:
-    """({teacher-int8-dynamic: record}, the fp32 teacher's eval logits): the `dynamic` method on
-    the teacher's export, for the report."""
-    t_model, _ = load_stage_model(ctx.input_dir("teacher"), ctx.recipe.security)
-    reference = torch_logits(t_model, job.eval_rows, job.tokenizer)
-    name, out = "teacher-int8-dynamic", ctx.out / "teacher-int8-dynamic"
-    onnx, onnx_fused = _exports(ctx, "teacher")
-    teacher_job = replace(job_for("dynamic", job, out), onnx=onnx, onnx_fused=onnx_fused)
-    info = run_method("dynamic", teacher_job)
-    logits = eval_logits(METHODS["dynamic"].backend, out, job.eval_rows, job.tokenizer)
-    record = {
-        "path": name,
-        **score(name, logits, reference),
-        **info,
-        "bench_backend": METHODS["dynamic"].backend,
-    }
-    return {name: record}, reference
+def _teacher(
+    ctx: StageContext, preset, score: Scorer
+) -> tuple[dict, np.ndarray, dict[str, str], dict[str, str]]:
+    """(records, the fp32 teacher's eval logits, skipped, their backends): the teacher's export
+    quantized by `quantize.teacher_methods` (null: dynamic alone, as runs before the key), for
+    the report's int8-teacher baseline. The teacher's own tokenizer reads the rows."""
+    t_model, t_tokenizer = load_stage_model(ctx.input_dir("teacher"), ctx.recipe.security)
+    eval_set = tokenize(ctx.data().eval, t_tokenizer, ctx.recipe)
+    labels = label_array(eval_set["labels"])
+    reference = torch_logits(t_model, eval_set, t_tokenizer)
+    t_score = replace(score, reference=reference, labels=labels)
+    t_score.keep("teacher", reference)
+    job = _job(ctx, preset, t_model, t_tokenizer, eval_set, labels, "teacher")
+    names = chosen(ctx.recipe.quantize.teacher_methods or ["dynamic"], trained=False)
+    records, skipped, backends = _run_methods(ctx, job, t_score, "teacher", names)
+    return records, reference, skipped, backends
 
 
-def _peers(
-    ctx: StageContext, job: Job, score: Scorer, teacher: tuple[dict, np.ndarray] | None
-) -> dict[str, dict]:
+def _peers(ctx: StageContext, job: Job, score: Scorer, teacher: tuple | None) -> dict[str, dict]:
     """What optimum-cli gives at its own settings on the same plain exports (the report's
     baseline, outside the gate): the student's, and the teacher's when it is quantized too."""
     baselines = {}
@@ -202,9 +211,13 @@ def main(ctx: StageContext) -> StageResult:
     score = Scorer(
         torch_logits(model, eval_set, tokenizer), labels, r.task.type, list(r.task.labels)
     )
-    job = _job(ctx, preset, model, tokenizer, eval_set, labels)
-    records, skipped, skipped_backends = _student_methods(ctx, job, score)
-    teacher = _teacher(ctx, job, score) if q.teacher else None
+    score.keep("student", score.reference)
+    job = _job(ctx, preset, model, tokenizer, eval_set, labels, "student")
+    names = chosen(q.methods, trained=job.qat is not None)
+    records, skipped, skipped_backends = _run_methods(ctx, job, score, "student", names)
+    teacher = _teacher(ctx, preset, score) if q.teacher else None
+    if teacher:
+        skipped, skipped_backends = {**skipped, **teacher[2]}, {**skipped_backends, **teacher[3]}
     others = {
         **(teacher[0] if teacher else {}),
         **(_peers(ctx, job, score, teacher) if q.peer else {}),
@@ -222,8 +235,13 @@ def main(ctx: StageContext) -> StageResult:
     for name, rec in records.items():
         rec["drop_points"] = verdict.drops[name]
         rec["rejected"] = name in verdict.rejected
+    if score.predictions:  # per-row predictions: the report's paired tests between artifacts
+        atomic_write_json(
+            ctx.out / PREDICTIONS, {"labels": labels.tolist(), "predictions": score.predictions}
+        )
     extra = {
         "preset": {**preset.to_dict(), "reason": reason},
+        **({"predictions": PREDICTIONS} if score.predictions else {}),
         "quantized": {**records, **others},
         "skipped": skipped,
         "skipped_backends": skipped_backends,

@@ -12,6 +12,7 @@ import os
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.machine import machine
 from pipelines.report.assemble import write_report
+from pipelines.report.noise import Evidence
 from pipelines.report.recommend import RecommendRule
 from pipelines.report.sections import ablation_section, search_section, tasks_section
 from pipelines.report.tables import terminal_table
@@ -26,6 +27,13 @@ def main(ctx: StageContext) -> StageResult:
     }
     manifests = {k: v for k, v in manifests.items() if v}
     rule = RecommendRule(min_retained=ctx.recipe.bench.min_retained)
+    stored = (manifests.get("quantize") or {}).get("predictions")  # per-row, for paired tests
+    predictions_file = ctx.run.path / "quantize" / stored if stored else None
+    predictions = (
+        json.loads(predictions_file.read_text())
+        if predictions_file and predictions_file.is_file()
+        else None
+    )
     result = write_report(
         ctx.out,
         data["rows"],
@@ -38,8 +46,9 @@ def main(ctx: StageContext) -> StageResult:
         sections=search_section(ctx.run.path, manifests.get("search"), ctx.out)
         + ablation_section(ctx.run.path, manifests.get("distill"))
         + tasks_section(manifests),
+        predictions=predictions,
     )
-    print(terminal_table(data["rows"]))
+    print(terminal_table(data["rows"], Evidence.of(manifests, predictions)))
     if result.get("recommended"):
         print(f"recommended: {result['recommended']} ({result.get('reason', '')})")
     if result.get("withheld"):

@@ -90,7 +90,20 @@ class QuantizeConfig(Section):
     max_drop: Float = f(
         1.0, min=0.0, max=100.0, help="accuracy drop (points) over which an artifact is rejected"
     )
-    teacher: Bool = f(True, help="also quantize the teacher (dynamic), for the report")
+    teacher: Bool = f(
+        True, help="also quantize the teacher (quantize.teacher_methods), for the report"
+    )
+    teacher_methods: list[Str] | None = f(
+        None,
+        help="methods the teacher is quantized by too, the report's int8-teacher baseline (e.g. "
+        "the list in methods); null = dynamic only, as runs made before this key",
+        hash="when_set",
+    )
+
+    @field_validator("teacher_methods")
+    @classmethod
+    def registered_teacher_methods(cls, methods: list[str] | None) -> list[str] | None:
+        return None if methods is None else [check_method(name) for name in methods]
 
 
 class BenchConfig(Section):
