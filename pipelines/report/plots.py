@@ -1,6 +1,6 @@
 """The report's two plots: accuracy vs latency (Pareto front drawn) and latency vs length.
 
-Both colour an artifact by its family (`pipelines.report.families`), the same colour and marker
+Both colour an artifact by its family (`pipelines.report.palette`), the same colour and marker
 in both; the teacher's own int8 and ONNX copies are drawn hollow. Legends sit outside the axes, so they hide no point.
 Each plot function returns what it drew (the layout), which the tests check.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipelines.report.families import Family, family_of, hollow
 from pipelines.report.noise import Evidence
+from pipelines.report.palette import Family, family_of, hollow
 from pipelines.report.selection import comparison_shape, measured_rows, pick_batch
 
 MIN_SPAN = 0.02  # the accuracy axis spans at least 2 points: half a point is not a cliff

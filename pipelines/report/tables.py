@@ -37,9 +37,8 @@ def summary_table(
     seq, threads = comparison_shape(measured)
     small, large = pick_batch(measured, 1), pick_batch(measured, 32, largest=True)
     batches = [b for b in dict.fromkeys([small, large]) if b is not None]
-    interval = evidence.interval(0.5) is not None
-    header = ["artifact", "backend", "precision", "accuracy (95% CI)" if interval else "accuracy"]
-    header.append("size MB")
+    accuracy = "accuracy (95% CI)" if evidence.interval(0.5) else "accuracy"
+    header = ["artifact", "backend", "precision", accuracy, "size MB"]
     has_peer = any(r["artifact"] == PEER for r in measured)
     for b in batches:
         header += [f"b{b} p50/p99 ms", f"b{b} speed-up"] + ([f"b{b} vs peer"] if has_peer else [])
@@ -47,16 +46,9 @@ def summary_table(
         header.append("status")
 
     def cell(artifact: str, precision: str, batch: int) -> dict[str, Any] | None:
-        for r in on_device:
-            if (r["artifact"], r["precision"], r["batch"], r["seq"], r["threads"]) == (
-                artifact,
-                precision,
-                batch,
-                seq,
-                threads,
-            ):
-                return r
-        return None
+        want = (artifact, precision, batch, seq, threads)
+        shape = ("artifact", "precision", "batch", "seq", "threads")
+        return next((r for r in on_device if tuple(r[k] for k in shape) == want), None)
 
     lines = []
     keys = list(dict.fromkeys((r["artifact"], r["precision"]) for r in on_device))

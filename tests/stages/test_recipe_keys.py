@@ -76,6 +76,7 @@ def test_the_demo_recipes_keep_their_stage_hashes():
         ("train.optim=adamw_torch_fused", "teacher"),
         ("bench.withhold_noisy=true", "bench"),  # the demo sets it false: back to the default
         ("transfer.sampling=round_robin", "teacher"),
+        ("quantize.teacher_methods=[dynamic]", "quantize"),  # dynamic alone, yet set: hashed
     ],
 )
 def test_a_late_key_enters_the_hash_only_when_set(override, stage):
@@ -88,7 +89,7 @@ def test_a_late_key_enters_the_hash_only_when_set(override, stage):
         default = getattr(default, part)
     if key == "bench.withhold_noisy":
         return  # the demo's own value is not the default; the line above checked the default
-    as_default = f"{key}={default!r}".replace("'", "")
+    as_default = f"{key}={'null' if default is None else default!r}".replace("'", "")
     assert hashes(load_recipe(DEMO, [as_default]))[stage] == demo
 
 

@@ -142,7 +142,9 @@ def test_plots_decode_and_pareto_has_one_point_per_artifact(report):
     front = {p["artifact"] for p in points if p["pareto"]}
     assert front == {"student-int8-dynamic", "student-onnx-O2", "teacher-int8-dynamic", "teacher"}
     assert set(report["latency_series"]) == set(ARTIFACTS)
-    assert all([s for s, _ in v] == [8, 16] for v in report["latency_series"].values())
+    for by_threads in report["latency_series"].values():  # every thread count, its own line
+        assert sorted(by_threads) == [1, 2]
+        assert all([s for s, _ in line] == [8, 16] for line in by_threads.values())
 
 
 def test_readme_tables_and_model_card(report):

@@ -1,5 +1,6 @@
-"""Artifact families, for the plots: one colour and marker per kind of artifact (the teacher,
-fp32 PyTorch, fp32 ONNX, int8 by runtime, the peer path), the same in every plot.
+"""Artifact families and their colours, for the plots: one colour and marker per kind of
+artifact (the teacher, fp32 PyTorch, fp32 ONNX, int8 by runtime, the peer path), the same in
+every plot.
 
     family_of({"artifact": "student-int8-static", "backend": "onnxruntime", "precision": "int8"})
     # Family(label='int8 ONNX Runtime', colour='tab:orange', marker='D')
