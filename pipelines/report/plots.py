@@ -7,6 +7,7 @@ Each plot function returns what it drew (the layout), which the tests check.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -65,49 +66,53 @@ def accuracy_range(points: list[dict[str, Any]], evidence: Evidence) -> tuple[fl
     return lo, hi
 
 
+# Where a number may go, nearest first: 16 directions (right and up first) at growing distances
+# (points); beyond the first ring a thin leader line ties the number to its point.
+OFFSETS = [
+    (r * math.cos(math.radians(a)), r * math.sin(math.radians(a)))
+    for r in (7, 12, 18, 26, 36, 48, 62, 80)
+    for a in (45, -45, 135, -135, 0, 180, 90, -90, 22.5, -22.5, 157.5, -157.5, 67.5, -67.5,
+              112.5, -112.5)
+]  # fmt: skip
+
+
+def text_box(label, renderer):
+    """The box of a label's text alone (an Annotation's own box takes in its leader line)."""
+    from matplotlib.text import Text
+
+    label.update_positions(renderer)  # an Annotation places its text when asked for its box
+    return Text.get_window_extent(label, renderer)
+
+
 def _place_labels(ax, fig, xy: list[tuple[float, float]], texts: list[str]) -> list:
     """Number labels beside their points, none overlapping another label or a marker: each
-    tries offsets around its point, nearest first, and keeps the first free one inside the axes.
-    (Written here: adjustText would do it, but is not a dependency for a dozen points.)"""
+    tries OFFSETS around its point, nearest first, and keeps the first free one inside the axes
+    (the farthest, when none is free). Written here: adjustText does it, but is not a
+    dependency for a dozen points."""
     renderer = fig.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
     marks = [ax.transData.transform(p) for p in xy]
     taken: list = []
-    placed = []
-    directions = [(1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1)]
     for (x, y), text in zip(xy, texts, strict=True):
-        label = None
-        for radius in (7, 13, 20, 28, 38):
-            for dx, dy in directions:
-                candidate = ax.annotate(
-                    text,
-                    (x, y),
-                    xytext=(dx * radius, dy * radius),
-                    textcoords="offset points",
-                    ha="left" if dx > 0 else "right" if dx < 0 else "center",
-                    va="bottom" if dy > 0 else "top" if dy < 0 else "center",
-                    fontsize=8,
-                    fontweight="bold",
-                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6}
-                    if radius > 7
-                    else None,
-                )
-                box = candidate.get_window_extent(renderer)
-                free = not any(box.overlaps(other) for other in taken) and not any(
-                    box.contains(mx, my) for mx, my in marks
-                )
-                inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
-                if free and inside:
-                    label = candidate
-                    break
-                candidate.remove()
-            if label:
+        for i, (dx, dy) in enumerate(OFFSETS):
+            label = ax.annotate(
+                text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8,
+                fontweight="bold", zorder=4,
+                ha="left" if dx > 2 else "right" if dx < -2 else "center",
+                va="bottom" if dy > 2 else "top" if dy < -2 else "center",
+                arrowprops={"arrowstyle": "-", "color": "0.55", "lw": 0.6} if i >= 16 else None,
+            )  # fmt: skip
+            box = text_box(label, renderer)
+            near = box.padded(4)  # a gap, so "2" and "3" never read as "23"
+            free = not any(near.overlaps(text_box(t, renderer)) for t in taken) and not any(
+                near.contains(mx, my) for mx, my in marks
+            )
+            inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+            if (free and inside) or i == len(OFFSETS) - 1:
                 break
-        if label is None:  # crowded beyond every offset: the farthest one, still beside its point
-            label = ax.annotate(text, (x, y), xytext=(40, 40), textcoords="offset points")
-        taken.append(label.get_window_extent(renderer).padded(1))
-        placed.append(label)
-    return placed
+            label.remove()
+        taken.append(label)
+    return taken
 
 
 def _handle(fam: Family, face: str, label: str, ls: str = ""):
@@ -173,9 +178,11 @@ def plot_pareto(
         key.append(_handle(fam, face, f"{i}  {p['artifact']}  {said}"))
     front = [p for p in points if p.get("pareto")]
     if front:
-        ax.step([p["p50_ms"] for p in front], [p["accuracy"] for p in front], where="post",
-                color="0.35", ls="--", lw=1.2, zorder=2)  # fmt: skip
-        key.append(Line2D([], [], color="0.35", ls="--", label="Pareto front"))
+        xs, ys = [p["p50_ms"] for p in front], [p["accuracy"] for p in front]
+        ax.step(xs, ys, where="post", color="0.35", ls="--", lw=1.2, zorder=2)
+        ax.scatter(xs, ys, s=260, facecolors="none", edgecolors="0.35", zorder=2)  # ringed
+        key.append(Line2D([], [], color="0.35", ls="--", marker="o", markersize=10,
+                          markerfacecolor="none", label="Pareto front (ringed)"))  # fmt: skip
     ax.set_xscale("log")
     ax.margins(x=0.12)
     ax.set_ylim(*accuracy_range(points, evidence))
@@ -197,7 +204,7 @@ def plot_pareto(
     renderer = fig.canvas.get_renderer()
     return _save(
         fig, ax, path, legends,
-        labels=[t.get_window_extent(renderer).bounds for t in labels],
+        labels=[text_box(t, renderer).bounds for t in labels],
         ylim=ax.get_ylim(),
         families={p["artifact"]: family_of(p).label for p in points},
     )  # fmt: skip
