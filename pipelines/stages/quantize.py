@@ -7,10 +7,11 @@ stage's quantization-aware export when there is one; a method that cannot run he
 with the reason) → parity of each against the fp32 student on the eval split, computed by the
 runtime that runs it (its bench backend, recorded in the manifest as `bench_backend`) → the gate: artifacts over
 `quantize.max_drop` are kept but flagged; the stage fails only when none passes. Beside them,
-the teacher's export quantized by `quantize.teacher_methods` (`teacher-int8-<method>`, the
-int8-teacher baseline), and the peer baseline: student and teacher quantized exactly as `optimum-cli onnxruntime quantize` would
-(`quantize.peer`), evaluated the same way, outside the gate: the report measures what the
-project adds against it.
+outside the gate and evaluated the same way: the teacher's export quantized by
+`quantize.teacher_methods` (`teacher-int8-<method>`, the int8-teacher baseline), and the peer
+baseline, student and teacher quantized exactly as `optimum-cli onnxruntime quantize` would
+(`quantize.peer`): the report measures what the project adds against both. Single-label runs
+store every artifact's eval predictions (`eval_predictions.json`) for the report's paired tests.
 """
 
 from __future__ import annotations
