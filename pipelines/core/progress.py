@@ -109,7 +109,7 @@ class Step:
                 self.last_shown is None or now - self.last_shown >= PLAIN_EVERY
             ):
                 self.last_shown = now
-                print(self.line(), file=self.stream, flush=True)
+                self._print(self.line())
 
     def advance_to(self, done: int) -> None:
         """Set the count (a trainer reports its global step, not increments)."""
@@ -138,12 +138,16 @@ class Step:
         status = f" [{self.status}]" if self.status else ""
         return f"{self.label}: {count} {self.unit}{share}, {duration(elapsed)}{eta}{status}"
 
+    def _print(self, text: str) -> None:
+        sys.stdout.flush()  # the runner's lines first, where both streams go to one file or pipe
+        print(text, file=self.stream, flush=True)
+
     def close(self, failed: bool = False) -> None:
         seconds = self.clock() - self.started
         if self.bar is not None:
             self.bar.close()
         elif self.stream is not None and self.last_shown is not None:
-            print(f"{self.label}: {self.done} {self.unit} in {duration(seconds)}", file=self.stream)
+            self._print(f"{self.label}: {self.done} {self.unit} in {duration(seconds)}")
         count = f"{self.done}/{self.total}" if self.total else str(self.done)
         ended = time.strftime("%H:%M:%S")
         rate = (self.done - self.initial) / seconds if seconds > 0 else 0.0
