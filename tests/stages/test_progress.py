@@ -200,3 +200,43 @@ def test_a_run_records_time_peak_memory_and_step_lines_without_changing_its_hash
     )
     assert lines[0].startswith("[teacher] skipped")
     assert again["teacher"]["usage"] == json.loads((folder / "manifest.json").read_text())["usage"]
+
+
+BARS_SCRIPT = """
+import sys
+from pipelines.core import quiet
+
+quiet.install(verbose=sys.argv[1] == "verbose")
+import datasets
+
+from pipelines.core.config import load_recipe
+from pipelines.data.loading import load_task_data
+from tests.conftest import tiny_recipe, write_recipe
+
+load_task_data(load_recipe(write_recipe(__import__("pathlib").Path(sys.argv[2]), tiny_recipe())))
+datasets.Dataset.from_dict({"a": list(range(10))}).map(lambda r: r, desc="tokenize")
+"""
+
+
+@pytest.mark.slow
+def test_library_bars_are_hidden_unless_verbose(tmp_path):
+    import os
+
+    script = tmp_path / "bars.py"
+    script.write_text(BARS_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "HF_DATASETS_DISABLE_PROGRESS_BARS"}
+    root = Path(__file__).resolve().parents[2]
+    shown = {}
+    for mode in ("quiet", "verbose"):
+        done = subprocess.run(
+            [sys.executable, str(script), mode, str(tmp_path / "recipe.yaml")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**env, "PYTHONPATH": str(root)},
+            cwd=root,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        shown[mode] = done.stderr
+    assert "tokenize" in shown["verbose"]  # the script really draws a bar...
+    assert shown["quiet"] == ""  # ...and quiet hides it, with no complaint about the switch
