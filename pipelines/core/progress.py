@@ -105,8 +105,11 @@ class Step:
             self.bar.update(n)
         elif self.stream is not None:
             now = self.clock()
-            if now - self.started >= QUIET_FOR and (
-                self.last_shown is None or now - self.last_shown >= PLAIN_EVERY
+            finished = self.total is not None and self.done >= self.total  # `close` says so
+            if (
+                not finished
+                and now - self.started >= QUIET_FOR
+                and (self.last_shown is None or now - self.last_shown >= PLAIN_EVERY)
             ):
                 self.last_shown = now
                 self._print(self.line())

@@ -28,7 +28,10 @@ NOISY_CATEGORIES: dict[str, str] = {
 NOISY_LOGS: dict[str, tuple[str, ...]] = {
     "torchao": (),  # "Failed to load ... _C_mxfp8": optional kernels this project does not use
     # onnxruntime.quantization logs through the root logger; the hint points at an image example
-    "root": ("Please consider to run pre-processing before quantization",),
+    "root": (
+        "Please consider to run pre-processing before quantization",  # quantize_dynamic
+        "Please consider pre-processing before quantization",  # quantize_static
+    ),
     # checkpoints saved before transformers renamed `torch_dtype` to `dtype`
     **{
         f"transformers.{module}": ("`torch_dtype` is deprecated",)

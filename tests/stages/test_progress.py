@@ -240,3 +240,20 @@ def test_library_bars_are_hidden_unless_verbose(tmp_path):
         shown[mode] = done.stderr
     assert "tokenize" in shown["verbose"]  # the script really draws a bar...
     assert shown["quiet"] == ""  # ...and quiet hides it, with no complaint about the switch
+
+
+def test_both_of_onnxruntimes_preprocessing_hints_are_hidden(caplog):
+    from pipelines.core import quiet
+
+    quiet.install()
+    try:
+        with caplog.at_level(logging.WARNING):
+            for hint in (  # quantize_dynamic's and quantize_static's wording (ORT 1.2x)
+                "Please consider to run pre-processing before quantization. Refer to example: x",
+                "Please consider pre-processing before quantization. See https://github.com/x",
+            ):
+                logging.getLogger().warning(hint)
+            logging.getLogger().warning("ANOTHER ROOT WARNING")
+    finally:
+        quiet.uninstall()
+    assert "ANOTHER ROOT WARNING" in caplog.text and "pre-processing" not in caplog.text
