@@ -11,7 +11,9 @@ is reset at each stage's start (writing 5 to /proc/self/clear_refs), so each sta
 peak (`scope: "stage"`); where that is refused (macOS, a locked-down kernel) the record is the
 process's peak so far, an upper bound of the stage's (`scope: "process"`). Worker processes the
 stage started and waited for (the bench's) are counted apart: `children_rss_bytes` is the largest
-child's peak, recorded when it rose during the stage. On CUDA, torch's peak allocated bytes.
+child's peak, recorded only when it is above this process's own. Below that it says nothing: a
+child started by fork or vfork inherits the parent's mark, and Linux keeps it through `exec`, so
+every worker of a 600 MiB process reports at least 600 MiB. On CUDA, torch's peak allocated bytes.
 """
 
 from __future__ import annotations
@@ -62,11 +64,13 @@ class StageUsage:
 
     def record(self) -> dict[str, Any]:
         children = _rusage_peak(resource.RUSAGE_CHILDREN)
+        own = process_peak_rss()
         return {
             "seconds": round(time.perf_counter() - self.started, 2),
-            "peak_rss_bytes": process_peak_rss(),
+            "peak_rss_bytes": own,
             "scope": self.scope,
-            "children_rss_bytes": children if children > self.children_before else None,
+            # a worker's own peak only when above ours and above earlier stages' (module doc)
+            "children_rss_bytes": children if children > max(own, self.children_before) else None,
             "cuda_peak_bytes": self._cuda_peak(),
         }
 
