@@ -92,7 +92,7 @@ class Step:
                 total=total,
                 initial=initial,
                 desc=self.label,
-                unit=f" {unit}",
+                unit=unit,
                 file=self.stream,
                 delay=QUIET_FOR,
                 dynamic_ncols=True,
