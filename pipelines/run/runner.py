@@ -2,8 +2,9 @@
 
 A stage is a plain function `main(ctx) -> StageResult` (setup → run → save). The runner owns
 everything around it: the hash that decides whether it is done (`hashing`), the run folder's
-`.attempt` record, the log file, timing, errors the user can fix turned into one-line messages,
-and the manifest, written last. Under torchrun it also decides, on rank 0, what each process runs
+`.attempt` record, the log file, time and peak memory (`pipelines.core.usage`), the stage's name
+on its steps' progress lines, errors the user can fix turned into one-line messages, and the
+manifest, written last. Under torchrun it also decides, on rank 0, what each process runs
 (`pipelines.core.distributed`).
 """
 
