@@ -28,7 +28,8 @@ STEPS = [
 def test_a_run_shows_each_steps_progress_and_ends_with_its_costs(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DISTILLERY_PROGRESS", "1")
     monkeypatch.setattr(progress, "QUIET_FOR", 0)
-    recipe = write_recipe(tmp_path / "recipe.yaml", tiny_recipe(**SECTIONS))
+    sections = {**SECTIONS, "data": {"synthetic_rows": 240}, "teacher": {"epochs": 1}}
+    recipe = write_recipe(tmp_path / "recipe.yaml", tiny_recipe(**sections))
     try:
         code = main(["run", str(recipe), "--runs-dir", str(tmp_path / "runs")])
     finally:
