@@ -149,7 +149,8 @@ class Step:
         seconds = self.clock() - self.started
         if self.bar is not None:
             self.bar.close()
-        elif self.stream is not None and self.last_shown is not None:
+        elif self.stream is not None and (self.last_shown is not None or seconds >= QUIET_FOR):
+            # a step that took a while says so, even one whose only item ended it
             self._print(f"{self.label}: {self.done} {self.unit} in {duration(seconds)}")
         count = f"{self.done}/{self.total}" if self.total else str(self.done)
         ended = time.strftime("%H:%M:%S")

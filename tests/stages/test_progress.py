@@ -61,6 +61,15 @@ def test_plain_lines_start_late_come_seldom_and_carry_an_eta(console, caplog):
     assert record.endswith(", 1.2 rows/s)")
 
 
+def test_a_long_step_of_one_item_still_leaves_its_closing_line(console):
+    now = [0.0]
+    step = progress.Step("quantize student", 1, "methods", clock=lambda: now[0])
+    now[0] = 12
+    step.advance()  # done at once: no progress line, the closing one says it all
+    step.close()
+    assert console.getvalue().splitlines() == ["quantize student: 1 methods in 12 s"]
+
+
 def test_eta_counts_this_sessions_rate_after_a_resume():
     now = [0.0]
     step = progress.Step("teacher logits", 100, "rows", initial=60, clock=lambda: now[0])
