@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,9 +44,15 @@ def use_eager_attention(model) -> None:
 
 
 def teacher_logits(
-    teacher, dataset, tokenizer, batch_size: int = 128, device: str = "cpu"
+    teacher,
+    dataset,
+    tokenizer,
+    batch_size: int = 128,
+    device: str = "cpu",
+    on_batch: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Teacher logits [rows, labels] for every row of a tokenized dataset, in row order."""
+    """Teacher logits [rows, labels] for every row of a tokenized dataset, in row order.
+    `on_batch(rows)` is called after each batch (a progress line counts rows with it)."""
     lengths = [len(x) for x in dataset["input_ids"]]
     out = np.zeros((len(dataset), teacher.config.num_labels), dtype=np.float32)
     teacher.eval().to(device)
@@ -58,6 +65,8 @@ def teacher_logits(
             if logits.shape[-1] != out.shape[-1]:  # another task's head (distill.heads)
                 out = np.zeros((len(dataset), logits.shape[-1]), dtype=np.float32)
             out[idx] = logits
+            if on_batch is not None:
+                on_batch(len(idx))
     return out
 
 
@@ -73,6 +82,7 @@ def distill(
     resume_from_checkpoint: str | None = None,
     callbacks: list | None = None,
     tasks: MultiTask | None = None,
+    progress=None,
 ) -> DistillationTrainer:
     """Train `student` against `teacher` on `train_dataset` (tokenized, with `labels`).
 
@@ -80,6 +90,7 @@ def distill(
     With `tasks` (several tasks on one encoder) the dataset carries a `task` column (index into
     `tasks.student_heads.names`), each batch is one task's and its loss is weighted by its λ;
     `cached_logits` is then a list of per-row arrays (the tasks' label counts differ).
+    `progress`: a TrainerCallback shown in place of the Trainer's own tqdm bar and printed logs.
     Returns the trainer: `.model` is the `DistillationModule` (`.model.student` the trained
     student, `.model.loss.projections` the training-only projections), `.state` the history.
     """
@@ -113,6 +124,12 @@ def distill(
         task_batches=tasks.batches,
         callbacks=callbacks,
     )
+    if progress is not None:
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        for default in (ProgressCallback, PrinterCallback):
+            trainer.remove_callback(default)
+        trainer.add_callback(progress)
     try:
         trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     finally:

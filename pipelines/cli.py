@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from modelkit.errors import InputError
-from pipelines.core import quiet
+from pipelines.core import progress, quiet
 from pipelines.core.errors import DistilleryError, file_error_message
 
 
@@ -445,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
         handler.setLevel(logging.WARNING)
     logging.getLogger("distillery").setLevel(logging.INFO)
     quiet.install(verbose=args.verbose)  # third-party noise off the console unless --verbose
+    if os.environ.get("DISTILLERY_PROGRESS", "1") != "0":  # the test suite sets it to 0
+        progress.show()  # long steps: a line with an ETA on stderr (pipelines.core.progress)
     from pipelines.core.distributed import finish
 
     try:

@@ -25,6 +25,7 @@ SHARED = ROOT.parent / "shared"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("DISTILLERY_PROGRESS", "0")  # no progress lines unless a test asks
 
 
 def pytest_collection_modifyitems(config, items):

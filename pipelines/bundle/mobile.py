@@ -6,14 +6,18 @@ model.ort to predict.py's answers is in pipelines/bundle/runtimes.py.
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
 
 from pipelines.bundle.verify import BundleError, settings_name
+
+log = logging.getLogger("distillery")
 
 ORT_FILES = ("model.ort", "model.required_operators.config")
 
@@ -31,12 +35,16 @@ def build_ort(out: Path) -> dict[str, Any]:
         for name in ("model.onnx", "model.onnx_data"):  # external weights travel with the graph
             if (out / name).is_file():
                 shutil.copy2(out / name, Path(tmp) / name)
+        said = io.StringIO()  # the converter prints each step: log.txt keeps them, not the console
         try:
-            convert_onnx_models_to_ort(
-                Path(tmp), optimization_styles=[OptimizationStyle.Fixed], target_platform="arm"
-            )
+            with redirect_stdout(said):
+                convert_onnx_models_to_ort(
+                    Path(tmp), optimization_styles=[OptimizationStyle.Fixed], target_platform="arm"
+                )
         except Exception as exc:  # the converter raises bare RuntimeErrors from ORT
             raise BundleError(f"{out}/model.onnx: ORT format conversion failed: {exc}") from exc
+        finally:
+            log.info("ORT format converter: %s", " | ".join(said.getvalue().split("\n")).strip())
         shutil.copy2(Path(tmp) / "model.ort", out / ORT_FILES[0])
         ops = (Path(tmp) / "required_operators.config").read_text()
     # the converter names its temporary folder in a comment: keep the file reproducible

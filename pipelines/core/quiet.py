@@ -9,6 +9,8 @@ Matched by message or logger name, so nothing here imports torch, transformers o
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import warnings
 
 # `warnings` message regexes (matched from the start, as `warnings.filterwarnings` does).
@@ -26,7 +28,10 @@ NOISY_CATEGORIES: dict[str, str] = {
 NOISY_LOGS: dict[str, tuple[str, ...]] = {
     "torchao": (),  # "Failed to load ... _C_mxfp8": optional kernels this project does not use
     # onnxruntime.quantization logs through the root logger; the hint points at an image example
-    "root": ("Please consider to run pre-processing before quantization",),
+    "root": (
+        "Please consider to run pre-processing before quantization",  # quantize_dynamic
+        "Please consider pre-processing before quantization",  # quantize_static
+    ),
     # checkpoints saved before transformers renamed `torch_dtype` to `dtype`
     **{
         f"transformers.{module}": ("`torch_dtype` is deprecated",)
@@ -35,6 +40,10 @@ NOISY_LOGS: dict[str, tuple[str, ...]] = {
     # torch's own log line (W1207 ... _pytree.py) when torchao registers its enums at import
     "torch.utils._pytree": ("is deprecated",),
 }
+# Progress bars libraries draw on stderr for their own steps (datasets' "tokenize" map), read from
+# the environment when the library loads: the pipeline shows its long steps itself
+# (pipelines.core.progress), one line each, and a bar redrawn into a log file is noise.
+NOISY_BARS: dict[str, str] = {"HF_DATASETS_DISABLE_PROGRESS_BARS": "datasets"}
 
 
 class _DropMessages(logging.Filter):
@@ -48,6 +57,7 @@ class _DropMessages(logging.Filter):
 
 
 _installed: list[tuple[logging.Logger, logging.Filter | int]] = []
+_set_env: list[str] = []
 
 
 def install(verbose: bool = False) -> None:
@@ -68,6 +78,11 @@ def install(verbose: bool = False) -> None:
         _installed.append((logger, rule))
     if not isinstance(warnings.showwarning, _QuietShow):
         warnings.showwarning = _QuietShow(warnings.showwarning)
+    for variable, module in NOISY_BARS.items():
+        if variable not in os.environ:  # a user's own setting wins
+            os.environ[variable] = "1"
+            _set_env.append(variable)
+            _bars(module, enabled=False)
 
 
 def uninstall() -> None:
@@ -81,6 +96,26 @@ def uninstall() -> None:
     if isinstance(warnings.showwarning, _QuietShow):
         warnings.showwarning = warnings.showwarning.shown
     warnings.filters[:] = [f for f in warnings.filters if not (f[0] == "ignore" and _is_ours(f[1]))]
+    while _set_env:
+        variable = _set_env.pop()
+        os.environ.pop(variable, None)
+        _bars(NOISY_BARS[variable], enabled=True)
+
+
+def _bars(module: str, enabled: bool) -> None:
+    """Switch a library's bars when it is loaded already (the environment only counts at load;
+    when it did, the library refuses to switch back and says so, so it is left as it is)."""
+    loaded = sys.modules.get(module)
+    if loaded is None:
+        return
+    if not enabled:
+        loaded.disable_progress_bars()
+    elif getattr(getattr(loaded, "config", None), variable_of(module), None) is None:
+        loaded.enable_progress_bars()
+
+
+def variable_of(module: str) -> str:
+    return next(v for v, m in NOISY_BARS.items() if m == module)
 
 
 def _is_ours(message: object) -> bool:

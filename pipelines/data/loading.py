@@ -260,6 +260,7 @@ def load_task_data(recipe: Recipe) -> TaskData:
     """Both splits, checked, with integer `labels`, subsampled as the recipe says."""
     import datasets
 
+    shown = datasets.is_progress_bar_enabled()  # off already when the CLI hides library bars
     datasets.disable_progress_bars()
     source = dataset_source(recipe.data.source, recipe.data.subset)
     loader = {"local": _load_local, "hub": _load_hub, "synthetic": _load_synthetic}[source.kind]
@@ -271,7 +272,8 @@ def load_task_data(recipe: Recipe) -> TaskData:
     )
     if recipe.task.type == "single_label":
         require_classes(train, d.train_split, recipe.task.labels)
-    datasets.enable_progress_bars()
+    if shown:
+        datasets.enable_progress_bars()
     return TaskData(
         train=train, eval=evaluation, data_hash=source_fingerprint(recipe), source=source
     )

@@ -21,6 +21,7 @@ import numpy as np
 from distill.api import teacher_logits
 from distill.augment import AugmentSpec, MLMReplacer, augment_rows, planned
 from distill.cache import cache_key, save_array
+from pipelines.core import progress
 from pipelines.core.context import StageContext
 from pipelines.core.distributed import is_main, main_first
 from pipelines.core.errors import ConfigError
@@ -63,8 +64,6 @@ def mlm_source(ctx: StageContext) -> str | None:
 def augmented_set(ctx: StageContext, teacher, tokenizer, train_rows, device: str):
     """(tokenized augmented rows with labels -100, their teacher logits, record for the
     manifest). `train_rows`: the split's texts, one string (or tuple for pairs) per row."""
-    from tqdm.auto import tqdm
-
     from pipelines.data.loading import tokenize
 
     r, a = ctx.recipe, ctx.recipe.distill.augment
@@ -86,10 +85,17 @@ def augmented_set(ctx: StageContext, teacher, tokenizer, train_rows, device: str
     replacer = None
     started, made, reused = time.time(), 0, 0
     all_rows, all_logits = [], []
-    with main_first():  # under DDP rank 0 makes the chunks, the others read them
-        for number, start in enumerate(tqdm(chunks, desc="augment", disable=not is_main())):
-            rows_path = folder / f"rows-{number:05d}.jsonl"
-            logits_path = folder / f"logits-{number:05d}.npy"
+    paths = [
+        (folder / f"rows-{n:05d}.jsonl", folder / f"logits-{n:05d}.npy") for n in range(len(chunks))
+    ]
+    kept = sum(
+        min(a.chunk_rows, total - start)
+        for start, (rows_path, logits_path) in zip(chunks, paths, strict=True)
+        if rows_path.is_file() and logits_path.is_file()
+    )
+    # under DDP rank 0 makes the chunks, the others read them
+    with main_first(), progress.step("augment", total, "rows", initial=kept) as shown:
+        for start, (rows_path, logits_path) in zip(chunks, paths, strict=True):
             indices = range(start, min(start + a.chunk_rows, total))
             if rows_path.is_file() and logits_path.is_file():
                 rows = [_from_json(line) for line in rows_path.read_text().splitlines()]
@@ -105,7 +111,9 @@ def augmented_set(ctx: StageContext, teacher, tokenizer, train_rows, device: str
                 )
             rows = augment_rows(train_rows, spec, r.seed, indices=indices, mlm=replacer)
             chunk = tokenize(_as_dataset(rows, r.task.text_columns), tokenizer, r)
-            logits = teacher_logits(teacher, chunk, tokenizer, r.distill.eval_batch_size, device)
+            logits = teacher_logits(
+                teacher, chunk, tokenizer, r.distill.eval_batch_size, device, shown.advance
+            )
             if is_main():
                 atomic_write_text(rows_path, "".join(json.dumps(row) + "\n" for row in rows))
                 save_array(logits_path, logits)

@@ -20,7 +20,7 @@ from export.parity import onnx_logits
 from modelkit.batching import padded_batches
 from pipelines.core.context import StageContext
 from pipelines.core.distributed import is_main
-from pipelines.train.callbacks import logging_callback
+from pipelines.train.callbacks import logging_callback, progress_callback
 from pipelines.train.evaluation import evaluate_model
 from pipelines.train.settings import training_arguments
 
@@ -76,6 +76,7 @@ def quantization_aware(
         args,
         cached_logits=logits,
         callbacks=[logging_callback()],
+        progress=progress_callback("QAT training"),
     )
     qmodel = trainer.model.student
     after, _ = evaluate_model(qmodel, eval_set, tokenizer, 64, "cpu", "evaluate QAT")

@@ -12,6 +12,7 @@ from distill.combined import LossSpec
 from pipelines.core.context import StageContext
 from pipelines.train.callbacks import (
     logging_callback,
+    progress_callback,
     sampler_rng_sync,
     seconds_before,
     seconds_in_checkpoints,
@@ -51,23 +52,28 @@ def train_student(  # -> (trainer, checkpoint resumed from, loss summed before i
     earlier_seconds = seconds_before(resume)
     if resume:
         log.info("resuming distillation from %s", resume)
-    trainer = distill(
-        teacher,
-        student,
-        train_set,
-        tokenizer,
-        spec,
-        args,
-        cached_logits=logits,
-        resume_from_checkpoint=resume,
-        callbacks=[
-            logging_callback(),
-            sampler_rng_sync(),
-            seconds_in_checkpoints(earlier_seconds),
-            *(callbacks or []),
-        ],
-        tasks=tasks,
-    )
+    shown = progress_callback("training")
+    try:
+        trainer = distill(
+            teacher,
+            student,
+            train_set,
+            tokenizer,
+            spec,
+            args,
+            cached_logits=logits,
+            resume_from_checkpoint=resume,
+            callbacks=[
+                logging_callback(),
+                sampler_rng_sync(),
+                seconds_in_checkpoints(earlier_seconds),
+                *(callbacks or []),
+            ],
+            tasks=tasks,
+            progress=shown,
+        )
+    finally:
+        shown.stop()  # a no-op after a finished run; the log line says where a failed one stopped
     trainer.seconds_before_resume = earlier_seconds  # the distill stage adds them to its time
     return trainer, resume, before
 

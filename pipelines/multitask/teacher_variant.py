@@ -23,7 +23,7 @@ from pipelines.core.context import StageContext
 from pipelines.data.loading import require_rows
 from pipelines.multitask.tasks import Task, tokenized_tasks
 from pipelines.teacher.checked_trainer import CheckedTrainer
-from pipelines.train.callbacks import logging_callback
+from pipelines.train.callbacks import logging_callback, progress_callback, show_progress
 from pipelines.train.checkpoints import last_checkpoint
 from pipelines.train.settings import batch_info, training_arguments
 
@@ -120,7 +120,12 @@ def train_multitask_teacher(ctx: StageContext, model, tokenizer, tasks: list[Tas
         resume = last_checkpoint(checkpoints / phase)
         if resume:
             log.info("resuming teacher phase %s from %s", phase, resume)
-        output = trainer.train(resume_from_checkpoint=resume)
+        shown = progress_callback(f"training {phase}")
+        show_progress(trainer, shown)
+        try:
+            output = trainer.train(resume_from_checkpoint=resume)
+        finally:
+            shown.stop()  # a no-op after a finished run; the log says where a failed one stopped
         model, heads = trainer.model.model, trainer.model.task_heads
         names = {i: tasks[i].name for i in chosen}
         facts["phases"].append(

@@ -2,8 +2,9 @@
 
 A stage is a plain function `main(ctx) -> StageResult` (setup → run → save). The runner owns
 everything around it: the hash that decides whether it is done (`hashing`), the run folder's
-`.attempt` record, the log file, timing, errors the user can fix turned into one-line messages,
-and the manifest, written last. Under torchrun it also decides, on rank 0, what each process runs
+`.attempt` record, the log file, time and peak memory (`pipelines.core.usage`), the stage's name
+on its steps' progress lines, errors the user can fix turned into one-line messages, and the
+manifest, written last. Under torchrun it also decides, on rank 0, what each process runs
 (`pipelines.core.distributed`).
 """
 
@@ -20,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from modelkit.errors import InputError
+from pipelines.core import progress
 from pipelines.core.config import Recipe, recipe_to_dict
 from pipelines.core.context import StageContext
 from pipelines.core.errors import DistilleryError
 from pipelines.core.lock import RunLock
 from pipelines.core.machine import machine, versions
 from pipelines.core.runs import RunDir, check_writable, damaged_files, file_digests, verify_files
+from pipelines.core.usage import StageUsage, peak_text
 from pipelines.data.loading import load_task_data
 from pipelines.run.hashing import is_done, stage_hash, stage_sources
 from pipelines.run.preflight import preflight_sources
@@ -189,11 +192,11 @@ def _run_stage(
         verify_files(run.stage(upstream), upstream, done[upstream])
     echo(f"[{stage.name}] running: {stage.describe} → {out}")
     ctx = StageContext(recipe, run, stage.name, {n: done[n] for n in needs}, cache, load_task_data)
-    started = time.time()
+    usage = StageUsage()
     if not main:
         stage.main_for(recipe)(ctx)  # writes nothing: pipelines.core.distributed
         return None
-    with stage_log(out / "log.txt"):
+    with stage_log(out / "log.txt"), progress.within(stage.name):
         log.info("stage %s started, hash %s", stage.name, digest)
         try:
             result = stage.main_for(recipe)(ctx)
@@ -204,8 +207,15 @@ def _run_stage(
                 raise
             removed = remove_partial_files(out)
             raise DistilleryError(storage_message(stage.name, exc, out, removed)) from None
-        seconds = time.time() - started
-        log.info("stage %s finished in %.1f s: %s", stage.name, seconds, result.metrics)
+        used = usage.record()
+        seconds = used["seconds"]
+        log.info(
+            "stage %s finished in %.1f s, peak memory %s: %s",
+            stage.name,
+            seconds,
+            peak_text(used),
+            result.metrics,
+        )
     manifest = {
         "stage": stage.name,
         "hash": digest,
@@ -218,6 +228,7 @@ def _run_stage(
         "files": file_digests(out),
         **result.extra,
         "seconds": round(seconds, 2),
+        "usage": used,  # recorded, never hashed: stage_hash reads the recipe and inputs only
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": versions(),
         "machine": machine(),
@@ -230,7 +241,7 @@ def _run_stage(
         for k, v in result.metrics.items()
         if not isinstance(v, (dict, list))
     )
-    echo(f"[{stage.name}] done in {seconds:.1f} s: {shown}")
+    echo(f"[{stage.name}] done in {seconds:.1f} s, peak memory {peak_text(used)}: {shown}")
     return manifest
 
 

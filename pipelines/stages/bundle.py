@@ -32,6 +32,7 @@ from pipelines.bundle.writer import (
     requirements,
     write_files,
 )
+from pipelines.core import progress
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.runs import atomic_write_json, atomic_write_text
 
@@ -109,7 +110,11 @@ def check_and_time(ctx: StageContext, rows, reference: dict, config: dict) -> di
     """The bundle's predict.py, in fresh processes, on the eval rows: its predictions checked
     against the pipeline's (raises when they differ), its cold start and steady state timed."""
     r, b, out = ctx.recipe, ctx.recipe.bundle, ctx.out
-    with tempfile.TemporaryDirectory(prefix="distillery-bundle-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="distillery-bundle-") as tmp,
+        progress.step("check predict.py", 4, "checks") as shown,
+    ):
+        shown.note("predictions")
         eval_path = write_rows(
             Path(tmp) / "eval.jsonl", rows, config["text_columns"], r.task.labels, r.task.type
         )
@@ -122,16 +127,25 @@ def check_and_time(ctx: StageContext, rows, reference: dict, config: dict) -> di
             r.task.type,
         )
         first_line = sample.read_text().splitlines()[0]
+        shown.advance()
+        shown.note("cold start")
+        cold = measure_cold_start(out, first_line, b.cold_start_runs, b.threads)
+        shown.advance()
+        shown.note("steady state")
+        steady = measure_steady_state(out, sample, b.latency_repeats, b.threads)
+        shown.advance()
         measured = {
             "threads": b.threads,
             "length_batched_agreement": agreement,
-            "cold_start": measure_cold_start(out, first_line, b.cold_start_runs, b.threads),
-            "steady_state": measure_steady_state(out, sample, b.latency_repeats, b.threads),
+            "cold_start": cold,
+            "steady_state": steady,
         }
         timing = {"sample": sample, "cold_start_runs": b.cold_start_runs}
         timing |= {"repeats": b.latency_repeats, "threads": b.threads}
         # Node, the browser, ORT Mobile against predict.py (skipped where not installed)
+        shown.note("other runtimes")
         measured["runtimes"] = check_all(out, eval_path, reference["batch_size"], timing, log.info)
+        shown.advance()
         return measured
 
 

@@ -19,6 +19,7 @@ from export.onnx_export import export_classifier
 from export.optimize import optimize_onnx
 from export.parity import ParityError, check, compare, onnx_logits, torch_logits
 from modelkit.batching import label_array
+from pipelines.core import progress
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.errors import DistilleryError, StageFailedError
 from pipelines.core.models import load_stage_model
@@ -69,34 +70,37 @@ def export_one(ctx: StageContext, name: str, model_dir, eval_set, labels, task_s
         if heads is not None:
             shutil.copy2(Path(model_dir) / HEADS_CONFIG, fused / HEADS_CONFIG)
         candidates.append((f"{name}-onnx-{e.optimize}", fused, e.optimized_atol, opt_info))
-    for artifact, folder, atol, meta in candidates:
-        logits = onnx_logits(folder, eval_set, tokenizer, e.batch_size)
-        report = compare(
-            reference,
-            logits,
-            labels,
-            atol=atol,
-            min_agreement=e.min_agreement,
-            task_type=ctx.recipe.task.type,
-            names=list(ctx.recipe.task.labels),
-        )
-        log.info("parity %s: %s", artifact, report.to_dict())
-        try:
-            check(report, artifact)
-        except ParityError as exc:
-            raise StageFailedError(
-                f"{exc} Raise export.atol / export.optimized_atol or export.min_agreement only if "
-                "the difference is understood; otherwise the exported graph is wrong."
-            ) from None
-        per_task = head_parity(e, artifact, folder, tokenizer, head_references, task_sets, atol)
-        records[artifact] = {
-            "path": str(folder.relative_to(ctx.out)),
-            "parity": report.to_dict(),
-            "tasks": per_task or None,
-            "size_bytes": meta.get("size_bytes"),
-            "opset": meta.get("opset", info["opset"]),
-            "fused_ops": meta.get("fused_ops"),
-        }
+    with progress.step(f"parity {name}", len(candidates), "artifacts") as shown:
+        for artifact, folder, atol, meta in candidates:
+            shown.note(artifact)
+            logits = onnx_logits(folder, eval_set, tokenizer, e.batch_size)
+            report = compare(
+                reference,
+                logits,
+                labels,
+                atol=atol,
+                min_agreement=e.min_agreement,
+                task_type=ctx.recipe.task.type,
+                names=list(ctx.recipe.task.labels),
+            )
+            log.info("parity %s: %s", artifact, report.to_dict())
+            try:
+                check(report, artifact)
+            except ParityError as exc:
+                raise StageFailedError(
+                    f"{exc} Raise export.atol / export.optimized_atol or export.min_agreement only if "
+                    "the difference is understood; otherwise the exported graph is wrong."
+                ) from None
+            per_task = head_parity(e, artifact, folder, tokenizer, head_references, task_sets, atol)
+            records[artifact] = {
+                "path": str(folder.relative_to(ctx.out)),
+                "parity": report.to_dict(),
+                "tasks": per_task or None,
+                "size_bytes": meta.get("size_bytes"),
+                "opset": meta.get("opset", info["opset"]),
+                "fused_ops": meta.get("fused_ops"),
+            }
+            shown.advance()
     return records
 
 

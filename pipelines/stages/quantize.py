@@ -27,6 +27,7 @@ from export.parity import compare, torch_logits
 from modelkit.batching import label_array
 from modelkit.task_types import TASK_TYPES
 from pipelines.bench.backends import eval_logits, get_backend
+from pipelines.core import progress
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.errors import StageFailedError
 from pipelines.core.models import load_stage_model
@@ -138,27 +139,31 @@ def _run_methods(
     records: dict[str, dict] = {}
     skipped: dict[str, str] = {}
     backends: dict[str, str] = {}
-    for name in names:
-        method, artifact = METHODS[name], f"{who}-int8-{name}"
-        out = ctx.out / artifact
-        why = missing_extra(name)
-        try:
-            if why is None:
-                info = run_method(name, job_for(name, job, out))
-                logits = eval_logits(method.backend, out, job.eval_rows, job.tokenizer)
-        except Skipped as exc:
-            why = str(exc)
-        except method.refuses as exc:  # its runtime refused this graph: no artifact, the reason
-            shutil.rmtree(out, ignore_errors=True)
-            lines = str(exc).strip().splitlines()
-            label = get_backend(method.backend).label
-            why = f"{label} could not compile or run this graph: {lines[-1] if lines else exc}"
-        if why is not None:
-            skipped[artifact], backends[artifact] = why, method.backend
-            log.warning("quantize: %s skipped: %s", artifact, why)
-            continue
-        info = {"path": artifact, **info, "bench_backend": method.backend}
-        records[artifact] = {**score(artifact, logits), **info}
+    with progress.step(f"quantize {who}", len(names), "methods") as shown:
+        for name in names:
+            shown.note(name)  # calibration and conversion, then its eval accuracy
+            method, artifact = METHODS[name], f"{who}-int8-{name}"
+            out = ctx.out / artifact
+            why = missing_extra(name)
+            try:
+                if why is None:
+                    info = run_method(name, job_for(name, job, out))
+                    logits = eval_logits(method.backend, out, job.eval_rows, job.tokenizer)
+            except Skipped as exc:
+                why = str(exc)
+            except method.refuses as exc:  # its runtime refused this graph: no artifact, the reason
+                shutil.rmtree(out, ignore_errors=True)
+                lines = str(exc).strip().splitlines()
+                label = get_backend(method.backend).label
+                why = f"{label} could not compile or run this graph: {lines[-1] if lines else exc}"
+            if why is not None:
+                skipped[artifact], backends[artifact] = why, method.backend
+                log.warning("quantize: %s skipped: %s", artifact, why)
+                shown.advance()
+                continue
+            info = {"path": artifact, **info, "bench_backend": method.backend}
+            records[artifact] = {**score(artifact, logits), **info}
+            shown.advance()
     return records, skipped, backends
 
 

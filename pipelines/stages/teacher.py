@@ -19,7 +19,12 @@ from pipelines.core.models import MODEL_ARTIFACTS, save_model
 from pipelines.data.loading import require_rows, seeded_rows, tokenize
 from pipelines.data.words import collator
 from pipelines.teacher.model import build_teacher
-from pipelines.train.callbacks import logging_callback, sampler_rng_sync
+from pipelines.train.callbacks import (
+    logging_callback,
+    progress_callback,
+    sampler_rng_sync,
+    show_progress,
+)
 from pipelines.train.checkpoints import (
     last_checkpoint,
     loss_sum_before,
@@ -71,7 +76,12 @@ def main(ctx: StageContext) -> StageResult:
         before = loss_sum_before(resume)  # read now: training rotates old checkpoints away
         if resume:
             log.info("resuming teacher training from %s", resume)
-        output = trainer.train(resume_from_checkpoint=resume)
+        shown = progress_callback("training")
+        show_progress(trainer, shown)
+        try:
+            output = trainer.train(resume_from_checkpoint=resume)
+        finally:
+            shown.stop()  # a no-op after a finished run; the log says where a failed one stopped
         model = trainer.model
         train_info = {
             "resumed_from": resume,

@@ -1,5 +1,6 @@
 """Trainer callbacks the training stages add: loss terms to log.txt, one RNG across DDP ranks at
-each epoch's start, a steady-state step timer, and training seconds kept in each checkpoint."""
+each epoch's start, a steady-state step timer, training seconds kept in each checkpoint, and
+the training's progress line in place of the Trainer's own bar."""
 
 from __future__ import annotations
 
@@ -119,3 +120,47 @@ def seconds_in_checkpoints(offset: float):
                     json.dump({"train_seconds": round(seconds, 3)}, handle)
 
     return SecondsInCheckpoints()
+
+
+def progress_callback(name: str):
+    """A Trainer callback showing training as one progress step (pipelines.core.progress): the
+    global step of `max_steps` with an ETA, the last logged loss as its note. `show_progress`
+    puts it in place of the Trainer's own tqdm bar and printed log dicts; call its `stop()` when
+    training raised (no `on_train_end` comes then), so the step's log line says where it stopped."""
+    from transformers import TrainerCallback
+
+    from pipelines.core import progress
+
+    class TrainProgress(TrainerCallback):
+        step: progress.Step | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.step = progress.Step(name, state.max_steps, "steps", initial=state.global_step)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.step is not None:
+                self.step.advance_to(state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.step is not None and logs and "loss" in logs:
+                self.step.note(f"loss {logs['loss']:.4f}")
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.stop(failed=False)
+
+        def stop(self, failed: bool = True) -> None:
+            if self.step is not None:
+                self.step.close(failed=failed)
+                self.step = None
+
+    return TrainProgress()
+
+
+def show_progress(trainer, callback) -> None:
+    """Replace the Trainer's tqdm bar (or, with `disable_tqdm`, its printed log dicts) with
+    `callback` (a `progress_callback`)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for default in (ProgressCallback, PrinterCallback):
+        trainer.remove_callback(default)
+    trainer.add_callback(callback)

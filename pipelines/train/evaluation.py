@@ -30,18 +30,22 @@ def predict_logits(
     desc: str = "evaluate",
     progress: bool = True,
 ) -> np.ndarray:
-    """Logits for every row of a tokenized dataset (input_ids, attention_mask, ...)."""
+    """Logits for every row of a tokenized dataset (input_ids, attention_mask, ...); with
+    `progress`, a progress step named `desc` (pipelines.core.progress)."""
+    from contextlib import nullcontext
+
     import torch
-    from tqdm.auto import tqdm
+
+    from pipelines.core.progress import step
 
     lengths = [len(ids) for ids in dataset["input_ids"]]
     out = None  # its width is the output's: a task head may have other labels than the config
     # token classification: [rows, longest, labels], each row's tokens from 0, zeros after
     model.eval().to(device)
     batches = padded_batches(dataset, tokenizer.pad_token_id, batch_size, longest_first(lengths))
-    total = -(-len(dataset) // batch_size)
-    with torch.inference_mode():
-        for idx, batch in tqdm(batches, desc=desc, total=total, disable=not progress, leave=False):
+    shown = step(desc, len(dataset), "rows") if progress else nullcontext()
+    with torch.inference_mode(), shown as counter:
+        for idx, batch in batches:
             inputs = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
             logits = model(**inputs).logits.float().cpu().numpy()
             if out is None:
@@ -51,6 +55,8 @@ def predict_logits(
                 out[idx, : logits.shape[1]] = logits
             else:
                 out[idx] = logits
+            if counter is not None:
+                counter.advance(len(idx))
     return out if out is not None else np.zeros((0, model.config.num_labels), dtype=np.float32)
 
 
