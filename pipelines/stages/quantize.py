@@ -149,10 +149,17 @@ def _student_methods(
     return records, skipped, backends
 
 
-def _teacher(ctx: StageContext, job: Job, score: Scorer) -> tuple[dict, np.ndarray]:
-    """({teacher-int8-dynamic: record}, the fp32 teacher's eval logits): the `dynamic` method on
-    the teacher's export, for the report."""
-    t_model, _ = load_stage_model(ctx.input_dir("teacher"), ctx.recipe.security)
+def _teacher(ctx: StageContext, job: Job, score: Scorer) -> tuple[dict, np.ndarray, Job]:
+    """({teacher-int8-dynamic: record}, the fp32 teacher's eval logits, the job with the eval
+    split as the teacher's tokenizer reads it): the `dynamic` method on the teacher's export,
+    for the report. (A student with its own tokenizer, `student.tokenizer: own`, reads other ids.)"""
+    t_model, t_tokenizer = load_stage_model(ctx.input_dir("teacher"), ctx.recipe.security)
+    job = replace(
+        job,
+        tokenizer=t_tokenizer,
+        pad_token_id=t_tokenizer.pad_token_id,
+        eval_rows=tokenize(ctx.data().eval, t_tokenizer, ctx.recipe),
+    )
     reference = torch_logits(t_model, job.eval_rows, job.tokenizer)
     name, out = "teacher-int8-dynamic", ctx.out / "teacher-int8-dynamic"
     onnx, onnx_fused = _exports(ctx, "teacher")
@@ -165,19 +172,23 @@ def _teacher(ctx: StageContext, job: Job, score: Scorer) -> tuple[dict, np.ndarr
         **info,
         "bench_backend": METHODS["dynamic"].backend,
     }
-    return {name: record}, reference
+    return {name: record}, reference, job
 
 
 def _peers(
-    ctx: StageContext, job: Job, score: Scorer, teacher: tuple[dict, np.ndarray] | None
+    ctx: StageContext, job: Job, score: Scorer, teacher: tuple[dict, np.ndarray, Job] | None
 ) -> dict[str, dict]:
     """What optimum-cli gives at its own settings on the same plain exports (the report's
     baseline, outside the gate): the student's, and the teacher's when it is quantized too."""
     baselines = {}
-    references = {"student": score.reference, "teacher": teacher[1] if teacher else None}
-    for who, reference in references.items():
-        if reference is None:
+    references = {
+        "student": (score.reference, job),
+        "teacher": teacher[1:] if teacher else None,
+    }
+    for who, known in references.items():
+        if known is None:
             continue
+        reference, job = known
         name = f"{who}-int8-peer"
         out = ctx.out / name / "model.onnx"
         info = quantize_like_optimum(_exports(ctx, who)[0], out, job.preset.name)
