@@ -1,10 +1,10 @@
 """A student from another checkpoint with its own tokenizer, through every stage (issue #28).
 
-Tiny models: an MPNet teacher (tests/families.py) fine-tuned by the teacher stage, and a BERT
-checkpoint saved as a local folder whose WordPiece vocabulary lists the same words in reverse
-order under BERT's special tokens, so every word has another id in the student than in the
-teacher. The student keeps one of its two layers (`student.model_layers`), trains on cached
-teacher logits plus word-level augmented rows, and ships its own tokenizer in the bundle.
+Tiny models: an MPNet teacher (tests/families.py, its WordPiece vocabulary under RoBERTa's special
+tokens) fine-tuned by the teacher stage, and as the student checkpoint the session's tiny BERT
+teacher (tests/conftest.py `tiny_teacher`: a word vocabulary built from the data, other ids for
+nearly every word). The student keeps one of its two layers (`student.model_layers`), trains on
+cached teacher logits plus word-level augmented rows, and ships its own tokenizer in the bundle.
 The real pair (all-mpnet-base-v2, all-MiniLM-L6-v2) is checked under the `real` marker.
 """
 
@@ -28,16 +28,16 @@ FETCH = "bash ../shared/models/fetch-all-mpnet-base-v2.sh"
 QUIET = {"echo": lambda _: None}
 
 
-def own_recipe(tmp: Path) -> dict:
+def own_recipe(tmp: Path, checkpoint: Path) -> dict:
     student = {
         "init": "pretrained",
-        "model": str(tmp / "student"),
+        "model": str(checkpoint),
         "tokenizer": "own",
         "model_layers": [1],
     }
     distill = {
-        "epochs": 3,
-        "learning_rate": 3e-3,
+        "epochs": 1,
+        "learning_rate": 1e-3,
         "batch_size": 16,
         "weights": {"task": 0.5, "kd": 0.5},
         "augment": {"factor": 0.25, "methods": ["ngram", "shuffle"], "chunk_rows": 100},
@@ -54,14 +54,13 @@ def own_recipe(tmp: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def own_run(tmp_path_factory):
+def own_run(tmp_path_factory, tiny_teacher):
     tmp = tmp_path_factory.mktemp("own")
-    words = corpus_words()
-    build_family("mpnet", tmp / "teacher-model", words)
-    build_family("bert", tmp / "student", list(reversed(words)), seed=1)
-    recipe = load_recipe(write_recipe(tmp / "recipe.yaml", own_recipe(tmp)))
+    build_family("mpnet", tmp / "teacher-model", corpus_words())
+    checkpoint = tiny_teacher[0] / "runs" / "tiny" / "teacher"  # a fine-tuned tiny BERT
+    recipe = load_recipe(write_recipe(tmp / "recipe.yaml", own_recipe(tmp, checkpoint)))
     manifests = run_pipeline(recipe, tmp / "runs", target="bundle", **QUIET)
-    return tmp, recipe, manifests
+    return tmp, recipe, manifests, checkpoint
 
 
 def _tokenizer(folder: Path):
@@ -74,10 +73,10 @@ def _tokenizer(folder: Path):
 def test_the_student_is_the_checkpoint_s_layer_with_its_own_tokenizer(own_run):
     from transformers import AutoConfig
 
-    tmp, _, manifests = own_run
+    tmp, _, manifests, checkpoint = own_run
     run = tmp / "runs" / "own"
     teacher_vocab = _tokenizer(run / "teacher").get_vocab()
-    student_vocab = _tokenizer(tmp / "student").get_vocab()
+    student_vocab = _tokenizer(checkpoint).get_vocab()
     assert set(teacher_vocab) != set(student_vocab)  # other special tokens
     shared = set(teacher_vocab) & set(student_vocab)
     assert sum(teacher_vocab[w] != student_vocab[w] for w in shared) > 0.9 * len(shared)
@@ -98,7 +97,7 @@ def test_teacher_logits_come_from_the_teacher_s_tokenization_of_each_row(own_run
     from distill.api import teacher_logits
     from pipelines.data.loading import load_task_data, tokenize
 
-    tmp, recipe, manifests = own_run
+    tmp, recipe, manifests, checkpoint = own_run
     run = tmp / "runs" / "own"
     training = manifests["distill"]["training"]
     assert training["cached_teacher_logits"] and not training["cache"]["reused"]
@@ -106,7 +105,7 @@ def test_teacher_logits_come_from_the_teacher_s_tokenization_of_each_row(own_run
     teacher = AutoModelForSequenceClassification.from_pretrained(run / "teacher").eval()
     train = load_task_data(recipe).train
     as_teacher = tokenize(train, _tokenizer(run / "teacher"), recipe)
-    as_student = tokenize(train, _tokenizer(tmp / "student"), recipe)
+    as_student = tokenize(train, _tokenizer(checkpoint), recipe)
     assert as_teacher["input_ids"][0] != as_student["input_ids"][0]
     np.testing.assert_allclose(
         cached, teacher_logits(teacher, as_teacher, _tokenizer(run / "teacher")), atol=1e-4
@@ -134,7 +133,7 @@ def _as_rows(texts: list[str]):
 
 @pytest.mark.slow
 def test_the_teacher_is_exported_and_quantized_on_its_own_tokenization(own_run):
-    _, _, manifests = own_run
+    _, _, manifests, _ = own_run
     teacher_accuracy = manifests["teacher"]["metrics"]["accuracy"]
     exports = manifests["export"]["exports"]
     assert exports["teacher-onnx"]["parity"]["accuracy_candidate"] == pytest.approx(
@@ -149,11 +148,11 @@ def test_the_teacher_is_exported_and_quantized_on_its_own_tokenization(own_run):
 def test_the_bundle_ships_the_student_s_tokenizer_and_verifies(own_run):
     from tokenizers import Tokenizer
 
-    tmp, recipe, manifests = own_run
+    tmp, recipe, manifests, checkpoint = own_run
     bundle = tmp / "runs" / "own" / "bundle"
     assert manifests["bundle"]["metrics"]["artifact"] == "student-int8-dynamic"
     shipped = Tokenizer.from_file(str(bundle / "tokenizer.json")).get_vocab()
-    assert shipped == _tokenizer(tmp / "student").get_vocab()
+    assert shipped == _tokenizer(checkpoint).get_vocab()
     assert "<mask>" not in shipped  # none of the teacher's special tokens
     summary = verify_bundle(bundle, recipe=recipe, **QUIET)
     assert summary["same_rows"] and summary["accuracy"] == summary["recorded_accuracy"]
@@ -165,8 +164,8 @@ def test_the_logit_cache_is_shared_with_a_student_of_the_teacher_s_tokenizer(own
     """The cache key holds what decides the teacher's logits, not the student's tokenizer: a
     copied-layer student of the same teacher and data reuses them (this test goes last: it
     replaces the run's distill stage)."""
-    tmp, _, manifests = own_run
-    raw = own_recipe(tmp)
+    tmp, _, manifests, checkpoint = own_run
+    raw = own_recipe(tmp, checkpoint)
     raw["student"] = {"init": "teacher_layers", "layers": [1]}
     recipe = load_recipe(write_recipe(tmp / "shared.yaml", raw))
     again = run_pipeline(recipe, tmp / "runs", target="distill", **QUIET)
@@ -186,8 +185,9 @@ def test_the_logit_cache_is_shared_with_a_student_of_the_teacher_s_tokenizer(own
 )
 def test_the_real_minilm_student_of_the_mpnet_recipe_is_built_with_its_own_tokenizer():
     import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from pipelines.core.models import load_classifier, load_tokenizer, resolve_model
+    from pipelines.core.models import load_tokenizer, resolve_model
     from pipelines.distillation.student_choice import build_student, student_tokenizer
     from pipelines.run.preflight import preflight_models
 
@@ -197,12 +197,17 @@ def test_the_real_minilm_student_of_the_mpnet_recipe_is_built_with_its_own_token
             f"teacher.model={MPNET_CACHE}",
             f"student.model={MINILM}",
             f"data.source={SHARED}/data/sst2",
+            "student.model_layers=[0, 2, 4]",  # the recipe's commented-out option
         ],
     )
     preflight_models(recipe)  # what `distillery validate` checks of the two checkpoints
     source = resolve_model(str(MPNET_CACHE), recipe.security, "teacher.model")
     tokenizer_t = load_tokenizer(source, recipe.security)
-    teacher = load_classifier(source, list(recipe.task.labels), recipe.security, finetuned=False)
+    # only the teacher's labels enter the student: a 1-layer MPNet of the fetched config stands
+    # in for the 110M-parameter teacher, which would take minutes to load on 2 busy cores
+    config = AutoConfig.from_pretrained(source.value, num_hidden_layers=1, num_labels=2)
+    teacher = AutoModelForSequenceClassification.from_config(config)
+    assert teacher.config.model_type == "mpnet"
     tokenizer_s = student_tokenizer(recipe, tokenizer_t)
     assert (len(tokenizer_t), len(tokenizer_s)) == (30527, 30522)
     text = "a gripping , funny and touching film ."
