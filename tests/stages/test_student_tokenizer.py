@@ -10,11 +10,14 @@ any work; tests/e2e/test_own_tokenizer.py runs the pipeline with such a student.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from datasets import Dataset
 
 from pipelines.core.config import load_recipe
 from pipelines.core.config.recipe import NEEDS_ONE_TOKENIZER
@@ -131,3 +134,78 @@ def test_a_checkpoint_student_keeps_the_layers_it_names():
             assert torch.equal(got[name], value), (i, name)
     with pytest.raises(ValueError, match=r"student\.model_layers: \[3\] out of range; the "):
         keep_checkpoint_layers(model, [0, 3])
+
+
+# ---------------------------------------------------------------- the stages, quickly
+
+
+def test_distill_export_and_quantize_give_each_model_its_own_tokenization(tmp_path):
+    """An untrained tiny MPNet teacher (evaluated, not fine-tuned) and a BERT checkpoint whose
+    vocabulary lists the same words in reverse order: the cached logits and the augmented rows'
+    are the teacher's on its own tokenization, the student and its exports carry the student's
+    tokenizer, the teacher's exports and int8 copies are scored on the teacher's."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from distill.api import teacher_logits
+    from pipelines.data.loading import load_task_data, tokenize
+    from pipelines.run.runner import run_pipeline
+    from tests.families import build_family, corpus_words
+
+    words = corpus_words()
+    build_family("mpnet", tmp_path / "teacher-model", words)
+    build_family("bert", tmp_path / "student", list(reversed(words)), seed=1)
+    raw = tiny_recipe(
+        name="own",
+        teacher={"init": "pretrained", "model": str(tmp_path / "teacher-model"), "finetune": False},
+        student={**OWN, "model": str(tmp_path / "student"), "model_layers": [1]},
+        distill={
+            "epochs": 0.2,
+            "augment": {"factor": 0.1, "methods": ["ngram", "shuffle"], "chunk_rows": 100},
+        },
+        export={"teacher": True, "optimize": "none"},
+        quantize={"methods": ["dynamic"], "teacher": True},
+    )
+    raw["teacher"].pop("config")
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", raw))
+    manifests = run_pipeline(recipe, tmp_path / "runs", target="quantize", echo=lambda _: None)
+    run = tmp_path / "runs" / "own"
+    tok_t, tok_s = (
+        AutoTokenizer.from_pretrained(run / "teacher"),
+        AutoTokenizer.from_pretrained(tmp_path / "student"),
+    )
+    assert AutoTokenizer.from_pretrained(run / "distill").get_vocab() == tok_s.get_vocab()
+    assert AutoTokenizer.from_pretrained(run / "export" / "student-onnx").get_vocab() == (
+        tok_s.get_vocab()
+    )
+    facts = manifests["distill"]["student"]
+    assert (facts["tokenizer"], facts["model_layers"], facts["num_hidden_layers"]) == (
+        "own",
+        [1],
+        1,
+    )
+    # the cache: the teacher's logits on its own tokenization of each row, not on the student's
+    teacher = AutoModelForSequenceClassification.from_pretrained(run / "teacher").eval()
+    train = load_task_data(recipe).train
+    as_teacher, as_student = tokenize(train, tok_t, recipe), tokenize(train, tok_s, recipe)
+    assert as_teacher["input_ids"][0] != as_student["input_ids"][0]
+    cached = np.load(manifests["distill"]["training"]["cache"]["path"], allow_pickle=False)
+    np.testing.assert_allclose(cached, teacher_logits(teacher, as_teacher, tok_t), atol=1e-4)
+    assert np.abs(teacher_logits(teacher, as_student, tok_t) - cached).max() > 1e-3
+    # the augmented rows: text on disk, labelled through the teacher's tokenizer
+    augment = manifests["distill"]["augment"]
+    folder = Path(augment["path"])
+    texts = [json.loads(x) for x in (folder / "rows-00000.jsonl").read_text().splitlines()]
+    chunk = tokenize(Dataset.from_dict({"text": texts}), tok_t, recipe)
+    labelled = np.load(folder / "logits-00000.npy", allow_pickle=False)
+    np.testing.assert_allclose(labelled, teacher_logits(teacher, chunk, tok_t), atol=1e-4)
+    assert (
+        manifests["distill"]["training"]["train_rows"] == len(train) + augment["rows"] > len(train)
+    )
+    # the teacher's export and int8 copies are scored on the eval split as the teacher reads it
+    teacher_accuracy = manifests["teacher"]["metrics"]["accuracy"]
+    parity = manifests["export"]["exports"]["teacher-onnx"]["parity"]
+    assert parity["accuracy_candidate"] == pytest.approx(teacher_accuracy)
+    assert parity["agreement"] == 1.0
+    quantized = manifests["quantize"]["quantized"]
+    for name in ("teacher-int8-dynamic", "teacher-int8-peer"):  # their fp32 reference
+        assert quantized[name]["parity"]["accuracy_reference"] == pytest.approx(teacher_accuracy)
