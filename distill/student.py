@@ -154,12 +154,27 @@ def check_same_vocab(tokenizer_t, tokenizer_s, where: str) -> None:
             f"{where}: the student's vocabulary differs from the teacher's ({len(vocab_s)} vs "
             f"{len(vocab_t)} tokens; {only_s} only in the student, {only_t} only in the teacher). "
             "Teacher and student must share one tokenizer, since one batch feeds both; pick a "
-            "student checkpoint with the teacher's vocabulary, or use student.init: teacher_layers or config."
+            "student checkpoint with the teacher's vocabulary, use student.init: teacher_layers or "
+            "config, or set student.tokenizer: own to train the student on its own tokenizer "
+            "(logit KD from the teacher's logits per row of text)."
         )
     lower_t = getattr(tokenizer_t, "do_lower_case", None)
     lower_s = getattr(tokenizer_s, "do_lower_case", None)
     if None not in (lower_t, lower_s) and lower_t != lower_s:
         raise InputError(f"{where}: the student lower-cases text differently from the teacher.")
+
+
+def keep_checkpoint_layers(student, layers: list[int]):
+    """A checkpoint student cut to its layers `layers` (in order): embeddings, those layers and
+    the head, as `from_teacher_layers` copies them from a teacher."""
+    n_layers = student.config.num_hidden_layers
+    bad = [i for i in layers if not 0 <= i < n_layers]
+    if bad:
+        raise InputError(
+            f"student.model_layers: {bad} out of range; the checkpoint has {n_layers} layers, "
+            f"valid indices 0..{n_layers - 1}"
+        )
+    return from_teacher_layers(student, layers)
 
 
 def load_pretrained_student(

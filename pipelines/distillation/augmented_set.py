@@ -61,13 +61,18 @@ def mlm_source(ctx: StageContext) -> str | None:
     )
 
 
-def augmented_set(ctx: StageContext, teacher, tokenizer, train_rows, device: str):
-    """(tokenized augmented rows with labels -100, their teacher logits, record for the
-    manifest). `train_rows`: the split's texts, one string (or tuple for pairs) per row."""
+def augmented_set(
+    ctx: StageContext, teacher, tokenizer, train_rows, device: str, teacher_tokenizer=None
+):
+    """(augmented rows tokenized by `tokenizer` with labels -100, their teacher logits, record
+    for the manifest). `train_rows`: the split's texts, one string (or tuple for pairs) per row.
+    The teacher labels each new row of text through `teacher_tokenizer` (default: `tokenizer`),
+    so the chunks on disk (text and logits) do not depend on the student's tokenizer."""
     from pipelines.data.loading import tokenize
 
     r, a = ctx.recipe, ctx.recipe.distill.augment
-    spec = spec_of(ctx, tokenizer)
+    teacher_tokenizer = teacher_tokenizer or tokenizer
+    spec = spec_of(ctx, teacher_tokenizer)
     mlm = mlm_source(ctx)
     key = cache_key(
         augment=a.model_dump(),
@@ -110,9 +115,9 @@ def augmented_set(ctx: StageContext, teacher, tokenizer, train_rows, device: str
                     mlm, trust_remote_code=r.security.trust_remote_code, device=device
                 )
             rows = augment_rows(train_rows, spec, r.seed, indices=indices, mlm=replacer)
-            chunk = tokenize(_as_dataset(rows, r.task.text_columns), tokenizer, r)
+            chunk = tokenize(_as_dataset(rows, r.task.text_columns), teacher_tokenizer, r)
             logits = teacher_logits(
-                teacher, chunk, tokenizer, r.distill.eval_batch_size, device, shown.advance
+                teacher, chunk, teacher_tokenizer, r.distill.eval_batch_size, device, shown.advance
             )
             if is_main():
                 atomic_write_text(rows_path, "".join(json.dumps(row) + "\n" for row in rows))
@@ -138,17 +143,22 @@ def augmented_set(ctx: StageContext, teacher, tokenizer, train_rows, device: str
     return dataset, logits.astype(np.float32), record
 
 
-def with_augmented_rows(ctx: StageContext, teacher, tokenizer, train_set, logits, device: str):
+def with_augmented_rows(
+    ctx: StageContext, teacher, tokenizer, train_set, logits, device: str, teacher_tokenizer=None
+):
     """(rows, their teacher logits or None, augmentation facts or None): the tokenized train
     split, plus the augmented rows the teacher labelled when `distill.augment.factor` > 0 (their
     logits joined to `logits`, the train split's cached ones, when given). The distill stage and
-    the search's short runs train on the same rows."""
+    the search's short runs train on the same rows. `tokenizer` is the student's;
+    `teacher_tokenizer` (default: the same) the one the teacher labels the new rows through."""
     from datasets import concatenate_datasets
 
     if ctx.recipe.distill.augment.factor <= 0:
         return train_set, logits, None
     texts = train_texts(ctx.data().train, ctx.recipe.task.text_columns)
-    rows, rows_logits, info = augmented_set(ctx, teacher, tokenizer, texts, device)
+    rows, rows_logits, info = augmented_set(
+        ctx, teacher, tokenizer, texts, device, teacher_tokenizer
+    )
     combined = concatenate_datasets([train_set, rows.cast(train_set.features)])
     combined_logits = None if logits is None else np.concatenate([logits, rows_logits])
     return combined, combined_logits, info

@@ -21,6 +21,7 @@ from distill.student import (
     check_same_vocab,
     from_config,
     from_teacher_layers,
+    keep_checkpoint_layers,
     load_pretrained_student,
 )
 from modelkit.batching import padded_batches
@@ -70,15 +71,32 @@ def pruned(recipe: Recipe, teacher, tokenizer_t, train_set) -> Built:
 
 
 def pretrained(recipe: Recipe, teacher, tokenizer_t, train_set) -> Built:
-    """`init: pretrained`: the checkpoint `student.model`, with the teacher's labels and vocabulary."""
-    source = resolve_model(recipe.student.model, recipe.security, "student.model")
-    check_same_vocab(tokenizer_t, load_tokenizer(source, recipe.security), "student.model")
-    return load_pretrained_student(
+    """`init: pretrained`: the checkpoint `student.model` with the teacher's labels, cut to its
+    layers `student.model_layers` when given; its vocabulary is the teacher's unless the student
+    reads its own tokenizer (`student.tokenizer: own`, `student_tokenizer`)."""
+    s = recipe.student
+    source = resolve_model(s.model, recipe.security, "student.model")
+    if s.tokenizer == "teacher":
+        check_same_vocab(tokenizer_t, load_tokenizer(source, recipe.security), "student.model")
+    student = load_pretrained_student(
         source.value,
         teacher,
         use_safetensors=not recipe.security.allow_pickle,
         trust_remote_code=recipe.security.trust_remote_code,
-    ), None
+    )
+    if s.model_layers is not None:
+        student = keep_checkpoint_layers(student, s.model_layers)
+    return student, None
+
+
+def student_tokenizer(recipe: Recipe, tokenizer_t):
+    """The tokenizer the student reads, trains on and ships with: the teacher's, or with
+    `student.tokenizer: own` its checkpoint's (`student.model`)."""
+    s = recipe.student
+    if s.tokenizer != "own":
+        return tokenizer_t
+    source = resolve_model(s.model, recipe.security, "student.model")
+    return load_tokenizer(source, recipe.security)
 
 
 STUDENT_KINDS: dict[str, Callable[[Recipe, Any, Any, Any], Built]] = {

@@ -1,6 +1,9 @@
 """Checks that fail a run in seconds, before any stage trains: every model and dataset the planned
 stages read can be reached, and a student that cannot be built from this teacher is refused from
-the teacher's config alone (not an hour later, when the distill stage builds it)."""
+the teacher's config alone (not an hour later, when the distill stage builds it).
+
+Why one module: these are the checks the runner (and `distillery validate`) makes before any
+work, one function per thing checked; split, the order they run in would be read across files."""
 
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ def preflight_sources(recipe: Recipe, names: list[str]) -> None:
     if "distill" in names or "search" in names:
         preflight_models(recipe)
     if "distill" in names and recipe.student.init == "pretrained":
-        preflight_student_vocab(recipe)
+        preflight_student_vocab(recipe)  # unless it reads its own (student.tokenizer: own)
 
 
 def teacher_config(recipe: Recipe):
@@ -68,6 +71,8 @@ def preflight_models(recipe: Recipe) -> None:
     from distill.student import check_teacher_layers
     from modelkit.families import family_of, takes_token_type_ids
 
+    if recipe.student.init == "pretrained" and recipe.student.model:
+        preflight_checkpoint_student(recipe)
     config = teacher_config(recipe)
     if config is None:
         return
@@ -218,6 +223,40 @@ def preflight_distill_extras(recipe: Recipe, teacher_config) -> None:
             raise ConfigError(f"distill.qat.epochs is {d.qat.epochs}: {missing}")
 
 
+def preflight_checkpoint_student(recipe: Recipe) -> None:
+    """A local `pretrained` student from its files alone: `model_layers` inside its depth,
+    `data.max_length` inside its positions, a tokenizer of its own with `student.tokenizer: own`."""
+    from transformers import AutoConfig
+
+    from pipelines.core.models import resolve_model
+
+    s = recipe.student
+    source = resolve_model(s.model, recipe.security, "student.model")
+    if source.kind != "local":
+        return  # a hub id: checked when the distill stage loads it
+    trust = recipe.security.trust_remote_code
+    config = AutoConfig.from_pretrained(
+        source.value, trust_remote_code=trust, local_files_only=True
+    )
+    depth, longest = config.num_hidden_layers, getattr(config, "max_position_embeddings", 0)
+    if [i for i in s.model_layers or [] if i >= depth]:
+        raise ConfigError(
+            f"student.model_layers: {s.model_layers} reaches past the checkpoint's {depth} "
+            f"layers; use indices 0..{depth - 1}."
+        )
+    if longest and recipe.data.max_length > longest:
+        raise ConfigError(
+            f"data.max_length: {recipe.data.max_length} tokens, but the student checkpoint takes "
+            f"at most {longest} (max_position_embeddings); use {longest} or fewer."
+        )
+    if s.tokenizer == "own" and not any((source.path / n).is_file() for n in VOCAB_FILES):
+        raise ConfigError(
+            f"student.model: {source.path} holds no tokenizer (none of {', '.join(VOCAB_FILES)}) "
+            "for student.tokenizer: own; save the checkpoint's tokenizer there, or use "
+            "student.tokenizer: teacher."
+        )
+
+
 def preflight_student_vocab(recipe: Recipe) -> None:
     """Case: a `pretrained` student whose vocabulary differs from the teacher's is refused before
     the teacher trains (not an hour later, when the distill stage builds the student)."""
@@ -225,6 +264,8 @@ def preflight_student_vocab(recipe: Recipe) -> None:
     from pipelines.core.models import load_tokenizer, model_source, resolve_model
 
     t = recipe.teacher
+    if recipe.student.tokenizer == "own":
+        return  # nothing to share: the student reads its own tokenizer
     if t.tokenizer:
         teacher_source = model_source(t.tokenizer, "teacher.tokenizer")
     elif t.init == "pretrained" and t.model:

@@ -26,6 +26,7 @@ from modelkit.task_types import TASK_TYPES
 from pipelines.core.config import TORCH_DTYPES, Recipe, StudentConfig
 from pipelines.core.context import StageContext, StageResult
 from pipelines.core.distributed import is_main, main_first
+from pipelines.core.errors import DistilleryError
 from pipelines.core.models import MODEL_ARTIFACTS, load_stage_model, save_model
 from pipelines.data.loading import require_rows, tokenize
 from pipelines.distillation.ablation import int8_accuracy, run_ablation
@@ -34,7 +35,7 @@ from pipelines.distillation.logits import cached_teacher_logits
 from pipelines.distillation.loss import loss_spec
 from pipelines.distillation.qat_phase import quantization_aware
 from pipelines.distillation.speedup import measure_cache_speedup
-from pipelines.distillation.student_choice import build_student
+from pipelines.distillation.student_choice import build_student, student_tokenizer
 from pipelines.distillation.teacher_guard import check_teacher_lift
 from pipelines.distillation.training import train_student, two_step
 from pipelines.train.checkpoints import train_loss_across_resume
@@ -53,14 +54,16 @@ class Setup:
     picked: dict | None
     device: str
     teacher: Any
-    tokenizer: Any
+    tokenizer: Any  # the student's: the teacher's, or its own with `student.tokenizer: own`
     student: Any
     initial: Any  # the same starting point for every ablation variant
     copied: list
     spec: LossSpec
     teacher_dtype: str
-    train_set: Any  # tokenized
+    train_set: Any  # tokenized by the student's tokenizer
     eval_set: Any
+    teacher_tokenizer: Any  # the same object as `tokenizer` unless the student reads its own
+    teacher_rows: Any  # the train split as the teacher's tokenizer reads it (its logits' input)
 
 
 def main(ctx: StageContext) -> StageResult:
@@ -68,7 +71,7 @@ def main(ctx: StageContext) -> StageResult:
     d = ctx.recipe.distill
     logits, cache_info = teacher_logits(ctx, s)
     rows, rows_logits, augment_info = with_augmented_rows(
-        ctx, s.teacher, s.tokenizer, s.train_set, logits, s.device
+        ctx, s.teacher, s.tokenizer, s.train_set, logits, s.device, s.teacher_tokenizer
     )
     checkpoints = ctx.out / "checkpoints"
     started = time.time()
@@ -125,7 +128,8 @@ def setup(ctx: StageContext) -> Setup:
         log.info("distill: the student is the search's pick %s (%s)", picked["id"], picked["why"])
     device = resolve_device(r)
     set_seed(r.seed)
-    teacher, tokenizer = load_stage_model(ctx.input_dir("teacher"), ctx.recipe.security)
+    teacher, tokenizer_t = load_stage_model(ctx.input_dir("teacher"), ctx.recipe.security)
+    tokenizer = student_tokenizer(r, tokenizer_t)
     with main_first():  # under DDP rank 0 fills the dataset caches, then the others read them
         data = ctx.data()
         require_rows(
@@ -135,7 +139,11 @@ def setup(ctx: StageContext) -> Setup:
         teacher_accuracy = ctx.inputs["teacher"]["metrics"]["accuracy"]
         check_teacher_lift(r, teacher_accuracy, list(data.eval["labels"]))
         train_set, eval_set = tokenize(data.train, tokenizer, r), tokenize(data.eval, tokenizer, r)
-    student, copied = build_student(r, teacher, tokenizer, train_set)
+        # the same rows of text in the same order, as the teacher reads them
+        teacher_rows = (
+            train_set if tokenizer is tokenizer_t else tokenize(data.train, tokenizer_t, r)
+        )
+    student, copied = build_student(r, teacher, tokenizer_t, teacher_rows)
     initial = copy.deepcopy(student)
     spec = loss_spec(
         d,
@@ -159,12 +167,16 @@ def setup(ctx: StageContext) -> Setup:
         teacher_dtype,
         train_set,
         eval_set,
+        tokenizer_t,
+        teacher_rows,
     )
 
 
 def teacher_logits(ctx: StageContext, s: Setup) -> tuple[np.ndarray | None, dict]:
     """The teacher's logits on the train split, cached once per (teacher, data), or None when
-    the teacher runs live (features matched in one step, or per-token logits)."""
+    the teacher runs live (features matched in one step, or per-token logits). The teacher reads
+    each row through its own tokenizer, so a student with another (`student.tokenizer: own`,
+    which the recipe's refusals keep on cached logits) learns the same logits per row of text."""
     d = ctx.recipe.distill
     live_teacher = s.spec.needs_teacher_features and not d.two_step  # step 2 of two: logits only
     # per-token logits ([rows, tokens, labels]) are not cached: the teacher runs live
@@ -172,7 +184,12 @@ def teacher_logits(ctx: StageContext, s: Setup) -> tuple[np.ndarray | None, dict
     if d.cache_teacher_logits and per_token:
         log.info("distill: token classification runs the teacher live (no logit cache)")
     if d.cache_teacher_logits and not live_teacher and not per_token:
-        return cached_teacher_logits(ctx, s.teacher, s.train_set, s.tokenizer, s.device)
+        return cached_teacher_logits(ctx, s.teacher, s.teacher_rows, s.teacher_tokenizer, s.device)
+    if s.tokenizer is not s.teacher_tokenizer:  # the recipe's refusals keep this from happening
+        raise DistilleryError(
+            "distill: a student with its own tokenizer learns from cached teacher logits only; "
+            "set distill.cache_teacher_logits: true and leave distill.matches empty."
+        )
     return None, {}
 
 
@@ -185,6 +202,9 @@ def training_facts(s: Setup, student, trainer, rows, facts: dict) -> dict:
             "init": r.student.init,
             "init_weights": r.student.init_weights if r.student.init == "config" else None,
             "layers": s.copied,
+            "model_layers": r.student.model_layers,
+            "tokenizer": r.student.tokenizer,
+            "vocab_size": len(s.tokenizer),
             "parameters": sum(p.numel() for p in student.parameters()),
             "hidden_size": student.config.hidden_size,
             "num_hidden_layers": student.config.num_hidden_layers,

@@ -29,13 +29,17 @@ from pipelines.multitask.tasks import tokenized_tasks, transfer_tasks
 log = logging.getLogger("distillery")
 
 
-def export_one(ctx: StageContext, name: str, model_dir, eval_set, labels, task_sets=()) -> dict:
-    """Export `model_dir` as `<name>-onnx` (+ `<name>-onnx-<level>`), each checked for parity.
+def export_one(ctx: StageContext, name: str, model_dir, eval_rows, task_sets=()) -> dict:
+    """Export `model_dir` as `<name>-onnx` (+ `<name>-onnx-<level>`), each checked for parity on
+    the eval split (`eval_rows`, untokenized) as the model's own tokenizer reads it: a student
+    with its own tokenizer (`student.tokenizer: own`) and its teacher read different ids.
 
     task_sets: (task, its tokenized eval split) for each extra head of a multi-task model
     (distill.heads); each becomes an output `logits_<task>`, checked on its own task's rows."""
     e = ctx.recipe.export
     model, tokenizer = load_stage_model(model_dir, ctx.recipe.security)
+    eval_set = tokenize(eval_rows, tokenizer, ctx.recipe)
+    labels = label_array(eval_set["labels"])  # per token, for token tags: of this tokenization
     heads = load_heads(model_dir, model)
     reference = torch_logits(model, eval_set, tokenizer, e.batch_size)
     head_references = {}
@@ -137,18 +141,15 @@ def main(ctx: StageContext) -> StageResult:
             raise DistilleryError(
                 "export.device is 'cuda' but no CUDA device is available; set export.device: cpu."
             )
-    _, tokenizer = load_stage_model(ctx.input_dir("distill"), ctx.recipe.security)
-    eval_set = tokenize(ctx.data().eval, tokenizer, r)
-    labels = label_array(eval_set["labels"])
     task_sets = []
     if r.transfer.enabled:  # each extra head checked on its own task's eval split
+        _, tokenizer = load_stage_model(ctx.input_dir("distill"), ctx.recipe.security)
         tasks = transfer_tasks(r, ctx.data())
         task_sets = list(zip(tasks, tokenized_tasks(tasks, tokenizer, "eval"), strict=False))[1:]
-    artifacts = export_one(ctx, "student", ctx.input_dir("distill"), eval_set, labels, task_sets)
+    rows = ctx.data().eval
+    artifacts = export_one(ctx, "student", ctx.input_dir("distill"), rows, task_sets)
     if r.export.teacher:
-        artifacts.update(
-            export_one(ctx, "teacher", ctx.input_dir("teacher"), eval_set, labels, task_sets)
-        )
+        artifacts.update(export_one(ctx, "teacher", ctx.input_dir("teacher"), rows, task_sets))
     plain = artifacts["student-onnx"]["parity"]
     metrics = {
         "accuracy": plain["accuracy_candidate"],

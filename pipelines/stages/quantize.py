@@ -169,8 +169,9 @@ def _run_methods(
 
 def _teacher(
     ctx: StageContext, preset, score: Scorer
-) -> tuple[dict, np.ndarray, dict[str, str], dict[str, str]]:
-    """(records, the fp32 teacher's eval logits, skipped, their backends): the teacher's export
+) -> tuple[dict, np.ndarray, dict[str, str], dict[str, str], Job]:
+    """(records, the fp32 teacher's eval logits, skipped, their backends, the teacher's job:
+    the eval split as the teacher's own tokenizer reads it): the teacher's export
     quantized by `quantize.teacher_methods` (null: dynamic alone, as runs before the key), for
     the report's int8-teacher baseline. The teacher's own tokenizer reads the rows."""
     t_model, t_tokenizer = load_stage_model(ctx.input_dir("teacher"), ctx.recipe.security)
@@ -182,17 +183,21 @@ def _teacher(
     job = _job(ctx, preset, t_model, t_tokenizer, eval_set, labels, "teacher")
     names = chosen(ctx.recipe.quantize.teacher_methods or ["dynamic"], trained=False)
     records, skipped, backends = _run_methods(ctx, job, t_score, "teacher", names)
-    return records, reference, skipped, backends
+    return records, reference, skipped, backends, job
 
 
 def _peers(ctx: StageContext, job: Job, score: Scorer, teacher: tuple | None) -> dict[str, dict]:
     """What optimum-cli gives at its own settings on the same plain exports (the report's
     baseline, outside the gate): the student's, and the teacher's when it is quantized too."""
     baselines = {}
-    references = {"student": score.reference, "teacher": teacher[1] if teacher else None}
-    for who, reference in references.items():
-        if reference is None:
+    references = {
+        "student": (score.reference, job),
+        "teacher": (teacher[1], teacher[4]) if teacher else None,
+    }
+    for who, known in references.items():
+        if known is None:
             continue
+        reference, job = known
         name = f"{who}-int8-peer"
         out = ctx.out / name / "model.onnx"
         info = quantize_like_optimum(_exports(ctx, who)[0], out, job.preset.name)

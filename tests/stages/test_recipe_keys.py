@@ -154,6 +154,8 @@ def test_hash_policies_are_declared_with_a_known_name():
         "train.optim",
         "transfer",
         "teacher.train_rows",  # added since, with its policy on the key
+        "student.model_layers",  # added since: a student from another checkpoint (#28)
+        "student.tokenizer",
     }
     assert {k for k, v in declared.items() if v == "never"} == {
         "train.logging_steps",
@@ -214,6 +216,11 @@ CONTEXTS = {  # how a recipe is put where REFUSALS' rows apply
 }
 USING = {  # a recipe that uses each row's key; a new row without one fails the test below
     "transfer.sources": [SOURCE],
+    "student.tokenizer own": [
+        "student.init=pretrained",
+        "student.model=org/student",
+        "student.tokenizer=own",
+    ],
     "distill.qat.epochs": ["distill.qat.epochs=0.5"],
     "distill.augment.factor": ["distill.augment.factor=1.0"],
     "distill.ablation": ["distill.ablation=true"],

@@ -85,13 +85,28 @@ class StudentConfig(Section):
         hash="when_set",
     )
     model: Str | None = f(
-        None, help="checkpoint when init: pretrained (same vocabulary as teacher)"
+        None,
+        help="checkpoint when init: pretrained (the teacher's vocabulary, or student.tokenizer: own)",
+    )
+    model_layers: list[Int] | None = f(
+        None,
+        min=0,
+        help="init: pretrained: the checkpoint's layers kept, in order; null = all of them",
+        hash="when_set",
+    )
+    tokenizer: Literal["teacher", "own"] = f(
+        "teacher",
+        help="init: pretrained: 'own' trains the student on its checkpoint's tokenizer (teacher "
+        "logits from the teacher's, per row of text; logit KD only); 'teacher': one tokenizer "
+        "feeds both",
+        hash="when_set",
     )
 
     @checks
     def check(self) -> None:
         if self.init == "pretrained" and not self.model:
             raise ConfigError("student.model: required when student.init is 'pretrained'.")
+        self.check_pretrained_only()
         if self.init_weights == "prune":
             if self.init != "config":
                 raise ConfigError(
@@ -117,3 +132,24 @@ class StudentConfig(Section):
                 raise ConfigError(
                     f"student.layers: {shown(self.layers)} must be distinct and increasing, e.g. [0, 2, 4]."
                 )
+
+    def check_pretrained_only(self) -> None:
+        """`model_layers` and `tokenizer: own` describe a checkpoint student (init: pretrained)."""
+        used = []
+        if self.model_layers is not None:
+            used.append(("model_layers", self.model_layers))
+        if self.tokenizer == "own":
+            used.append(("tokenizer", "own"))
+        for key, value in used:
+            if self.init != "pretrained":
+                raise ConfigError(
+                    f"student.{key}: {shown(value)} applies to init: pretrained students (a "
+                    f"checkpoint in student.model); this one is init: {self.init}. Remove the "
+                    "key, or set student.init: pretrained."
+                )
+        layers = self.model_layers
+        if layers is not None and (not layers or sorted(set(layers)) != layers):
+            raise ConfigError(
+                f"student.model_layers: {shown(layers)} must be distinct and increasing, e.g. "
+                "[0, 2, 4]; leave it out to keep every layer of the checkpoint."
+            )

@@ -58,6 +58,7 @@ class Recipe(Section):
                 f"has {len(self.task.labels)}. Use target_metric: accuracy."
             )
         refuse_what_is_not_supported(self)
+        refuse_what_needs_one_tokenizer(self)
 
 
 class Refusal(NamedTuple):
@@ -74,6 +75,11 @@ NOT_SINGLE_LABEL = frozenset({"multi_label", "regression", "token_classification
 # drops one name from its row; a new refusal is one row. Keys in the order they are checked.
 REFUSALS: dict[str, Refusal] = {
     "transfer.sources": Refusal(lambda r: r.transfer.enabled, NOT_SINGLE_LABEL),
+    # per-token teacher logits would need aligning word by word across two tokenizations, and
+    # the tasks of a multi-task run share one encoder and its tokenizer
+    "student.tokenizer own": Refusal(
+        lambda r: r.student.tokenizer == "own", frozenset({"token_classification", TRANSFER})
+    ),
     "distill.qat.epochs": Refusal(
         lambda r: r.distill.qat.epochs > 0, NOT_SINGLE_LABEL | {TRANSFER}
     ),
@@ -127,6 +133,59 @@ def refuse_what_is_not_supported(recipe: Recipe) -> None:
         for key, refusal in REFUSALS.items():
             if context in refusal.where and refusal.used(recipe):
                 raise ConfigError(f"{key}: {reason}")
+
+
+class NeedsOneTokenizer(NamedTuple):
+    used: Callable[[Recipe], bool]  # does the recipe ask for it?
+    why: str  # why it needs teacher and student to read the same token ids
+
+
+FEEDS_ONE_BATCH = "feeds one batch of token ids to teacher and student"
+
+# What needs teacher and student to read one tokenizer, refused for a student that reads its own
+# (`student.tokenizer: own`): only the teacher's logits per row of text reach that student, from
+# the cache (`pipelines/stages/distill.py`). Word-level augmentations (ngram, dropout, shuffle,
+# mlm) work on raw text, which each model tokenizes its own way, so they are not here.
+NEEDS_ONE_TOKENIZER: dict[str, NeedsOneTokenizer] = {
+    "distill.matches": NeedsOneTokenizer(
+        lambda r: bool(r.distill.matches), "the matches compare the two models token by token"
+    ),
+    "distill.cache_teacher_logits": NeedsOneTokenizer(
+        lambda r: not r.distill.cache_teacher_logits,
+        f"false runs the teacher live, which {FEEDS_ONE_BATCH}; leave it true (the teacher's "
+        "logits are then computed once, each row read through the teacher's own tokenizer)",
+    ),
+    "distill.augment.methods": NeedsOneTokenizer(
+        lambda r: r.distill.augment.factor > 0 and "mask" in r.distill.augment.methods,
+        "'mask' writes the teacher's mask token into the text, which the student's tokenizer "
+        "splits into word pieces; list only the methods that work on raw text (ngram, dropout, "
+        "shuffle, mlm)",
+    ),
+    "distill.ablation": NeedsOneTokenizer(
+        lambda r: r.distill.ablation, "its variants with matches compare the models token by token"
+    ),
+    "distill.cache_speedup_steps": NeedsOneTokenizer(
+        lambda r: bool(r.distill.cache_speedup_steps),
+        f"it times the teacher run live, which {FEEDS_ONE_BATCH}",
+    ),
+    "search.enabled": NeedsOneTokenizer(
+        lambda r: r.search.enabled,
+        "its candidates are cut from the teacher and read the teacher's tokenizer",
+    ),
+}
+
+
+def refuse_what_needs_one_tokenizer(recipe: Recipe) -> None:
+    """The first row of `NEEDS_ONE_TOKENIZER` a recipe uses whose student reads its own tokenizer."""
+    if recipe.student.tokenizer != "own":
+        return
+    for key, row in NEEDS_ONE_TOKENIZER.items():
+        if row.used(recipe):
+            raise ConfigError(
+                f"{key}: needs one tokenizer for teacher and student, and this student reads its "
+                f"own (student.tokenizer: own): {row.why}. Remove the key, or use "
+                "student.tokenizer: teacher with a student of the teacher's vocabulary."
+            )
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
