@@ -23,6 +23,7 @@ from pipelines.core.context import StageContext
 from pipelines.core.errors import ConfigError
 from pipelines.distillation.logits import teacher_weights_digest
 from pipelines.distillation.teacher_labels import label_in_chunks, to_json, training_rows
+from pipelines.distillation.unlabelled_set import unlabelled_set
 
 log = logging.getLogger("distillery")
 
@@ -107,8 +108,6 @@ def with_augmented_rows(ctx: StageContext, teacher, tokenizer, train_set, logits
     by the teacher (their logits joined to `logits`, the train split's cached ones, when
     given). The distill stage and the search's short runs train on the same rows."""
     from datasets import concatenate_datasets
-
-    from pipelines.distillation.unlabelled_set import unlabelled_set
 
     d = ctx.recipe.distill
     parts, records = [(train_set, logits)], {}
