@@ -189,20 +189,23 @@ def test_stage_sizes_unset_keys_and_learns_from_the_unlabelled_text(
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    monkeypatch.setattr(auto_defaults, "MIN_STEPS", 20)  # the rule as written, at a test's size
+    # the rule as written, at a test's size: 530 rows at batch 64 are 9 steps an epoch, so the
+    # default 3 epochs (27 steps) fall short of 30 and auto asks for 4
+    batch = 64
+    monkeypatch.setattr(auto_defaults, "MIN_STEPS", 30)
     texts = [f"the {w} film was {v}" for w in ("new", "old", "long") for v in ("great", "dull")]
     (tmp_path / "more.txt").write_text("\n".join(texts * 5) + "\n")  # 30 rows
     distill = {
-        "batch_size": 64,
+        "batch_size": batch,
         "auto": True,
         "unlabelled": "more.txt",
         "augment": {"max_rows": 300},
     }
-    raw = tiny_recipe(data=ROWS_200, distill=distill)
+    few_steps = {"epochs": 0.5}  # the teacher's quality does not matter here
+    raw = tiny_recipe(data=ROWS_200, teacher=few_steps, distill=distill)
     del raw["distill"]["epochs"]  # left to auto
     recipe = load_recipe(write_recipe(tmp_path / "r.yaml", raw))
-    # the teacher's quality does not matter here: a few steps make its stage
-    teacher = teacher_for(data=ROWS_200, teacher={"epochs": 0.5})
+    teacher = teacher_for(data=ROWS_200, teacher=few_steps)
     runs = seed_run(tmp_path / "runs", teacher, "teacher")
     m = run_pipeline(recipe, runs, "distill", echo=lambda _: None)["distill"]
 
@@ -214,9 +217,9 @@ def test_stage_sizes_unset_keys_and_learns_from_the_unlabelled_text(
     assert m["augment"]["rows"] == training["augmented_rows"] == 300  # max_rows, set, is kept
     assert m["augment"]["config"]["factor"] == factor
     assert training["train_rows"] == train_rows + 30 + 300 == auto["training_rows"]
-    per_epoch = -(-training["train_rows"] // 128)
+    per_epoch = -(-training["train_rows"] // batch)
     epochs = auto["epochs"]["value"]
-    assert epochs == max(3, -(-20 // per_epoch)) and epochs > 3  # 3 epochs fell short of 20 steps
+    assert epochs == max(3, -(-30 // per_epoch)) and epochs > 3  # 3 epochs fell short of 30 steps
     assert training["global_step"] == epochs * per_epoch  # the Trainer ran the sized schedule
 
     # the unlabelled rows' logits are the teacher's on those texts
