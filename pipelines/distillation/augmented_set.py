@@ -1,11 +1,10 @@
 """The run's augmented training set: `runs/<name>/cache/augment-<key>/`, made and labelled in
-resumable chunks.
+resumable chunks (pipelines/distillation/teacher_labels.py).
 
-Each chunk is `rows-NNNNN.jsonl` (the new rows) and `logits-NNNNN.npy` (the teacher's logits on
-them), each written atomically; a killed run finds the finished chunks and makes only the rest.
 The key holds everything that decides the rows and their logits: the augmentation settings and
 seed, the data's content, the teacher's weights, the tokenization. New rows carry label -100: the
-task loss leaves them out, the KD loss and the matches learn from them.
+task loss leaves them out, the KD loss and the matches learn from them. `with_augmented_rows`
+also adds the recipe's unlabelled text (pipelines/distillation/unlabelled_set.py).
 """
 
 from __future__ import annotations
@@ -18,18 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.api import teacher_logits
 from distill.augment import AugmentSpec, MLMReplacer, augment_rows, planned
-from distill.cache import cache_key, save_array
-from pipelines.core import progress
+from distill.cache import cache_key
 from pipelines.core.context import StageContext
-from pipelines.core.distributed import is_main, main_first
 from pipelines.core.errors import ConfigError
-from pipelines.core.runs import atomic_write_text
 from pipelines.distillation.logits import teacher_weights_digest
+from pipelines.distillation.teacher_labels import label_in_chunks, to_json, training_rows
+from pipelines.distillation.unlabelled_set import unlabelled_set
 
 log = logging.getLogger("distillery")
-IGNORED_LABEL = -100  # cross-entropy's ignore_index: no gold label on an augmented row
 
 
 def spec_of(ctx: StageContext, tokenizer) -> AugmentSpec:
@@ -68,8 +64,6 @@ def augmented_set(
     for the manifest). `train_rows`: the split's texts, one string (or tuple for pairs) per row.
     The teacher labels each new row of text through `teacher_tokenizer` (default: `tokenizer`),
     so the chunks on disk (text and logits) do not depend on the student's tokenizer."""
-    from pipelines.data.loading import tokenize
-
     r, a = ctx.recipe, ctx.recipe.distill.augment
     teacher_tokenizer = teacher_tokenizer or tokenizer
     spec = spec_of(ctx, teacher_tokenizer)
@@ -85,83 +79,63 @@ def augmented_set(
         text_columns=r.task.text_columns,
     )
     folder = ctx.run.path / "cache" / f"augment-{key[:16]}"
+    replacer = []  # the masked LM, loaded for the first chunk that is made (not found)
+
+    def make(indices) -> list:
+        if mlm and not replacer:
+            trust = r.security.trust_remote_code
+            replacer.append(MLMReplacer.load(mlm, trust_remote_code=trust, device=device))
+        model = replacer[0] if replacer else None
+        return augment_rows(train_rows, spec, r.seed, indices=indices, mlm=model)
+
+    started = time.time()
     total = len(planned(len(train_rows), spec, r.seed))
-    chunks = range(0, total, a.chunk_rows)
-    replacer = None
-    started, made, reused = time.time(), 0, 0
-    all_rows, all_logits = [], []
-    paths = [
-        (folder / f"rows-{n:05d}.jsonl", folder / f"logits-{n:05d}.npy") for n in range(len(chunks))
-    ]
-    kept = sum(
-        min(a.chunk_rows, total - start)
-        for start, (rows_path, logits_path) in zip(chunks, paths, strict=True)
-        if rows_path.is_file() and logits_path.is_file()
-    )
-    # under DDP rank 0 makes the chunks, the others read them
-    with main_first(), progress.step("augment", total, "rows", initial=kept) as shown:
-        for start, (rows_path, logits_path) in zip(chunks, paths, strict=True):
-            indices = range(start, min(start + a.chunk_rows, total))
-            if rows_path.is_file() and logits_path.is_file():
-                rows = [_from_json(line) for line in rows_path.read_text().splitlines()]
-                logits = np.load(logits_path, allow_pickle=False)
-                if len(rows) == len(indices) == len(logits):
-                    all_rows += rows
-                    all_logits.append(logits)
-                    reused += len(rows)
-                    continue
-            if mlm and replacer is None:
-                replacer = MLMReplacer.load(
-                    mlm, trust_remote_code=r.security.trust_remote_code, device=device
-                )
-            rows = augment_rows(train_rows, spec, r.seed, indices=indices, mlm=replacer)
-            chunk = tokenize(_as_dataset(rows, r.task.text_columns), teacher_tokenizer, r)
-            logits = teacher_logits(
-                teacher, chunk, teacher_tokenizer, r.distill.eval_batch_size, device, shown.advance
-            )
-            if is_main():
-                atomic_write_text(rows_path, "".join(json.dumps(row) + "\n" for row in rows))
-                save_array(logits_path, logits)
-            all_rows += rows
-            all_logits.append(logits)
-            made += len(rows)
-    dataset = tokenize(_as_dataset(all_rows, r.task.text_columns), tokenizer, r)
-    dataset = dataset.add_column("labels", [IGNORED_LABEL] * len(dataset))
-    logits = np.concatenate(all_logits) if all_logits else np.zeros((0, teacher.config.num_labels))
+    done = label_in_chunks(ctx, teacher, teacher_tokenizer, device, folder, total, make, "augment")
     record = {
-        "rows": len(all_rows),
-        "made": made,
-        "reused": reused,
-        "chunks": len(chunks),
+        "rows": len(done.rows),
+        "made": done.made,
+        "reused": done.reused,
+        "chunks": done.chunks,
         "path": str(folder),
         "mlm_model": mlm,
         "config": a.model_dump(),
         "seconds": round(time.time() - started, 1),
-        "examples": [_to_json(row) for row in all_rows[:5]],
+        "examples": [to_json(row) for row in done.rows[:5]],
     }
     log.info("augmented training set: %s", {k: v for k, v in record.items() if k != "config"})
-    return dataset, logits.astype(np.float32), record
+    return training_rows(ctx, tokenizer, done.rows), done.logits, record
 
 
 def with_augmented_rows(
     ctx: StageContext, teacher, tokenizer, train_set, logits, device: str, teacher_tokenizer=None
 ):
-    """(rows, their teacher logits or None, augmentation facts or None): the tokenized train
-    split, plus the augmented rows the teacher labelled when `distill.augment.factor` > 0 (their
-    logits joined to `logits`, the train split's cached ones, when given). The distill stage and
-    the search's short runs train on the same rows. `tokenizer` is the student's;
-    `teacher_tokenizer` (default: the same) the one the teacher labels the new rows through."""
+    """(rows, their teacher logits or None, {"unlabelled": facts, "augment": facts} for what
+    was added): the tokenized train split, plus the recipe's unlabelled text
+    (`distill.unlabelled`) and the augmented rows (`distill.augment.factor` > 0), both labelled
+    by the teacher (their logits joined to `logits`, the train split's cached ones, when
+    given). The distill stage and the search's short runs train on the same rows."""
     from datasets import concatenate_datasets
 
-    if ctx.recipe.distill.augment.factor <= 0:
-        return train_set, logits, None
-    texts = train_texts(ctx.data().train, ctx.recipe.task.text_columns)
-    rows, rows_logits, info = augmented_set(
-        ctx, teacher, tokenizer, texts, device, teacher_tokenizer
+    d = ctx.recipe.distill
+    parts, records = [(train_set, logits)], {}
+    if d.unlabelled:
+        rows, rows_logits, records["unlabelled"] = unlabelled_set(
+            ctx, teacher, tokenizer, device, teacher_tokenizer
+        )
+        parts.append((rows, rows_logits))
+    if d.augment.factor > 0:
+        texts = train_texts(ctx.data().train, ctx.recipe.task.text_columns)
+        rows, rows_logits, records["augment"] = augmented_set(
+            ctx, teacher, tokenizer, texts, device, teacher_tokenizer
+        )
+        parts.append((rows, rows_logits))
+    if len(parts) == 1:
+        return train_set, logits, records
+    combined = concatenate_datasets(
+        [train_set] + [p.cast(train_set.features) for p, _ in parts[1:]]
     )
-    combined = concatenate_datasets([train_set, rows.cast(train_set.features)])
-    combined_logits = None if logits is None else np.concatenate([logits, rows_logits])
-    return combined, combined_logits, info
+    combined_logits = None if logits is None else np.concatenate([x for _, x in parts])
+    return combined, combined_logits, records
 
 
 def train_texts(dataset, columns: list[str]) -> list:
@@ -169,20 +143,3 @@ def train_texts(dataset, columns: list[str]) -> list:
     if len(columns) == 1:
         return list(dataset[columns[0]])
     return list(zip(*(dataset[c] for c in columns), strict=True))
-
-
-def _as_dataset(rows, columns: list[str]):
-    import datasets
-
-    if len(columns) == 1:
-        return datasets.Dataset.from_dict({columns[0]: [str(r) for r in rows]})
-    return datasets.Dataset.from_dict({c: [r[i] for r in rows] for i, c in enumerate(columns)})
-
-
-def _to_json(row):
-    return row if isinstance(row, str) else list(row)
-
-
-def _from_json(line: str):
-    value = json.loads(line)
-    return value if isinstance(value, str) else tuple(value)

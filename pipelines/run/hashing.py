@@ -13,9 +13,9 @@ A key without a marker is hashed always; one added to a hashed section without `
 make every finished run stale, which `tests/test_recipe_keys.py` (hashes of recipes/demo.yaml
 pinned) catches.
 
-A stage that reads model files named by the recipe (the teacher's checkpoint, a pretrained
-student) also hashes those files (`stage_sources`): new weights at the same path make it stale,
-and with it every stage downstream. Manifests written before sources were recorded carry no
+A stage that reads files named by the recipe (the teacher's checkpoint, a pretrained student,
+the distill stage's unlabelled text) also hashes those files (`stage_sources`): new weights or
+text at the same path make it stale, and with it every stage downstream. Manifests written before sources were recorded carry no
 `sources` key; `is_done` accepts them on their config hash alone (`legacy_hash`).
 """
 
@@ -70,7 +70,14 @@ def stage_sources(recipe: Recipe, stage: str) -> dict[str, str]:
             keys.append(("teacher.tokenizer", recipe.teacher.tokenizer))
     if stage == "distill" and recipe.student.init == "pretrained" and recipe.student.model:
         keys.append(("student.model", recipe.student.model))
-    return {key: fingerprint(model_source(value, key)) for key, value in keys}
+    found = {key: fingerprint(model_source(value, key)) for key, value in keys}
+    if stage == "distill" and recipe.distill.unlabelled:  # the text's content, not its path
+        from pathlib import Path
+
+        from pipelines.data.unlabelled import unlabelled_digest
+
+        found["distill.unlabelled"] = unlabelled_digest(Path(recipe.distill.unlabelled))
+    return found
 
 
 def is_done(manifest: dict | None, digest: str, legacy_hash: str) -> bool:

@@ -32,6 +32,8 @@ def preflight_sources(recipe: Recipe, names: list[str]) -> None:
         preflight_models(recipe)
     if "distill" in names and recipe.student.init == "pretrained":
         preflight_student_vocab(recipe)  # unless it reads its own (student.tokenizer: own)
+    if "distill" in names:
+        preflight_unlabelled(recipe)
 
 
 def teacher_config(recipe: Recipe):
@@ -283,6 +285,16 @@ def preflight_student_vocab(recipe: Recipe) -> None:
         raise ConfigError(str(exc)) from None
 
 
+def preflight_unlabelled(recipe: Recipe) -> None:
+    """`distill.unlabelled` read once: a missing file, no text, a missing column fail here."""
+    if recipe.distill.unlabelled:
+        from pathlib import Path
+
+        from pipelines.data.unlabelled import read_unlabelled
+
+        read_unlabelled(Path(recipe.distill.unlabelled), recipe.task.text_columns)
+
+
 def preflight_data(recipe: Recipe) -> None:
     """Every mismatch between the task section and a local data source's columns and labels,
     in one DataError; an eval split too small to tell artifacts apart is logged (a warning)."""
@@ -293,6 +305,7 @@ def preflight_data(recipe: Recipe) -> None:
     from pipelines.data.confidence import eval_size_note
     from pipelines.data.survey import eval_rows, read_table, recipe_problems
 
+    preflight_unlabelled(recipe)
     d = recipe.data
     if d.source.startswith("synthetic:") or dataset_source(d.source, d.subset).kind == "hub":
         return  # generated rows match by construction; a hub dataset is checked when loaded

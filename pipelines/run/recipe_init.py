@@ -112,8 +112,30 @@ def decide(table: Table, proposal: Proposal, teacher: str) -> dict[str, tuple[An
             layers,
             f"every other one of the teacher's {facts['layers']} layers",
         )
-    out["distill.epochs"] = (epochs_for(train_rows), f"{train_rows} train rows")
+    out.update(distill_keys(train_rows))
     return out
+
+
+def distill_keys(train_rows: int) -> dict[str, tuple[Any, str]]:
+    """`distill.auto: true` with what it will choose for this many rows; below the small-data
+    threshold the schedule is left to it (a `distill.epochs` written here would be kept as set)."""
+    from pipelines.core.config import DistillConfig
+    from pipelines.distillation.auto_defaults import SMALL_DATA_ROWS, sized
+
+    _, record = sized(DistillConfig(auto=True), train_rows)
+    if train_rows >= SMALL_DATA_ROWS:
+        return {
+            "distill.auto": (True, f"{record['reason']}; sizes the defaults if the data shrinks"),
+            "distill.epochs": (epochs_for(train_rows), f"{train_rows} train rows"),
+        }
+    factor, epochs = record["augment.factor"]["value"], record["epochs"]["value"]
+    why = (
+        f"{train_rows:,} train rows < {SMALL_DATA_ROWS:,} (small data, docs/recipes.md): the "
+        f"distill stage adds {factor:g} teacher-labelled augmented rows per row and trains "
+        f"{epochs:g} epochs ({record['training_rows']:,} rows); set distill.augment.factor or "
+        "distill.epochs to choose yourself"
+    )
+    return {"distill.auto": (True, why)}
 
 
 def _yaml(value: Any) -> str:

@@ -1,7 +1,8 @@
 """Distill stage: teacher (from the teacher stage) → student trained on the combined loss.
 
-setup (teacher, data, student, loss spec) → training rows (cached teacher logits, augmented
-rows) → `distill.distill` → evaluate → save the student in `save_pretrained` layout (no projections) →
+defaults sized to the data (`distill.auto`) → setup (teacher, data, student, loss spec) →
+training rows (cached teacher logits, unlabelled text and augmented rows the teacher labels) →
+`distill.distill` → evaluate → save the student in `save_pretrained` layout (no projections) →
 optional measurements (QAT phase, cache speed-up, ablation table).
 
 Under torchrun every process runs all of it (DDP through the Trainer, evaluation on every rank
@@ -31,6 +32,7 @@ from pipelines.core.models import MODEL_ARTIFACTS, load_stage_model, save_model
 from pipelines.data.loading import require_rows, tokenize
 from pipelines.distillation.ablation import int8_accuracy, run_ablation
 from pipelines.distillation.augmented_set import with_augmented_rows
+from pipelines.distillation.auto_defaults import sized_to_data
 from pipelines.distillation.logits import cached_teacher_logits
 from pipelines.distillation.loss import loss_spec
 from pipelines.distillation.qat_phase import quantization_aware
@@ -67,10 +69,11 @@ class Setup:
 
 
 def main(ctx: StageContext) -> StageResult:
+    ctx, auto_defaults = sized_to_data(ctx)  # the recipe's distill section, sized to the data
     s = setup(ctx)
     d = ctx.recipe.distill
     logits, cache_info = teacher_logits(ctx, s)
-    rows, rows_logits, augment_info = with_augmented_rows(
+    rows, rows_logits, added = with_augmented_rows(
         ctx, s.teacher, s.tokenizer, s.train_set, logits, s.device, s.teacher_tokenizer
     )
     checkpoints = ctx.out / "checkpoints"
@@ -104,10 +107,12 @@ def main(ctx: StageContext) -> StageResult:
         "cache": cache_info,
         "train_seconds": train_seconds,
         "cached_teacher_logits": rows_logits is not None,
+        "added": added,
     }
     extra = training_facts(s, student, trainer, rows, facts)
-    if augment_info:
-        extra["augment"] = augment_info
+    extra.update(added)  # "augment", "unlabelled": the rows the teacher labelled
+    if auto_defaults:
+        extra["auto_defaults"] = auto_defaults
     measure(ctx, s, student, (rows, rows_logits), logits, metrics, extra, train_seconds)
     # Checkpoints go last: if the measurements above fail, a rerun resumes from the final one.
     if is_main():
@@ -227,7 +232,8 @@ def training_facts(s: Setup, student, trainer, rows, facts: dict) -> dict:
                 facts["before"],
             ),
             "train_rows": len(rows),
-            "augmented_rows": len(rows) - len(s.train_set),
+            "augmented_rows": (facts["added"].get("augment") or {}).get("rows", 0),
+            "unlabelled_rows": (facts["added"].get("unlabelled") or {}).get("rows", 0),
             "two_step": d.two_step if spec.matches else 0.0,
             "cached_teacher_logits": facts["cached_teacher_logits"],
             "cache": facts["cache"],
@@ -264,7 +270,7 @@ def measure(ctx: StageContext, s: Setup, student, training, logits, metrics, ext
         )
         metrics["cache_speedup"] = extra["cache_speedup"]["speedup"]
     if d.ablation:
-        augmented = "augment" in extra
+        augmented = "augment" in extra or "unlabelled" in extra  # rows beyond the split
         main_row = {
             "accuracy": metrics["accuracy"],
             "int8_accuracy": int8_accuracy(student, s.tokenizer, s.eval_set),

@@ -70,6 +70,7 @@ def test_the_demo_recipes_keep_their_stage_hashes():
         ("distill.two_step=0.5", "distill"),
         ("distill.teacher_dtype=auto", "distill"),
         ("distill.augment.factor=1.0", "distill"),
+        ("distill.auto=true", "distill"),
         ("distill.qat.epochs=0.5", "distill"),
         ("distill.ablation_variants=[labels_only]", "distill"),
         ("student.prune_rows=64", "distill"),
@@ -156,6 +157,8 @@ def test_hash_policies_are_declared_with_a_known_name():
         "teacher.train_rows",  # added since, with its policy on the key
         "student.model_layers",  # added since: a student from another checkpoint (#28)
         "student.tokenizer",
+        "distill.auto",
+        "distill.unlabelled",  # its text's content enters as a source (stage_sources)
     }
     assert {k for k, v in declared.items() if v == "never"} == {
         "train.logging_steps",
@@ -223,6 +226,8 @@ USING = {  # a recipe that uses each row's key; a new row without one fails the 
     ],
     "distill.qat.epochs": ["distill.qat.epochs=0.5"],
     "distill.augment.factor": ["distill.augment.factor=1.0"],
+    "distill.unlabelled": ["distill.unlabelled=./more.txt"],  # read at validate, not at load
+    "distill.auto": ["distill.auto=true"],
     "distill.ablation": ["distill.ablation=true"],
     "distill.two_step": ["distill.two_step=0.5"],
     "distill.cache_speedup_steps": ["distill.cache_speedup_steps=5"],

@@ -1,5 +1,6 @@
-"""The `distill` section: the combined loss, its schedules, the augmented transfer set, the
-two-step and quantization-aware phases, the ablation."""
+"""The `distill` section: the combined loss, its schedules, the augmented transfer set and
+unlabelled text, the defaults sized to the data (`auto`), the two-step and quantization-aware
+phases, the ablation."""
 
 from typing import Literal
 
@@ -107,6 +108,18 @@ class DistillConfig(TrainingKnobs):
     )
     qat: QATConfig = f(
         QATConfig, help="quantization-aware distillation (student-int8-qat)", hash="when_set"
+    )
+    auto: Bool = f(
+        False,
+        help="size the keys the recipe leaves unset to the data: under 20,000 train rows, an "
+        "augmented transfer set and at least 1,500 steps (docs/recipes.md, small data)",
+        hash="when_set",
+    )
+    unlabelled: Str | None = f(
+        None,
+        help="unlabelled text the teacher labels for the student: .txt (a text per line), "
+        ".jsonl/.csv/.tsv with the text column(s), or a folder of them",
+        hash="when_set",
     )
     teacher_dtype: names("auto", *TORCH_DTYPES) = f(
         "fp32",

@@ -86,6 +86,12 @@ REFUSALS: dict[str, Refusal] = {
     "distill.augment.factor": Refusal(
         lambda r: r.distill.augment.factor > 0, NOT_SINGLE_LABEL | {TRANSFER}
     ),
+    # unlabelled rows carry label -100, which only the single-label task loss leaves out
+    "distill.unlabelled": Refusal(
+        lambda r: r.distill.unlabelled is not None, NOT_SINGLE_LABEL | {TRANSFER}
+    ),
+    # the multi-task variant trains on the source tasks' rows: sized by transfer, not by auto
+    "distill.auto": Refusal(lambda r: r.distill.auto, frozenset({TRANSFER})),
     "distill.ablation": Refusal(lambda r: r.distill.ablation, NOT_SINGLE_LABEL | {TRANSFER}),
     "distill.two_step": Refusal(lambda r: r.distill.two_step > 0, frozenset({TRANSFER})),
     "distill.cache_speedup_steps": Refusal(

@@ -19,7 +19,13 @@ from pipelines.core.yaml_limits import BoundedComposer
 from pipelines.core.yaml_limits import safe_load as bounded_safe_load
 
 # Keys whose string value may be a local path (else a hub id).
-PATH_KEYS = ("data.source", "teacher.model", "teacher.tokenizer", "student.model")
+PATH_KEYS = (
+    "data.source",
+    "teacher.model",
+    "teacher.tokenizer",
+    "student.model",
+    "distill.unlabelled",
+)
 
 
 def _looks_local(value: str, base: Path) -> bool:
