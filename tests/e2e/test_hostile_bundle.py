@@ -43,9 +43,7 @@ def built(tmp_path_factory, tiny_bundle):
     tmp = tmp_path_factory.mktemp("hostile-bundle")
     shutil.copytree(tiny_bundle[0] / "runs", tmp / "runs")
     path = write_recipe(tmp / "recipe.yaml", tiny_recipe(**SECTIONS))
-    lines = []
-    run_pipeline(load_recipe(path), tmp / "runs", target="bundle", echo=lines.append)
-    assert lines and all("skipped: already done" in line for line in lines), lines  # a copy
+    run_pipeline(load_recipe(path), tmp / "runs", target="bundle", **QUIET)  # all skipped: done
     return tmp, path
 
 
