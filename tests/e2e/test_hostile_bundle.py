@@ -37,11 +37,13 @@ class FakeHub:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """(tmp, recipe path): a tiny run with its bundle in tmp/runs/tiny/bundle."""
+def built(tmp_path_factory, tiny_bundle):
+    """(tmp, recipe path): a copy of the session's tiny_bundle run (tiny_recipe(**SECTIONS), its
+    bundle in tmp/runs/tiny/bundle); a copy, since tests here rerun its bench."""
     tmp = tmp_path_factory.mktemp("hostile-bundle")
+    shutil.copytree(tiny_bundle[0] / "runs", tmp / "runs")
     path = write_recipe(tmp / "recipe.yaml", tiny_recipe(**SECTIONS))
-    run_pipeline(load_recipe(path), tmp / "runs", target="bundle", **QUIET)
+    run_pipeline(load_recipe(path), tmp / "runs", target="bundle", **QUIET)  # all skipped: done
     return tmp, path
 
 

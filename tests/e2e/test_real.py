@@ -1,5 +1,7 @@
 """Tests on the real SST-2 data and MiniLM under ../shared (marker `real`; skipped without it)."""
 
+import os
+
 import pytest
 
 from pipelines.core.config import load_recipe
@@ -9,8 +11,20 @@ from tests.conftest import ROOT, SHARED
 pytestmark = pytest.mark.real
 
 
+@pytest.fixture
+def every_core():
+    """MiniLM's matrices are big enough to split: all cores for this test (conftest sets one
+    thread for the tiny models), the setting put back after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.slow  # MiniLM fine-tuned for three epochs on 2,000 rows
-def test_minilm_finetunes_on_2000_sst2_rows(tmp_path):
+def test_minilm_finetunes_on_2000_sst2_rows(tmp_path, every_core):
     recipe = load_recipe(
         ROOT / "recipes" / "sst2-minilm.yaml",
         [

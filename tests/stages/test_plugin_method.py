@@ -13,7 +13,7 @@ from pipelines.core.config import load_recipe
 from pipelines.core.errors import ConfigError
 from pipelines.run.runner import run_pipeline
 from quantize.methods import METHODS, Method, chosen, job_for, recipe_methods
-from tests.conftest import tiny_recipe, write_recipe
+from tests.conftest import seed_run, tiny_recipe, write_recipe
 
 TOY = "toy"  # the method's name; its artifact is student-int8-toy
 ARTIFACT = f"student-int8-{TOY}"
@@ -41,8 +41,9 @@ def toy_quantize(job) -> dict:
 
 
 @pytest.fixture(scope="module")
-def toy_run(tmp_path_factory):
+def toy_run(tmp_path_factory, tiny_student):
     tmp = tmp_path_factory.mktemp("plugin")
+    seed_run(tmp / "runs", tiny_student[0] / "runs" / "tiny", "teacher", "distill")  # same configs
     raw = tiny_recipe(
         distill={"epochs": 0.5, "batch_size": 16},
         export={"teacher": False, "optimize": "none"},

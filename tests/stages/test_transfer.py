@@ -249,6 +249,7 @@ def transfer_run(tmp_path_factory):
         "min_seconds": 0.0,
         "warmup_runs": 1,
         "withhold_noisy": False,
+        "artifacts": ["student-int8-dynamic"],  # the bundled one; each is a worker process
     }
     raw["bundle"] = {
         "artifact": "student-int8-dynamic",
