@@ -11,11 +11,10 @@ import json
 import os
 from pathlib import Path
 
-from modelkit.cpu import usable_cores
 from pipelines.bench.artifacts import Artifact, absent_artifacts, discover_artifacts
 from pipelines.bench.ceiling import measured_ceiling
 from pipelines.bench.gpu import GPU_ROWS_FILE, TRT_CACHE, WORKER_TIMEOUT_S, gpu_rows
-from pipelines.bench.grid import run_grid
+from pipelines.bench.grid import grid_shape, run_grid
 from pipelines.bench.jobs import base_row, empty_cell
 from pipelines.bench.roofline import roofline
 from pipelines.core.context import StageContext, StageResult
@@ -25,10 +24,6 @@ from pipelines.core.runs import RunDir, atomic_write_json
 from pipelines.data.loading import tokenize
 
 ROWS_FILE = "rows.json"
-
-
-def _threads(requested: list[int] | None) -> list[int]:
-    return requested or sorted({1, usable_cores()})
 
 
 def machine_load(sample_s: float = 0.0) -> dict[str, float]:
@@ -64,12 +59,14 @@ def absent_row(name: str, why: str, backend: str) -> dict:
     return {**empty_cell(base, None, None), "skipped": why}
 
 
-def _gpu_rows(artifacts: list[Artifact], b, timeout_s: float, cache_dir: Path) -> list[dict]:
-    """The GPU rows of `artifacts` on the recipe's grid (`bench` section `b`)."""
+def _gpu_rows(artifacts: list[Artifact], recipe, timeout_s: float, cache_dir: Path) -> list[dict]:
+    """The GPU rows of `artifacts` on the recipe's grid (`bench.grid`, `batch_sizes`, ...)."""
+    b = recipe.bench
+    batch_sizes, seq_lens, _ = grid_shape(b, recipe.data.max_length)
     return gpu_rows(
         artifacts,
-        b.batch_sizes,
-        b.seq_lens,
+        batch_sizes,
+        seq_lens,
         min_runs=b.min_runs,
         min_seconds=b.min_seconds,
         warmup_runs=b.warmup_runs,
@@ -112,8 +109,9 @@ def _roofline(ctx: StageContext, rows: list[dict]) -> tuple[list[dict], dict | N
     b = ctx.recipe.bench
     teacher_config = json.loads((ctx.input_dir("teacher") / "config.json").read_text())
     student_config = json.loads((ctx.input_dir("distill") / "config.json").read_text())
-    seq = 128 if 128 in b.seq_lens else max(b.seq_lens)
-    top = max(_threads(b.threads))
+    _, seq_lens, threads = grid_shape(b, ctx.recipe.data.max_length)
+    seq = 128 if 128 in seq_lens else max(seq_lens)
+    top = max(threads)
     timed = [
         row
         for row in rows
@@ -151,9 +149,7 @@ def main(ctx: StageContext) -> StageResult:
     before = machine_load(sample_s=2.0)
     rows = run_grid(
         artifacts,
-        b.batch_sizes,
-        b.seq_lens,
-        _threads(b.threads),
+        *grid_shape(b, ctx.recipe.data.max_length),
         b.min_runs,
         b.min_seconds,
         b.warmup_runs,
@@ -166,7 +162,7 @@ def main(ctx: StageContext) -> StageResult:
     for name, (why, backend) in absent_artifacts(ctx.run.path).items():  # e.g. an extra missing
         rows.append(absent_row(name, why, backend))
     if b.gpu:  # TensorRT engines under bench/ survive reruns of the stage
-        rows += _gpu_rows(artifacts, b, b.timeout_s, ctx.out / TRT_CACHE)
+        rows += _gpu_rows(artifacts, ctx.recipe, b.timeout_s, ctx.out / TRT_CACHE)
     roof, ceiling = _roofline(ctx, rows)
     if not any(r.get("p50_ms") is not None for r in rows):  # done only with a measurement
         raise StageFailedError(unmeasured_message(rows))
@@ -220,7 +216,7 @@ def gpu_only(recipe, runs_dir: Path) -> tuple[list[dict], Path]:
             "(distillery run RECIPE --stage quantize)."
         )
     rows = _gpu_rows(
-        artifacts, b, min(b.timeout_s, WORKER_TIMEOUT_S), run.stage("bench") / TRT_CACHE
+        artifacts, recipe, min(b.timeout_s, WORKER_TIMEOUT_S), run.stage("bench") / TRT_CACHE
     )
     out = run.stage("bench") / GPU_ROWS_FILE
     atomic_write_json(out, {"rows": rows})
