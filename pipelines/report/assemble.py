@@ -27,10 +27,11 @@ from pipelines.report.selection import (
     devices,
     measured_rows,
     pick_batch,
+    real_rows,
     score_metric,
     task_type_name,
 )
-from pipelines.report.speed import busy, show, speedup
+from pipelines.report.speed import busy, speed_lines
 from pipelines.report.tables import PEER, fmt, markdown_table, real_length_table, summary_table
 
 
@@ -158,9 +159,6 @@ def summary_lines(best, withheld, rows, manifests, rule, out_dir: Path) -> list[
     if not best:
         return [f"**Summary:** no artifact meets the rule ({rule.describe()})."]
     compared = {r["artifact"]: r for r in compared_rows(rows, rule)}
-    shape = f"batch {best['batch']}, seq {best['seq']}, {best['threads']} threads"
-    vs_teacher = show(speedup(compared.get("teacher"), best))
-    peer = compared.get(PEER)
     head = f"**Recommended: `{best['artifact']}`** ({best['backend']}, {best['precision']})"
     if withheld:
         head = f"**No recommendation:** {withheld}. The rule's pick would be `{best['artifact']}`"
@@ -171,14 +169,7 @@ def summary_lines(best, withheld, rows, manifests, rule, out_dir: Path) -> list[
         + ("unknown" if acc is None else f"{acc:.4f}")
         + (f", {acc / teacher:.1%} of the teacher's {teacher:.4f}" if acc and teacher else "")
         + ".",
-        f"- Speed at {shape}: **{vs_teacher}** the teacher's fp32 PyTorch"
-        + (
-            f"; **{show(speedup(peer, best))}** the peer path (`{PEER}`: optimum-cli's int8 of "
-            f"the same student, accuracy {fmt(peer.get('accuracy'), 4)})"
-            if peer
-            else "; no peer row (quantize.peer is off)"
-        )
-        + f". p50 {fmt(best['p50_ms'])} ms, p99 {fmt(best['p99_ms'])} ms.",
+        *speed_lines(best, list(compared.values()), real_rows(rows, rule.device), rule.serve, PEER),
         f"- Size {fmt(best.get('size_mb'), 2)} MB"
         + (
             f" (teacher fp32: {fmt(compared['teacher'].get('size_mb'), 2)} MB)"
