@@ -230,12 +230,13 @@ def _run_group(group, timeout_s: float, rounds: int, threads: int, count) -> lis
             try:
                 command = {"cmd": "round", "round": number, **_settings(job, rounds)}
                 reply = workers[index].request(command)
-                if job.get("real_length"):
+                if job.get("real_length") and "error" not in real.get(index, [{}])[-1]:
                     modes = ["bucket", "padded"] if last else ["bucket"]
                     ask = {"cmd": "real_length", "modes": modes}
                     real.setdefault(index, []).append(workers[index].request(ask))
             except RuntimeError as exc:
                 failed[index] = str(exc)
+                progress(f"[bench] {group[index][0].name}: worker failed: {shown_error(str(exc))}")
                 continue
             for cell in reply["cells"]:
                 key = (int(cell["batch"]), int(cell["seq"]))
@@ -263,8 +264,13 @@ def _run_group(group, timeout_s: float, rounds: int, threads: int, count) -> lis
             else:
                 why = errors[index].get((b, s)) or failed.get(index, "not measured")
                 rows.append({**empty_cell(base, b, s), **shared, "error": why})
-        if len(real.get(index) or []) == rounds:
-            rows.append(real_length_row(base, shared, real[index]))
+        replies = real.get(index) or []
+        if replies and "error" in replies[-1]:
+            spec = job["real_length"]
+            cell = empty_cell(base, spec["batch_size"], spec["max_length"])
+            rows.append({**cell, **shared, "mode": "real_length", "error": replies[-1]["error"]})
+        elif len(replies) == rounds:
+            rows.append(real_length_row(base, shared, replies))
     return rows
 
 

@@ -41,7 +41,13 @@ def cell_lines(artifact: Any, threads: int, times, errors, real, count) -> None:
         else:
             what = f"error: {shown_error(errors.get(key, 'not measured'))}"
         progress(f"[bench] {done[0]}/{total} {artifact.name} b{batch}/s{seq} {threads}t: {what}")
-    if real:
+    if real and "error" in real[-1]:
+        done[0] += 1
+        progress(
+            f"[bench] {done[0]}/{total} {artifact.name} real lengths {threads}t: error: "
+            f"{shown_error(real[-1]['error'])}"
+        )
+    elif real:
         done[0] += 1
         values = [r["bucket"]["sentences_per_s"] for r in real if r["bucket"]["sentences_per_s"]]
         rate = f"{statistics.median(values):,.0f} sentences/s" if values else "not measured"

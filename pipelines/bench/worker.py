@@ -261,7 +261,10 @@ def serve(job: dict[str, Any], commands, reply) -> None:
             reply({"event": "round", "round": command.get("round"), "cells": cells})
         elif kind == "real_length":
             modes = tuple(command.get("modes") or ("bucket", "padded"))
-            reply({"event": "real_length", **measure_real_length(runner, job, modes, feeds)})
+            try:
+                reply({"event": "real_length", **measure_real_length(runner, job, modes, feeds)})
+            except Exception as exc:  # a length the model cannot take: the grid rows stand
+                reply({"event": "real_length", "error": f"{type(exc).__name__}: {exc}"})
         elif kind == "exit":
             reply({"event": "bye", "peak_rss_mb": peak_rss_mb()})
             return

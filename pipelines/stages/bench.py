@@ -8,11 +8,11 @@ roofline at b1/s128 → rows.json, which the report stage reads.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from pipelines.bench.artifacts import Artifact, absent_artifacts, discover_artifacts
 from pipelines.bench.ceiling import measured_ceiling
+from pipelines.bench.conditions import machine_load, steal_since
 from pipelines.bench.gpu import GPU_ROWS_FILE, TRT_CACHE, WORKER_TIMEOUT_S, gpu_rows
 from pipelines.bench.grid import grid_shape, run_grid
 from pipelines.bench.jobs import base_row, empty_cell
@@ -24,31 +24,6 @@ from pipelines.core.runs import RunDir, atomic_write_json
 from pipelines.data.loading import tokenize
 
 ROWS_FILE = "rows.json"
-
-
-def machine_load(sample_s: float = 0.0) -> dict[str, float]:
-    """Load averages and cumulative CPU steal, to compare before and after the grid; with
-    `sample_s`, also how busy the CPUs were over that many seconds while this process waited
-    (the load average would count the pipeline's own previous stage)."""
-    import psutil
-
-    one, five, _ = os.getloadavg()
-    busy = psutil.cpu_percent(interval=sample_s) if sample_s else None
-    times = psutil.cpu_times()
-    return {
-        "loadavg_1m": round(one, 2),
-        "loadavg_5m": round(five, 2),
-        **({"busy_pct": busy} if busy is not None else {}),
-        "steal_s": float(getattr(times, "steal", 0.0)),
-        "total_s": float(sum(times)),
-    }
-
-
-def steal_since(before: dict[str, float]) -> float:
-    """Percent of CPU time stolen by the hypervisor since `before` (other guests on the host)."""
-    now = machine_load()
-    total = now["total_s"] - before["total_s"]
-    return round(100.0 * (now["steal_s"] - before["steal_s"]) / total, 2) if total > 0 else 0.0
 
 
 def absent_row(name: str, why: str, backend: str) -> dict:
