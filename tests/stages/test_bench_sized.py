@@ -6,6 +6,7 @@ fixed-shape and real-length ratios and `bench.serve`, `distillery bench PATH…`
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -255,7 +256,13 @@ def test_distillery_bench_times_a_bare_onnx_file_against_a_peer(models, tmp_path
     table = (out / "results.md").read_text()
     assert table.strip() in printed.out and "| int8 (peer) | onnxruntime | int8 |" in table
     assert "× onnx" in table and "× int8 (peer)" in table
-    assert "[bench] 2/4 onnx real lengths b32 1t:" in printed.err
+    said = sorted(line.split(" ", 2)[2] for line in printed.err.splitlines() if "/4 " in line)
+    assert [re.sub(r"[\d.,]+ (ms|sentences)", r"N \1", line) for line in said] == [
+        "int8 b1/s64 1t: p50 N ms (2 rounds)",
+        "int8 real lengths b32 1t: N sentences/s",
+        "onnx b1/s64 1t: p50 N ms (2 rounds)",
+        "onnx real lengths b32 1t: N sentences/s",
+    ]
 
 
 def _report_run(runs: Path, name: str, rows: list[dict], recommended: str) -> Path:
