@@ -142,7 +142,7 @@ def bench_paths(
     min_seconds, warmup_runs, real_length_batch, timeout_s), defaults as in a recipe, plus
     `max_length` (the real-length cap, 128). Returns {"rows", "table", "results", "markdown"}.
     """
-    from pipelines.bench.table import bench_table
+    from pipelines.bench.model_table import bench_table
     from pipelines.core.config import BenchConfig
     from pipelines.core.machine import machine
     from pipelines.core.runs import atomic_write_json, atomic_write_text
