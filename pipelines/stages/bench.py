@@ -1,8 +1,9 @@
 """Bench stage: measure every artifact the same way.
 
-setup (the artifacts from the manifests, the eval split's real lengths) → latency grid (one worker
-process per artifact and thread count) → real-length serving → GPU rows or their skip reasons →
-roofline at b1/s128 → rows.json, which the report stage reads.
+setup (the artifacts from the manifests, the eval split's real lengths) → the cells `bench.grid`
+asks for (quick: batch 1 at the headline length; full: the grid) and the real-length cell, timed
+in the same interleaved rounds (one worker process per artifact and thread count) → GPU rows or
+their skip reasons → roofline at b1/s128 → rows.json, which the report stage reads.
 """
 
 from __future__ import annotations
