@@ -297,6 +297,39 @@ def cmd_bench_gpu(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Models outside a run, timed as the bench stage times a run's artifacts."""
+    from pipelines.bench.standalone import bench_paths
+
+    flags = {
+        "grid": args.grid,
+        "batch_sizes": args.batch_sizes,
+        "seq_lens": args.seq_lens,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "min_runs": args.min_runs,
+        "min_seconds": args.min_seconds,
+        "max_length": args.max_length,
+    }
+    settings = {k: v for k, v in flags.items() if v is not None}
+    texts = Path(args.texts) if args.texts else None
+    result = bench_paths(args.paths, Path(args.out), args.peer, settings, texts)
+    print(result["table"])
+    print(f"bench: {result['results']} and {result['markdown']}")
+    measured = any(r.get("p50_ms") is not None for r in result["rows"])
+    return 0 if measured else 1
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pipelines.report.compare import compare_markdown, run_results
+
+    text = compare_markdown(run_results(args.run_a), run_results(args.run_b))
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every command and its flags, in the order `distillery --help` lists them.
 
@@ -426,6 +459,50 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe_args(p)
     p.add_argument("--runs-dir", default=os.environ.get("DISTILLERY_RUNS", "runs"))
     p.set_defaults(func=cmd_bench_gpu)
+
+    p = sub.add_parser(
+        "bench",
+        help="benchmark ONNX files, OpenVINO IR or Hugging Face model folders outside a run",
+        description="Time each PATH (an .onnx file, an OpenVINO .xml or IR folder, an HF model "
+        "folder with safetensors) as the bench stage times a run's artifacts: one worker process "
+        "each, interleaved rounds, warm-up, percentiles, the machine recorded. Writes "
+        "results.json and results.md to --out and prints the table.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="models; the first is the reference")
+    p.add_argument("--peer", metavar="PATH", help="a baseline to compare against (optional)")
+    p.add_argument("--out", default="bench-out", help="folder for results (default: bench-out)")
+    p.add_argument(
+        "--grid",
+        choices=("quick", "full"),
+        help="quick (default): batch 1 at seq 128, all cores; full: [1, 8, 32] × [16, 64, 128] "
+        "× [1, all cores]",
+    )
+    p.add_argument("--batch-sizes", nargs="+", type=int, metavar="N", help="instead of --grid")
+    p.add_argument("--seq-lens", nargs="+", type=int, metavar="N", help="instead of --grid")
+    p.add_argument("--threads", nargs="+", type=int, metavar="N", help="thread counts")
+    p.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
+    p.add_argument("--min-runs", type=int, help="timed runs per cell, at least (default 20)")
+    p.add_argument("--min-seconds", type=float, help="timed seconds per cell (default 1.0)")
+    p.add_argument(
+        "--texts",
+        metavar="FILE",
+        help="one text per line: also serve them at their real lengths, length-bucketed "
+        "(batch 32; the tokenizer beside the first model that has one measures them)",
+    )
+    p.add_argument("--max-length", type=int, help="the texts' token cap (default 128)")
+    _add_verbose(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "compare",
+        help="two runs' results side by side: accuracy, speed, recommendation",
+        description="RUN_A and RUN_B: run folders (report/results.json, else bench/rows.json), "
+        "`distillery bench --out` folders, or those files.",
+    )
+    p.add_argument("run_a", metavar="RUN_A")
+    p.add_argument("run_b", metavar="RUN_B")
+    p.add_argument("--out", metavar="FILE", help="also write the markdown here")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("keys", help="list every recipe key with its type and default")
     p.set_defaults(func=cmd_keys)

@@ -136,13 +136,42 @@ def absent_artifacts(run_dir: Path | str) -> dict[str, tuple[str, str]]:
     }
 
 
-def vocab_size(artifact: Artifact) -> int:
-    """vocab_size from the artifact's config.json (INC keeps it under fp32/)."""
-    for candidate in (
-        Path(artifact.path) / "config.json",
-        Path(artifact.path) / "fp32" / "config.json",
-    ):
+def model_config(path: str | Path) -> dict[str, Any]:
+    """The HF config.json of the model at `path` (a folder, INC's fp32/ under it, or the folder
+    beside a model file), or {}."""
+    path = Path(path)
+    folder = path.parent if path.is_file() else path
+    for candidate in (folder / "config.json", folder / "fp32" / "config.json"):
         config = _read(candidate)
-        if config and config.get("vocab_size"):
-            return int(config["vocab_size"])
-    return DEFAULT_VOCAB
+        if config:
+            return config
+    return {}
+
+
+def embedding_rows(path: str | Path, table: str) -> int | None:
+    """Rows of the graph's `table` embedding ("word_embeddings", "position_embeddings") in an
+    ONNX graph or OpenVINO IR at `path`, for a model without a config.json beside it; or None."""
+    import re
+
+    path = Path(path)
+    for model in (path, path / "model.onnx", path / "model.xml"):
+        if model.suffix == ".onnx" and model.is_file():
+            from modelkit.onnx_graph import load_graph
+
+            for init in load_graph(model).graph.initializer:
+                if table in init.name and len(init.dims) == 2:
+                    return int(init.dims[0])
+        if model.suffix == ".xml" and model.is_file():
+            pattern = rf'name="[^"]*{table}[^"]*" type="Const"[^>]*>\s*<data [^>]*shape="(\d+),'
+            found = re.search(pattern, model.read_text(errors="replace"))
+            if found:
+                return int(found.group(1))
+    return None
+
+
+def vocab_size(artifact: Artifact) -> int:
+    """vocab_size from the artifact's config.json (INC keeps it under fp32/), else the rows of
+    its graph's word embeddings, else DEFAULT_VOCAB."""
+    vocab = model_config(artifact.path).get("vocab_size")
+    vocab = vocab or embedding_rows(artifact.path, "word_embeddings")
+    return int(vocab) if vocab else DEFAULT_VOCAB

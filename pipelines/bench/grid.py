@@ -11,8 +11,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelkit.cpu import usable_cores
 from pipelines.bench.artifacts import Artifact
 from pipelines.bench.jobs import grid_settings, make_job, run_jobs
+
+HEADLINE_SEQ = 128  # the report's headline shape is batch 1 at this length (RecommendRule.seq)
+FULL_BATCHES = [1, 8, 32]  # bench.grid: full, where bench.batch_sizes is null
+FULL_SEQS = [16, 64, 128]  # bench.grid: full, where bench.seq_lens is null
+
+
+def grid_shape(bench: Any, max_length: int) -> tuple[list[int], list[int], list[int]]:
+    """(batch sizes, sequence lengths, thread counts) the bench section asks for.
+
+    `grid: quick` with neither `batch_sizes` nor `seq_lens` set: batch 1 at the headline length
+    (128, or `data.max_length` when the model serves shorter rows) on all cores: the one cell
+    the recommendation reads (the real-length cell is `bench.bucket`). Otherwise the full grid,
+    the lists the recipe sets and [1, 8, 32] × [16, 64, 128] × [1, all cores] where null, as
+    before `bench.grid` existed.
+    """
+    cores = usable_cores()
+    if bench.grid == "quick" and bench.batch_sizes is None and bench.seq_lens is None:
+        return [1], [min(HEADLINE_SEQ, int(max_length))], bench.threads or [cores]
+    return (
+        bench.batch_sizes or FULL_BATCHES,
+        bench.seq_lens or FULL_SEQS,
+        bench.threads or sorted({1, cores}),
+    )
 
 
 def run_grid(

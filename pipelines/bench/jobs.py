@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.bench.artifacts import Artifact, vocab_size
-from pipelines.bench.stats import cell_row, round_drift
+from pipelines.bench.progress_lines import cell_lines, progress, shown_error
+from pipelines.bench.stats import cell_row, real_length_row, round_drift
 
-ROOT = Path(__file__).resolve().parents[2]
-PAUSE_S = 0.2  # between workers: the idle thread pools of the one before go back to sleep  # the checkout: workers import the same code
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: workers import the same code
+PAUSE_S = 0.2  # between workers: the idle thread pools of the one before go back to sleep
 
 log = logging.getLogger("distillery")
 
@@ -169,57 +170,54 @@ def _settings(job: dict[str, Any], rounds: int) -> dict[str, Any]:
     }
 
 
-def real_length_row(base: dict[str, Any], shared: dict[str, Any], real: dict[str, Any]) -> dict:
-    row = {**empty_cell(base, real["batch_size"], real["max_length"]), **shared}
-    row.update(
-        {
-            "mode": "real_length",
-            "rows": real["rows"],
-            "rows_seen": {m: real[m]["rows_seen"] for m in ("bucket", "padded")},
-            "rows_unique": {m: real[m]["rows_unique"] for m in ("bucket", "padded")},
-            "bucket_sentences_per_s": real["bucket"]["sentences_per_s"],
-            "padded_sentences_per_s": real["padded"]["sentences_per_s"],
-            "bucket_speedup": real["bucket_speedup"],
-            "padding_fraction": real["padded"]["padding_fraction"],
-            "bucket_padding_fraction": real["bucket"]["padding_fraction"],
-        }
-    )
-    return row
-
-
 def run_jobs(
     plan: list[tuple[Artifact, dict[str, Any]]], timeout_s: float, rounds: int = 1
 ) -> list[dict[str, Any]]:
     """Rows for every job: the workers of one thread count are all loaded, then asked for a round
-    each in turn (A B C … A B C …, the order rotated every round), `rounds` times."""
+    each in turn (A B C … A B C …, the order rotated every round), `rounds` times; the
+    real-length cell (a job's `real_length`) is timed in the same turn of every round."""
     rows: list[dict[str, Any]] = []
     groups: dict[int, list[tuple[Artifact, dict[str, Any]]]] = {}
     for artifact, job in plan:
         groups.setdefault(int(job["threads"]), []).append((artifact, job))
+    total = sum(len(_cells(job)) + bool(job.get("real_length")) for _, job in plan)
+    done = [0]
     for threads, group in groups.items():
-        rows += _run_group(group, timeout_s, rounds, threads)
+        rows += _run_group(group, timeout_s, rounds, threads, (done, total))
     return rows
 
 
-def _run_group(group, timeout_s: float, rounds: int, threads: int) -> list[dict[str, Any]]:
+def _cells(job: dict[str, Any]) -> list[tuple[int, int]]:
+    return [(int(b), int(s)) for b in job["batch_sizes"] for s in job["seq_lens"]]
+
+
+def _start(group, timeout_s: float, threads: int) -> tuple[dict[int, Worker], dict[int, str]]:
+    """Every worker of the group loaded, then an untimed round each (shapes planned, caches
+    warm); {index: worker}, {index: why it failed}."""
     workers: dict[int, Worker] = {}
     failed: dict[int, str] = {}
     for index, (artifact, job) in enumerate(group):
-        log.info("bench: loading %s (%d threads)", artifact.name, threads)
+        progress(f"[bench] loading {artifact.name} ({threads} threads)")
         try:
             workers[index] = Worker(job, timeout_s)
         except RuntimeError as exc:
             failed[index] = str(exc)
-    for index, worker in workers.items():  # an untimed round first: shapes planned, caches warm
+            progress(f"[bench] {artifact.name}: failed to load: {shown_error(str(exc))}")
+    for index, worker in workers.items():
         try:
             job = group[index][1]
             warm = {"min_runs": max(1, int(job["warmup_runs"])), "min_seconds": 0.0}
             worker.request({"cmd": "round", "round": -1, **warm, "warmup_runs": 1})
         except RuntimeError as exc:
             failed[index] = str(exc)
+    return workers, failed
+
+
+def _run_group(group, timeout_s: float, rounds: int, threads: int, count) -> list[dict[str, Any]]:
+    workers, failed = _start(group, timeout_s, threads)
     times: dict[int, dict[tuple, list[list[float]]]] = {i: {} for i in range(len(group))}
     errors: dict[int, dict[tuple, str]] = {i: {} for i in range(len(group))}
-    real: dict[int, dict] = {}
+    real: dict[int, list[dict]] = {}
     for number in range(rounds):
         order = sorted(workers)
         shift = number % len(order) if order else 0
@@ -228,13 +226,17 @@ def _run_group(group, timeout_s: float, rounds: int, threads: int) -> list[dict[
             if index in failed:
                 continue
             job = group[index][1]
+            last = number == rounds - 1
             try:
                 command = {"cmd": "round", "round": number, **_settings(job, rounds)}
                 reply = workers[index].request(command)
-                if number == rounds - 1 and job.get("real_length"):
-                    real[index] = workers[index].request({"cmd": "real_length"})
+                if job.get("real_length") and "error" not in real.get(index, [{}])[-1]:
+                    modes = ["bucket", "padded"] if last else ["bucket"]
+                    ask = {"cmd": "real_length", "modes": modes}
+                    real.setdefault(index, []).append(workers[index].request(ask))
             except RuntimeError as exc:
                 failed[index] = str(exc)
+                progress(f"[bench] {group[index][0].name}: worker failed: {shown_error(str(exc))}")
                 continue
             for cell in reply["cells"]:
                 key = (int(cell["batch"]), int(cell["seq"]))
@@ -242,35 +244,54 @@ def _run_group(group, timeout_s: float, rounds: int, threads: int) -> list[dict[
                     errors[index][key] = cell["error"]
                 else:
                     times[index].setdefault(key, []).append(cell["times_ms"])
+            if last:
+                cell_lines(
+                    group[index][0], threads, times[index], errors[index], real.get(index), count
+                )
             time.sleep(PAUSE_S)
     byes = {i: (w.close() or {}) for i, w in workers.items()}
     rows: list[dict[str, Any]] = []
     for index, (artifact, job) in enumerate(group):
         base = base_row(artifact, job["device"], job["precision"], job["threads"])
-        cells = [(int(b), int(s)) for b in job["batch_sizes"] for s in job["seq_lens"]]
         if index not in workers:
-            rows += [{**empty_cell(base, b, s), "error": failed[index]} for b, s in cells]
+            rows += [{**empty_cell(base, b, s), "error": failed[index]} for b, s in _cells(job)]
             continue
-        header = workers[index].header
-        shared = {
-            "peak_rss_mb": byes[index].get("peak_rss_mb", header.get("load_rss_mb")),
-            "load_s": header["load_s"],
-            "import_s": header["import_s"],
-            "rounds": rounds,
-            **{
-                k: header[k]
-                for k in ("providers", "io_binding", "compiled", "compile_s", "precision_hint")
-                if k in header
-            },
-            **({"accuracy_from": job["accuracy_from"]} if job.get("accuracy_from") else {}),
-        }
-        for b, s in cells:
+        shared = _shared(workers[index].header, byes[index], job, rounds)
+        for b, s in _cells(job):
             if times[index].get((b, s)):
                 drift = round_drift(times, (b, s), rounds)
                 rows.append({**cell_row(base, b, s, times[index][(b, s)], drift), **shared})
             else:
                 why = errors[index].get((b, s)) or failed.get(index, "not measured")
                 rows.append({**empty_cell(base, b, s), **shared, "error": why})
-        if index in real:
-            rows.append(real_length_row(base, shared, real[index]))
+        replies = real.get(index) or []
+        if replies and "error" in replies[-1]:
+            spec = job["real_length"]
+            cell = empty_cell(base, spec["batch_size"], spec["max_length"])
+            rows.append({**cell, **shared, "mode": "real_length", "error": replies[-1]["error"]})
+        elif len(replies) == rounds:
+            rows.append(real_length_row(base, shared, replies))
     return rows
+
+
+def _shared(header: dict, bye: dict, job: dict, rounds: int) -> dict[str, Any]:
+    """What every row of one worker carries: memory, load and import times, backend facts."""
+    return {
+        "peak_rss_mb": bye.get("peak_rss_mb", header.get("load_rss_mb")),
+        "load_s": header["load_s"],
+        "import_s": header["import_s"],
+        "rounds": rounds,
+        **{
+            k: header[k]
+            for k in (
+                "providers",
+                "io_binding",
+                "compiled",
+                "compile_s",
+                "precision_hint",
+                "static_shapes",
+            )
+            if k in header
+        },
+        **({"accuracy_from": job["accuracy_from"]} if job.get("accuracy_from") else {}),
+    }

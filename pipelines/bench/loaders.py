@@ -15,6 +15,9 @@ from typing import Any
 from modelkit.batching import MODEL_INPUTS
 
 SEED = 0  # input ids are drawn from this seed, the same for every artifact and cell
+# OpenVINO: one compiled model per shape (True) or one for dynamic shapes (False). Measured on
+# the tiny student (docs/benchmarks.md, "Real lengths"): see there for the figures.
+OV_STATIC_SHAPES = True
 
 
 class Runner:
@@ -170,14 +173,18 @@ def load_ort(job: dict[str, Any]) -> Runner:
 
 def load_openvino(job: dict[str, Any]) -> Runner:
     """OpenVINO's CPU plugin at `INFERENCE_PRECISION_HINT: f32` (the precision its accuracy was
-    measured in), compiled for each cell's exact shape on the cell's first (warm-up) run."""
+    measured in). Static shapes (the default, `OV_STATIC_SHAPES`): one model compiled per input
+    shape on its first run, kept (`OVClassifier`, rows right-padded to a multiple of 16), so a
+    cell compiles in its warm-up and a real-length pass once per bucket width, before the timer;
+    `job["static_shapes"] = False` compiles once for dynamic shapes instead."""
     from quantize.openvino import OVClassifier
 
     if job["device"] != "cpu":
         raise ValueError("the OpenVINO backend runs on the CPU here")
-    model = OVClassifier(job["path"], threads=int(job["threads"]))
+    static = bool(job.get("static_shapes", OV_STATIC_SHAPES))
+    model = OVClassifier(job["path"], threads=int(job["threads"]), static_shapes=static)
     # what the plugin reports it runs at (not just what was asked): f32, as the gate measured
-    info = {"precision_hint": model.precision(), "static_shapes": True}
+    info = {"precision_hint": model.precision(), "static_shapes": static}
     return Runner(model.logits, lambda arrays: arrays, model.input_names, info=info)
 
 

@@ -40,6 +40,10 @@ def summarize(batch: int, seq: int, times_s: list[float]) -> dict[str, Any]:
 # another job on the cores shows as 2-10× (the issue that asked for this: 18.8 → 185 ms p50).
 NOISY_TAIL = 4.0
 NOISY_SPREAD = 2.0
+# the timing fields of a row that holds no latency (a real-length cell holds sentences/s)
+EMPTY = dict.fromkeys(
+    ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "runs", "throughput", "peak_rss_mb", "load_s")
+)
 
 
 def cell_row(
@@ -83,3 +87,37 @@ def round_drift(
         for number, value in enumerate(p50):
             factors[number].append(value / middle)
     return [statistics.median(f) if f else 1.0 for f in factors]
+
+
+def real_length_row(
+    base: dict[str, Any], shared: dict[str, Any], rounds: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The real-length cell from its rounds' replies: bucketed sentences/s is the median over the
+    rounds (each also kept, `round_sentences_per_s`, for ratios taken within a round); the padded
+    pass ran in the last round only (it is the comparison, not the figure)."""
+    last = rounds[-1]
+    per_round = [r["bucket"]["sentences_per_s"] for r in rounds if r["bucket"]["sentences_per_s"]]
+    bucket = statistics.median(per_round) if per_round else None
+    padded = (last.get("padded") or {}).get("sentences_per_s")
+    modes = [m for m in ("bucket", "padded") if m in last]
+    row = {**base, "batch": last["batch_size"], "seq": last["max_length"], **EMPTY, **shared}
+    row.update(
+        {
+            "mode": "real_length",
+            "rows": last["rows"],
+            "rows_seen": {m: last[m]["rows_seen"] for m in modes},
+            "rows_unique": {m: last[m]["rows_unique"] for m in modes},
+            "bucket_sentences_per_s": bucket,
+            "round_sentences_per_s": per_round,
+            "bucket_shapes": last["bucket"]["shapes"],
+            "padded_sentences_per_s": padded,
+            "bucket_speedup": bucket / padded if bucket and padded else None,
+            "padding_fraction": (last.get("padded") or {}).get("padding_fraction"),
+            "bucket_padding_fraction": last["bucket"]["padding_fraction"],
+        }
+    )
+    spread = max(per_round) / min(per_round) if len(per_round) > 1 else None
+    row["round_spread"] = spread
+    if spread and spread > NOISY_SPREAD:
+        row["noisy"] = f"its rounds differ {spread:.2f}×"
+    return row

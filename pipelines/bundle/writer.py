@@ -89,7 +89,7 @@ def choose_artifact(ctx: StageContext) -> tuple[Artifact, str]:
         return available[recommended], "the report's recommendation"
     # The rule may pick a PyTorch or Neural Compressor model; the same rule among shippable ones.
     rows = load_results(ctx.input_dir("report") / "results.json")
-    rule = RecommendRule(min_retained=ctx.recipe.bench.min_retained)
+    rule = RecommendRule(min_retained=ctx.recipe.bench.min_retained, serve=ctx.recipe.bench.serve)
     best = recommend([r for r in rows if r["artifact"] in available], ctx.inputs, rule)
     if best is not None:
         why = (

@@ -29,10 +29,11 @@ from pipelines.report.selection import (
     devices,
     measured_rows,
     pick_batch,
+    real_rows,
     score_metric,
     task_type_name,
 )
-from pipelines.report.speed import busy, show, speedup
+from pipelines.report.speed import busy, show, speed_lines, speedup
 from pipelines.report.tables import PEER, fmt, markdown_table, real_length_table, summary_table
 
 
@@ -162,6 +163,9 @@ def measurement_lines(
     return text
 
 
+SERVED = " (what it is recommended by, bench.serve: latency)"
+
+
 def summary_lines(
     best, withheld, rows, manifests, rule, out_dir: Path, evidence: Evidence | None = None
 ) -> list[str]:
@@ -182,7 +186,10 @@ def summary_lines(
     lines = [
         f"- {head}.",
         f"- {metric[0].upper()}{metric[1:]} " + accuracy_text(acc, teacher, evidence) + ".",
-        f"- Speed at {shape}, one bench run: " + speed_text(best, compared_list, evidence) + ".",
+        f"- Fixed shape{SERVED if rule.serve == 'latency' else ''}, {shape}, one bench run: "
+        + speed_text(best, compared_list, evidence)
+        + ".",
+        *speed_lines(best, compared_list, real_rows(rows, rule.device), rule.serve, PEER)[1:],
         f"- Size {fmt(best.get('size_mb'), 2)} MB"
         + (
             f" (teacher fp32: {fmt(compared['teacher'].get('size_mb'), 2)} MB)"

@@ -18,6 +18,20 @@ def measured_rows(rows: list[dict[str, Any]], device: str | None = None) -> list
     ]
 
 
+def real_rows(rows: list[dict[str, Any]], device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """{artifact: its real-length row at the most threads measured} (bucketed sentences/s)."""
+    real = [
+        r
+        for r in rows
+        if r.get("mode") == "real_length"
+        and not r.get("error")
+        and r.get("bucket_sentences_per_s")
+        and r.get("device", "cpu") == device
+    ]
+    top = max((r.get("threads") or 0 for r in real), default=None)
+    return {r["artifact"]: r for r in real if (r.get("threads") or 0) == top}
+
+
 def comparison_shape(
     rows: list[dict[str, Any]], seq: int | None = None
 ) -> tuple[int | None, int | None]:

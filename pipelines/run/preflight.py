@@ -127,7 +127,7 @@ def preflight_model_limits(recipe: Recipe, config) -> None:
     past its embedding table, a local folder with no tokenizer at all."""
     longest = getattr(config, "max_position_embeddings", None)
     checked = [("data.max_length", [recipe.data.max_length])]
-    if "seq_lens" in recipe.bench.model_fields_set:  # the default grid's longer cells are errors
+    if recipe.bench.seq_lens:  # null: by bench.grid (a full grid's longer cells are errors)
         checked.append(("bench.seq_lens", recipe.bench.seq_lens))
     if longest:
         for key, lengths in checked:

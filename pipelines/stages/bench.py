@@ -1,21 +1,21 @@
 """Bench stage: measure every artifact the same way.
 
-setup (the artifacts from the manifests, the eval split's real lengths) → latency grid (one worker
-process per artifact and thread count) → real-length serving → GPU rows or their skip reasons →
-roofline at b1/s128 → rows.json, which the report stage reads.
+setup (the artifacts from the manifests, the eval split's real lengths) → the cells `bench.grid`
+asks for (quick: batch 1 at the headline length; full: the grid) and the real-length cell, timed
+in the same interleaved rounds (one worker process per artifact and thread count) → GPU rows or
+their skip reasons → roofline at b1/s128 → rows.json, which the report stage reads.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from modelkit.cpu import usable_cores
 from pipelines.bench.artifacts import Artifact, absent_artifacts, discover_artifacts
 from pipelines.bench.ceiling import measured_ceiling
+from pipelines.bench.conditions import machine_load, steal_since
 from pipelines.bench.gpu import GPU_ROWS_FILE, TRT_CACHE, WORKER_TIMEOUT_S, gpu_rows
-from pipelines.bench.grid import run_grid
+from pipelines.bench.grid import grid_shape, run_grid
 from pipelines.bench.jobs import base_row, empty_cell
 from pipelines.bench.roofline import roofline
 from pipelines.core.context import StageContext, StageResult
@@ -27,35 +27,6 @@ from pipelines.data.loading import tokenize
 ROWS_FILE = "rows.json"
 
 
-def _threads(requested: list[int] | None) -> list[int]:
-    return requested or sorted({1, usable_cores()})
-
-
-def machine_load(sample_s: float = 0.0) -> dict[str, float]:
-    """Load averages and cumulative CPU steal, to compare before and after the grid; with
-    `sample_s`, also how busy the CPUs were over that many seconds while this process waited
-    (the load average would count the pipeline's own previous stage)."""
-    import psutil
-
-    one, five, _ = os.getloadavg()
-    busy = psutil.cpu_percent(interval=sample_s) if sample_s else None
-    times = psutil.cpu_times()
-    return {
-        "loadavg_1m": round(one, 2),
-        "loadavg_5m": round(five, 2),
-        **({"busy_pct": busy} if busy is not None else {}),
-        "steal_s": float(getattr(times, "steal", 0.0)),
-        "total_s": float(sum(times)),
-    }
-
-
-def steal_since(before: dict[str, float]) -> float:
-    """Percent of CPU time stolen by the hypervisor since `before` (other guests on the host)."""
-    now = machine_load()
-    total = now["total_s"] - before["total_s"]
-    return round(100.0 * (now["steal_s"] - before["steal_s"]) / total, 2) if total > 0 else 0.0
-
-
 def absent_row(name: str, why: str, backend: str) -> dict:
     """A CPU row for an artifact that could not be made here (its extra is not installed)."""
     base = base_row(
@@ -64,12 +35,14 @@ def absent_row(name: str, why: str, backend: str) -> dict:
     return {**empty_cell(base, None, None), "skipped": why}
 
 
-def _gpu_rows(artifacts: list[Artifact], b, timeout_s: float, cache_dir: Path) -> list[dict]:
-    """The GPU rows of `artifacts` on the recipe's grid (`bench` section `b`)."""
+def _gpu_rows(artifacts: list[Artifact], recipe, timeout_s: float, cache_dir: Path) -> list[dict]:
+    """The GPU rows of `artifacts` on the recipe's grid (`bench.grid`, `batch_sizes`, ...)."""
+    b = recipe.bench
+    batch_sizes, seq_lens, _ = grid_shape(b, recipe.data.max_length)
     return gpu_rows(
         artifacts,
-        b.batch_sizes,
-        b.seq_lens,
+        batch_sizes,
+        seq_lens,
         min_runs=b.min_runs,
         min_seconds=b.min_seconds,
         warmup_runs=b.warmup_runs,
@@ -112,8 +85,9 @@ def _roofline(ctx: StageContext, rows: list[dict]) -> tuple[list[dict], dict | N
     b = ctx.recipe.bench
     teacher_config = json.loads((ctx.input_dir("teacher") / "config.json").read_text())
     student_config = json.loads((ctx.input_dir("distill") / "config.json").read_text())
-    seq = 128 if 128 in b.seq_lens else max(b.seq_lens)
-    top = max(_threads(b.threads))
+    _, seq_lens, threads = grid_shape(b, ctx.recipe.data.max_length)
+    seq = 128 if 128 in seq_lens else max(seq_lens)
+    top = max(threads)
     timed = [
         row
         for row in rows
@@ -151,9 +125,7 @@ def main(ctx: StageContext) -> StageResult:
     before = machine_load(sample_s=2.0)
     rows = run_grid(
         artifacts,
-        b.batch_sizes,
-        b.seq_lens,
-        _threads(b.threads),
+        *grid_shape(b, ctx.recipe.data.max_length),
         b.min_runs,
         b.min_seconds,
         b.warmup_runs,
@@ -166,7 +138,7 @@ def main(ctx: StageContext) -> StageResult:
     for name, (why, backend) in absent_artifacts(ctx.run.path).items():  # e.g. an extra missing
         rows.append(absent_row(name, why, backend))
     if b.gpu:  # TensorRT engines under bench/ survive reruns of the stage
-        rows += _gpu_rows(artifacts, b, b.timeout_s, ctx.out / TRT_CACHE)
+        rows += _gpu_rows(artifacts, ctx.recipe, b.timeout_s, ctx.out / TRT_CACHE)
     roof, ceiling = _roofline(ctx, rows)
     if not any(r.get("p50_ms") is not None for r in rows):  # done only with a measurement
         raise StageFailedError(unmeasured_message(rows))
@@ -220,7 +192,7 @@ def gpu_only(recipe, runs_dir: Path) -> tuple[list[dict], Path]:
             "(distillery run RECIPE --stage quantize)."
         )
     rows = _gpu_rows(
-        artifacts, b, min(b.timeout_s, WORKER_TIMEOUT_S), run.stage("bench") / TRT_CACHE
+        artifacts, recipe, min(b.timeout_s, WORKER_TIMEOUT_S), run.stage("bench") / TRT_CACHE
     )
     out = run.stage("bench") / GPU_ROWS_FILE
     atomic_write_json(out, {"rows": rows})

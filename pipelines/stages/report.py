@@ -26,7 +26,7 @@ def main(ctx: StageContext) -> StageResult:
         for name in ("teacher", "search", "distill", "export", "quantize", "bench")
     }
     manifests = {k: v for k, v in manifests.items() if v}
-    rule = RecommendRule(min_retained=ctx.recipe.bench.min_retained)
+    rule = RecommendRule(min_retained=ctx.recipe.bench.min_retained, serve=ctx.recipe.bench.serve)
     stored = (manifests.get("quantize") or {}).get("predictions")  # per-row, for paired tests
     predictions_file = ctx.run.path / "quantize" / stored if stored else None
     predictions = (

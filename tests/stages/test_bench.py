@@ -209,6 +209,8 @@ def test_real_length_covers_every_row_once(rows, measured):
         assert r["rows_unique"] == {"bucket": len(LENGTHS), "padded": len(LENGTHS)}
         assert r["bucket_sentences_per_s"] > 0 and r["padded_sentences_per_s"] > 0
         assert r["bucket_padding_fraction"] < r["padding_fraction"]
+        # timed in every interleaved round (3 by default), each bucket shape warmed up once
+        assert len(r["round_sentences_per_s"]) == 3 and r["bucket_shapes"] == 3
 
 
 def test_length_batches_bucket_and_padded():

@@ -76,6 +76,9 @@ def test_the_demo_recipes_keep_their_stage_hashes():
         ("student.prune_rows=64", "distill"),
         ("train.optim=adamw_torch_fused", "teacher"),
         ("bench.withhold_noisy=true", "bench"),  # the demo sets it false: back to the default
+        ("bench.grid=full", "bench"),
+        ("bench.serve=throughput", "bench"),
+        ("bench.serve=throughput", "report"),
         ("transfer.sampling=round_robin", "teacher"),
         ("quantize.teacher_methods=[dynamic]", "quantize"),  # dynamic alone, yet set: hashed
     ],
@@ -152,6 +155,10 @@ def test_hash_policies_are_declared_with_a_known_name():
         "distill.qat",
         "distill.ablation_variants",
         "bench.withhold_noisy",
+        "bench.grid",  # added since, with their policy on the key: the quick grid by default,
+        "bench.serve",  # and what the recommendation ranks by
+        "bench.batch_sizes",  # null since bench.grid: a recipe that sets them hashes them as
+        "bench.seq_lens",  # before; one that did not is benched by bench.grid (quick)
         "train.optim",
         "transfer",
         "teacher.train_rows",  # added since, with its policy on the key

@@ -58,7 +58,7 @@ def test_teacher_quantized_by_each_method_and_the_summary_compares(tmp_path, tin
 
     readme = (out / "report" / "README.md").read_text()
     summary = readme.split("\n## ", 1)[0]
-    speed = next(line for line in summary.splitlines() if line.startswith("- Speed at"))
+    speed = next(line for line in summary.splitlines() if line.startswith("- Fixed shape"))
     assert "the teacher's fp32 PyTorch" in speed and "the peer path" in speed
     assert "`teacher-int8-" in speed and "int8 teacher" in speed
     assert "McNemar" in summary  # every benched artifact's predictions were stored: paired

@@ -107,14 +107,42 @@ class QuantizeConfig(Section):
 
 
 class BenchConfig(Section):
-    batch_sizes: list[Int] = f(
-        [1, 8, 32], min=1, max=4096, nonempty=True, help="latency grid: batch sizes"
+    grid: Literal["quick", "full"] = f(
+        "quick",
+        help="quick: batch 1 at seq min(128, data.max_length), all cores, plus the real-length "
+        "cell (what the recommendation needs); full: batch_sizes × seq_lens × threads. A recipe "
+        "that sets batch_sizes or seq_lens gets its grid whatever this says",
+        hash="when_set",
     )
-    seq_lens: list[Int] = f(
-        [16, 64, 128], min=1, max=4096, nonempty=True, help="latency grid: sequence lengths"
+    batch_sizes: list[Int] | None = f(
+        None,
+        min=1,
+        max=4096,
+        nonempty=True,
+        help="latency grid: batch sizes; null = by bench.grid (quick [1], full [1, 8, 32])",
+        hash="when_set",
+    )
+    seq_lens: list[Int] | None = f(
+        None,
+        min=1,
+        max=4096,
+        nonempty=True,
+        help="latency grid: sequence lengths; null = by bench.grid (quick [min(128, "
+        "data.max_length)], full [16, 64, 128])",
+        hash="when_set",
     )
     threads: list[Int] | None = f(
-        None, min=1, max=1024, nonempty=True, help="thread counts; null = [1, all cores]"
+        None,
+        min=1,
+        max=1024,
+        nonempty=True,
+        help="thread counts; null = [all cores] (quick grid) or [1, all cores]",
+    )
+    serve: Literal["latency", "throughput"] = f(
+        "latency",
+        help="what you serve, so what the report recommends by: latency = p50 at batch 1; "
+        "throughput = sentences/s over the eval rows, length-bucketed (bench.real_length_batch)",
+        hash="when_set",
     )
     min_runs: Int = f(20, min=1, help="timed runs per cell, at least")
     min_seconds: Float = f(1.0, min=0.0, help="timed seconds per cell, at least")
