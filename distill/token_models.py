@@ -90,7 +90,9 @@ class KimCNN(nn.Module):
     def __init__(self, width: int, filters: int, kernel_sizes: list[int]) -> None:
         super().__init__()
         self.kernel_sizes = list(kernel_sizes)
-        self.convs = nn.ModuleList(nn.Conv1d(width, filters, k, padding=k - 1) for k in kernel_sizes)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(width, filters, k, padding=k - 1) for k in kernel_sizes
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = (x * mask.unsqueeze(-1)).transpose(1, 2)  # [batch, width, seq]

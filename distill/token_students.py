@@ -60,8 +60,12 @@ def teacher_token_vectors(teacher, tokenizer, source: str, batch_size: int = 512
         encoder = teacher.base_model.eval()
         device = table.device
         ids = torch.arange(table.shape[0], device=device)
-        cls = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-        sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+        cls = (
+            tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+        )
+        sep = (
+            tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+        )
         if cls is None or sep is None:
             raise InputError(
                 "student.vectors 'forward' wraps each token in the tokenizer's [CLS]/[SEP] (or "
