@@ -42,7 +42,9 @@ def register() -> None:
 
 
 def is_token_student(config) -> bool:
-    """Whether a model config is a token-vector student's."""
+    """Whether a model config (object, or config.json read as a dict) is a token student's."""
+    if isinstance(config, dict):
+        return config.get("model_type") == MODEL_TYPE
     return getattr(config, "model_type", None) == MODEL_TYPE
 
 

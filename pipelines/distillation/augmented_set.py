@@ -25,6 +25,7 @@ from pipelines.core.context import StageContext
 from pipelines.core.distributed import is_main, main_first
 from pipelines.core.errors import ConfigError
 from pipelines.core.runs import atomic_write_text
+from pipelines.core.schema import default_value, hash_policy
 from pipelines.distillation.logits import teacher_weights_digest
 
 log = logging.getLogger("distillery")
@@ -71,7 +72,7 @@ def augmented_set(ctx: StageContext, teacher, tokenizer, train_rows, device: str
     spec = spec_of(ctx, tokenizer)
     mlm = mlm_source(ctx)
     key = cache_key(
-        augment=a.model_dump(),
+        augment=key_settings(a),
         seed=r.seed,
         data=ctx.data().data_hash,
         rows=len(train_rows),
@@ -128,6 +129,17 @@ def augmented_set(ctx: StageContext, teacher, tokenizer, train_rows, device: str
     }
     log.info("augmented training set: %s", {k: v for k, v in record.items() if k != "config"})
     return dataset, logits.astype(np.float32), record
+
+
+def key_settings(a) -> dict:
+    """`distill.augment` as its cache key reads it: keys added after caches existed
+    (`hash="when_set"`) only when set, so the caches made before them are found again."""
+    fields_ = type(a).model_fields
+    return {
+        k: v
+        for k, v in a.model_dump().items()
+        if not (hash_policy(fields_[k]) == "when_set" and v == default_value(fields_[k]))
+    }
 
 
 def with_augmented_rows(ctx: StageContext, teacher, tokenizer, train_set, logits, device: str):
