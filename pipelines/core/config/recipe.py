@@ -75,13 +75,11 @@ NOT_SINGLE_LABEL = frozenset({"multi_label", "regression", "token_classification
 # (`transfer.sources`: the source tasks are its extra data). A feature that learns a new case
 # drops one name from its row; a new refusal is one row. Keys in the order they are checked.
 REFUSALS: dict[str, Refusal] = {
-    "transfer.sources": Refusal(lambda r: r.transfer.enabled, NOT_SINGLE_LABEL | {TOKEN_STUDENT}),
-    # a token-vector student: vectors, one pooling, a head; no layers to match, no NNCF or INC
+    "transfer.sources": Refusal(lambda r: r.transfer.enabled, NOT_SINGLE_LABEL),
+    # a token-vector student: vectors, one pooling, a head; no layers to match or fake-quantize
+    # (INC: skipped by the quantize stage, as for token heads)
     "distill.matches": Refusal(lambda r: bool(r.distill.matches), frozenset({TOKEN_STUDENT})),
     "student.init": Refusal(lambda r: r.student.init in TOKEN_KINDS, NOT_SINGLE_LABEL | {TRANSFER}),
-    "quantize.methods inc": Refusal(
-        lambda r: "inc" in r.quantize.methods, frozenset({TOKEN_STUDENT})
-    ),
     "distill.qat.epochs": Refusal(
         lambda r: r.distill.qat.epochs > 0, NOT_SINGLE_LABEL | {TRANSFER, TOKEN_STUDENT}
     ),
@@ -124,8 +122,8 @@ def refuse_what_is_not_supported(recipe: Recipe) -> None:
             (
                 TOKEN_STUDENT,
                 f"not supported with student.init {recipe.student.init}: a token-vector student "
-                "has no hidden states or attentions to match and no layers for NNCF fake-quant "
-                "or Neural Compressor; it learns the teacher's logits (kd) and the labels (task). "
+                "has no hidden states or attentions to match and no layers for NNCF fake-quant; "
+                "it learns the teacher's logits (kd) and the labels (task). "
                 "Remove the key, or use a transformer student (init: teacher_layers or config).",
             )
         )
