@@ -23,7 +23,9 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from distill.token_students import MODEL_TYPE
+# distill.token_students.MODEL_TYPE (tests/lib/test_token_students.py checks they agree): that
+# module imports this one, so this one cannot import it back
+MODEL_TYPE = "distillery_token_student"
 
 
 class TokenStudentConfig(PretrainedConfig):

@@ -76,6 +76,11 @@ def test_saved_as_safetensors_and_loaded_back_by_the_auto_class(teacher, kind, t
     student = token_student(model, tokenizer, kind, **SHAPE).eval()
     student.save_pretrained(tmp_path, safe_serialization=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    from distill.token_models import MODEL_TYPE
+    from distill.token_students import MODEL_TYPE as NAMED
+    from distill.token_students import is_token_student
+
+    assert MODEL_TYPE == NAMED and is_token_student(student.config)
     register()
     back = AutoModelForSequenceClassification.from_pretrained(tmp_path, use_safetensors=True)
     assert type(back).__name__ == "TokenStudentForSequenceClassification"
