@@ -15,7 +15,12 @@ training on labels. Each new row applies one method, picked at random, to a trai
 - `dropout`: each word dropped with probability `p_drop` (one word is always kept);
 - `shuffle`: words shuffled within windows of `window` words;
 - `mlm`: each word replaced, with probability `p_mlm`, by one of the `top_k` words a masked
-  language model predicts in its place (TinyBERT's replacement; needs `mlm=MLMReplacer`).
+  language model predicts in its place (TinyBERT's replacement; needs `mlm=MLMReplacer`);
+- `replace`: each word replaced, with probability `p_replace`, by a word drawn from the training
+  rows' own words (as often as they occur there): Tang et al.'s word replacement without the
+  part-of-speech tagger, which would need a tagging model this project does not ship;
+- `tang`: Tang et al.'s scheme in one row: each word masked (`p_mask`) or else replaced
+  (`p_replace`), then, with probability `p_ngram`, an n-gram of the result kept.
 
 Sentence pairs are augmented side by side, each side on its own. Rows are plain strings (or
 tuples for pairs); labels are the teacher's, so none are made here. Everything is decided by
@@ -29,7 +34,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from modelkit.errors import InputError
 
@@ -45,10 +50,12 @@ class AugmentSpec:
     p_drop: float = 0.1
     window: int = 3
     p_mlm: float = 0.3
+    p_replace: float = 0.1
+    p_ngram: float = 0.25
     top_k: int = 15
     max_rows: int | None = None  # a cap on the rows made
     mask_token: str = "[MASK]"
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # "words": what `replace` draws from (augment_rows)
 
     def __post_init__(self) -> None:
         for name in self.methods:
@@ -101,12 +108,44 @@ def _shuffle(words: list[str], rng: random.Random, spec: AugmentSpec) -> list[st
     return out
 
 
+def _replace(words: list[str], rng: random.Random, spec: AugmentSpec) -> list[str]:
+    pool = spec.extra.get("words") or words
+    out = [rng.choice(pool) if rng.random() < spec.p_replace else w for w in words]
+    if out == words:  # replace one word by a different one (a few draws: the pool may repeat it)
+        i = rng.randrange(len(words))
+        for _ in range(8):
+            out[i] = rng.choice(pool)
+            if out[i] != words[i]:
+                break
+    return out
+
+
+def _tang(words: list[str], rng: random.Random, spec: AugmentSpec) -> list[str]:
+    pool = spec.extra.get("words") or words
+    out = []
+    for w in words:
+        u = rng.random()
+        if u < spec.p_mask:
+            out.append(spec.mask_token)
+        elif u < spec.p_mask + spec.p_replace:
+            out.append(rng.choice(pool))
+        else:
+            out.append(w)
+    if rng.random() < spec.p_ngram and len(out) > 1:
+        out = _ngram(out, rng, spec)
+    if out == words:
+        out = _mask(words, rng, spec)
+    return out
+
+
 METHODS: dict[str, Callable[[list[str], random.Random, AugmentSpec], list[str]]] = {
     "mask": _mask,
     "ngram": _ngram,
     "dropout": _dropout,
     "shuffle": _shuffle,
     "mlm": lambda words, rng, spec: words,  # marks words for MLMReplacer; see augment_rows
+    "replace": _replace,
+    "tang": _tang,
 }
 
 
@@ -135,6 +174,8 @@ def augment_rows(
     indices = range(len(sources)) if indices is None else indices
     if "mlm" in spec.methods and mlm is None:
         raise InputError("augment method 'mlm' needs a masked language model (augment.mlm_model)")
+    if {"replace", "tang"} & set(spec.methods) and "words" not in spec.extra:
+        spec = replace(spec, extra={**spec.extra, "words": training_words(rows)})
     out: list[Row] = []
     marked: list[tuple[int, int, int, list[int]]] = []  # (row in out, k, side, positions): mlm
     for k in indices:
@@ -163,6 +204,17 @@ def augment_rows(
             texts[r][side] = " ".join(words)
         out = [tuple(t) for t in texts]
     return [row[0] if len(row) == 1 else row for row in out]
+
+
+def training_words(rows: Sequence[Row]) -> tuple[str, ...]:
+    """Every word of the rows, in order, repeats kept: `replace` draws from it, so a word comes
+    up as often as the training text uses it."""
+    return tuple(
+        w
+        for row in rows
+        for side in ((row,) if isinstance(row, str) else row)
+        for w in side.split()
+    )
 
 
 class MLMReplacer:

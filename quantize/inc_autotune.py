@@ -45,6 +45,15 @@ def quantize_job(job) -> dict:
     tokenizer is saved beside it. Token classifiers are `Skipped` (see TOKEN_HEADS)."""
     if TASK_TYPES[job.task_type].token_level:
         raise Skipped(TOKEN_HEADS)
+    # distill.token_students.MODEL_TYPE, spelled out: quantize does not import distill
+    if (
+        getattr(getattr(job.model, "config", None), "model_type", None)
+        == "distillery_token_student"
+    ):
+        raise Skipped(
+            "Neural Compressor's PT2E flow quantizes transformer layers; a static, cnn or bilstm "
+            "student has none (use quantize.methods: [dynamic])"
+        )
     from quantize.inc import inc_quantize
 
     s = job.settings.inc

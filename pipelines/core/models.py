@@ -87,8 +87,10 @@ def saved_head(folder: Path, trust_remote_code: bool = False) -> str:
     """The head (`TaskType.head`) of a model folder this pipeline saved, from its config."""
     from transformers import AutoConfig
 
+    from distill.token_students import register
     from modelkit.task_types import task_type_of
 
+    register()  # a token-vector student (static, cnn, bilstm) loads as the Auto classes' own
     config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     return task_type_of(config).head
 

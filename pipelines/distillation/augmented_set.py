@@ -21,6 +21,7 @@ from distill.augment import AugmentSpec, MLMReplacer, augment_rows, planned
 from distill.cache import cache_key
 from pipelines.core.context import StageContext
 from pipelines.core.errors import ConfigError
+from pipelines.core.schema import default_value, hash_policy
 from pipelines.distillation.logits import teacher_weights_digest
 from pipelines.distillation.teacher_labels import label_in_chunks, to_json, training_rows
 from pipelines.distillation.unlabelled_set import unlabelled_set
@@ -69,7 +70,7 @@ def augmented_set(
     spec = spec_of(ctx, teacher_tokenizer)
     mlm = mlm_source(ctx)
     key = cache_key(
-        augment=a.model_dump(),
+        augment=key_settings(a),
         seed=r.seed,
         data=ctx.data().data_hash,
         rows=len(train_rows),
@@ -104,6 +105,17 @@ def augmented_set(
     }
     log.info("augmented training set: %s", {k: v for k, v in record.items() if k != "config"})
     return training_rows(ctx, tokenizer, done.rows), done.logits, record
+
+
+def key_settings(a) -> dict:
+    """`distill.augment` as its cache key reads it: keys added after caches existed
+    (`hash="when_set"`) only when set, so the caches made before them are found again."""
+    fields_ = type(a).model_fields
+    return {
+        k: v
+        for k, v in a.model_dump().items()
+        if not (hash_policy(fields_[k]) == "when_set" and v == default_value(fields_[k]))
+    }
 
 
 def with_augmented_rows(

@@ -6,8 +6,9 @@ A kind of student is a function `build(recipe, teacher, tokenizer, train_set) ->
 teacher layers it was copied or cut from, or None)` and an entry in `STUDENT_KINDS`; the library
 does the work (`distill.student`, `distill.prune`). The recipe names the kind with `student.init`
 (`student_kind` reads it; `init_weights: prune` turns a config student into the `prune` kind,
-as the recipe keys had it before this registry). A new kind (static embeddings, a CNN, a BiLSTM)
-is one module with its builder and one entry here, plus its name among `student.init`'s values.
+as the recipe keys had it before this registry). A new kind is one module with its builder and
+one entry here, plus its name among `student.init`'s values; the token-vector kinds (static, cnn,
+bilstm) are `token_kinds.TOKEN_BUILDERS`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from modelkit.batching import padded_batches
 from modelkit.errors import lookup
 from pipelines.core.config import Recipe
 from pipelines.core.models import load_tokenizer, resolve_model
+from pipelines.distillation.token_kinds import TOKEN_BUILDERS
 
 log = logging.getLogger("distillery")
 
@@ -104,6 +106,7 @@ STUDENT_KINDS: dict[str, Callable[[Recipe, Any, Any, Any], Built]] = {
     "config": fresh_config,
     "prune": pruned,
     "pretrained": pretrained,
+    **TOKEN_BUILDERS,  # static, cnn, bilstm: token vectors from the teacher (token_kinds.py)
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from distill.token_students import is_token_student
 from pipelines.bench.artifacts import Artifact, absent_artifacts, discover_artifacts
 from pipelines.bench.ceiling import measured_ceiling
 from pipelines.bench.conditions import machine_load, steal_since
@@ -97,6 +98,8 @@ def _roofline(ctx: StageContext, rows: list[dict]) -> tuple[list[dict], dict | N
         and row.get("threads") == top
         and row.get("device") == "cpu"
         and row.get("p50_ms")
+        # the BERT FLOP formula does not describe a static, CNN or BiLSTM student
+        and (row["artifact"].startswith("teacher") or not is_token_student(student_config))
     ]
     # after the grid, so that it never runs beside a worker; only when a roofline line reads it
     ceiling = measured_ceiling(top, size=b.ceiling_size) if b.ceiling_size and timed else None

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from distill.heads import HEADS_CONFIG, load_heads
+from distill.token_students import is_token_student
 from export.heads import add_task_heads
+from export.module_export import export_module
 from export.onnx_export import export_classifier
 from export.optimize import optimize_onnx
 from export.parity import ParityError, check, compare, onnx_logits, torch_logits
@@ -47,14 +49,18 @@ def export_one(ctx: StageContext, name: str, model_dir, eval_rows, task_sets=())
         with heads.use(model, task.name):
             head_references[task.name] = torch_logits(model, rows, tokenizer, e.batch_size)
     plain = ctx.out / f"{name}-onnx"
-    info = export_classifier(
-        model_dir,
-        plain,
-        opset=e.opset,
-        device=e.device,
-        feature_extraction=e.feature_extraction and name == "student",
-        trust_remote_code=ctx.recipe.security.trust_remote_code,
-    )
+    token_student = is_token_student(model.config)  # static, cnn, bilstm: torch.onnx, no fusion
+    if token_student:
+        info = export_module(model, plain, opset=e.opset)
+    else:
+        info = export_classifier(
+            model_dir,
+            plain,
+            opset=e.opset,
+            device=e.device,
+            feature_extraction=e.feature_extraction and name == "student",
+            trust_remote_code=ctx.recipe.security.trust_remote_code,
+        )
     tokenizer.save_pretrained(plain)
     if heads is not None:  # one output per task, before fusion so every copy has them
         add_task_heads(
@@ -67,7 +73,12 @@ def export_one(ctx: StageContext, name: str, model_dir, eval_rows, task_sets=())
         shutil.copy2(Path(model_dir) / HEADS_CONFIG, plain / HEADS_CONFIG)
     records = {}
     candidates = [(f"{name}-onnx", plain, e.atol, info)]
-    if e.optimize != "none":
+    if token_student and e.optimize != "none":
+        log.info(
+            "export: a %s student has no transformer ops to fuse; plain graph only",
+            model.config.student_kind,
+        )
+    if e.optimize != "none" and not token_student:
         fused = ctx.out / f"{name}-onnx-{e.optimize}"
         opt_info = optimize_onnx(plain, fused, e.optimize, device=e.device)
         tokenizer.save_pretrained(fused)

@@ -166,6 +166,6 @@ def test_every_student_kind_is_reached_from_the_recipe_and_builds(tmp_path):
     assert student.config.num_hidden_layers == 2 and layers == [0, 3]
     student, layers = build_student(config, teacher, None)
     assert student.config.hidden_size == 16 and layers is None
-    object.__setattr__(copied.student, "init", "cnn")  # a kind nobody registered
-    with pytest.raises(InputError, match=r"unknown student kind 'cnn'; known: \['config'"):
+    object.__setattr__(copied.student, "init", "gru")  # a kind nobody registered
+    with pytest.raises(InputError, match=r"unknown student kind 'gru'; known: \['bilstm', 'cnn'"):
         build_student(copied, teacher, None)

@@ -167,6 +167,9 @@ def test_hash_policies_are_declared_with_a_known_name():
         "distill.auto",
         "distill.unlabelled",  # its text's content enters as a source (stage_sources)
         "quantize.teacher_methods",  # null: dynamic alone, as before the key
+        "student.tokens",  # the token-vector students (#32)
+        "distill.augment.p_replace",
+        "distill.augment.p_ngram",
     }
     assert {k for k, v in declared.items() if v == "never"} == {
         "train.logging_steps",
@@ -224,7 +227,7 @@ CONTEXTS = {  # how a recipe is put where REFUSALS' rows apply
     "multi_label": ["task.type=multi_label", "task.labels=[a, b, c]"],
     "regression": ["task.type=regression", "task.labels=[score]"],
     "token_classification": ["task.type=token_classification", "task.labels=[O, B-PER, I-PER]"],
-}
+}  # the token_student context (student.init static/cnn/bilstm): tests/stages/test_token_refusals.py
 USING = {  # a recipe that uses each row's key; a new row without one fails the test below
     "transfer.sources": [SOURCE],
     "student.tokenizer own": [
@@ -242,6 +245,8 @@ USING = {  # a recipe that uses each row's key; a new row without one fails the 
     "search.enabled": ["search.enabled=true"],
     "distill.kd_loss": ["distill.kd_loss=mse"],
     "teacher.train_rows": ["teacher.train_rows=100"],
+    "distill.matches": ["distill.matches=[hidden_mse]"],
+    "student.init": ["student.init=static"],
     "student.init_weights prune": [
         "student.init=config",
         "student.init_weights=prune",

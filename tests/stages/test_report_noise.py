@@ -150,7 +150,9 @@ def test_paired_verdict_in_the_report(tmp_path):
 
 def test_summary_states_each_baseline_from_one_bench_run(tmp_path):
     out = write_report(tmp_path, _rows(), _manifests(400), MACHINE, {"min_retained": 0.98})
-    speed = next(x for x in Path(out["readme"]).read_text().splitlines() if x.startswith("- Fixed shape"))
+    speed = next(
+        x for x in Path(out["readme"]).read_text().splitlines() if x.startswith("- Fixed shape")
+    )
     # at 2 threads, seq 32: 1.00 / 0.095, 0.38 / 0.095 (teacher-int8-static is the fastest
     # int8 teacher, but less accurate than the pick: teacher-int8-dynamic is the fastest as
     # accurate), 0.12 / 0.095

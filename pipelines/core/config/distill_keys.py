@@ -46,6 +46,16 @@ class AugmentConfig(Section):
     window: Int = f(3, min=2, max=64, help="shuffle: words shuffled within windows this long")
     p_mlm: Float = f(0.3, min=0.0, max=1.0, help="mlm: chance a word is replaced")
     top_k: Int = f(15, min=1, max=100, help="mlm: replacement drawn from the top k guesses")
+    p_replace: Float = f(
+        0.1,
+        min=0.0,
+        max=1.0,
+        help="replace, tang: chance a word becomes another word of the training text",
+        hash="when_set",
+    )
+    p_ngram: Float = f(
+        0.25, min=0.0, max=1.0, help="tang: chance the row is cut to an n-gram", hash="when_set"
+    )
     mlm_model: Str | None = f(
         None, help="mlm: masked LM (hub id or folder); null = the teacher's if it has an MLM head"
     )

@@ -3,6 +3,7 @@
 from typing import Literal
 
 from distill.student import EMBEDDING_INITS, check_layer_count
+from distill.token_students import VECTOR_SOURCES
 from modelkit.errors import InputError
 from pipelines.core.config.run_keys import TrainingKnobs
 from pipelines.core.errors import ConfigError, shown
@@ -61,9 +62,34 @@ class TeacherConfig(TrainingKnobs):
             )
 
 
+class TokenShape(Section):
+    """Shape of a token-vector student (`student.init` static, cnn or bilstm; distill/token_models.py)."""
+
+    vectors: names(*VECTOR_SOURCES) = f(
+        "forward",
+        help="token vectors: each token through the teacher (Model2Vec), or its input embeddings",
+    )
+    width: Int = f(128, min=4, max=4096, help="token vector width after PCA (<= the teacher's)")
+    token_weights: Bool = f(True, help="static: a learned weight per token in the mean")
+    kernel_sizes: list[Int] = f([3, 4, 5], min=1, max=16, help="cnn: convolution widths, in tokens")
+    filters: Int = f(100, min=1, max=4096, help="cnn: filters per convolution width")
+    lstm_hidden: Int = f(128, min=1, max=4096, help="bilstm: hidden units per direction")
+    head_hidden: Int = f(0, min=0, max=4096, help="hidden layer of the head; 0 = a linear head")
+    dropout: Float = f(0.1, min=0.0, max=0.9, help="dropout before the head's layers")
+
+    @checks
+    def check(self) -> None:
+        if not self.kernel_sizes:
+            raise ConfigError(
+                "student.tokens.kernel_sizes: give at least one width, e.g. [3, 4, 5]."
+            )
+
+
 class StudentConfig(Section):
-    init: Literal["teacher_layers", "config", "pretrained"] = f(
-        "teacher_layers", help="copy teacher layers, fresh BERT from config, or a checkpoint"
+    init: Literal["teacher_layers", "config", "pretrained", "static", "cnn", "bilstm"] = f(
+        "teacher_layers",
+        help="copy teacher layers, fresh BERT from config, a checkpoint, or a token-vector "
+        "student: static (Model2Vec-style mean), cnn (Kim) or bilstm (Tang et al.)",
     )
     layers: list[Int] = f([0, 2, 4], min=0, help="teacher layers copied when init: teacher_layers")
     config: ModelShape = f(ModelShape, help="shape when init: config")
@@ -100,6 +126,9 @@ class StudentConfig(Section):
         "logits from the teacher's, per row of text; logit KD only); 'teacher': one tokenizer "
         "feeds both",
         hash="when_set",
+    )
+    tokens: TokenShape = f(
+        TokenShape, help="shape when init: static, cnn or bilstm", hash="when_set"
     )
 
     @checks

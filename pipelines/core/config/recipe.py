@@ -5,6 +5,7 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from distill.token_students import TOKEN_KINDS
 from pipelines.core.config.deploy_keys import (
     BenchConfig,
     BundleConfig,
@@ -67,6 +68,7 @@ class Refusal(NamedTuple):
 
 
 TRANSFER = "transfer"
+TOKEN_STUDENT = "token_student"  # student.init static, cnn or bilstm (distill/token_models.py)
 NOT_SINGLE_LABEL = frozenset({"multi_label", "regression", "token_classification"})
 
 # What a run does not do yet, refused before any work with the reason: the task types other than
@@ -80,8 +82,12 @@ REFUSALS: dict[str, Refusal] = {
     "student.tokenizer own": Refusal(
         lambda r: r.student.tokenizer == "own", frozenset({"token_classification", TRANSFER})
     ),
+    # a token-vector student: vectors, one pooling, a head; no layers to match or fake-quantize
+    # (INC: skipped by the quantize stage, as for token heads)
+    "distill.matches": Refusal(lambda r: bool(r.distill.matches), frozenset({TOKEN_STUDENT})),
+    "student.init": Refusal(lambda r: r.student.init in TOKEN_KINDS, NOT_SINGLE_LABEL | {TRANSFER}),
     "distill.qat.epochs": Refusal(
-        lambda r: r.distill.qat.epochs > 0, NOT_SINGLE_LABEL | {TRANSFER}
+        lambda r: r.distill.qat.epochs > 0, NOT_SINGLE_LABEL | {TRANSFER, TOKEN_STUDENT}
     ),
     "distill.augment.factor": Refusal(
         lambda r: r.distill.augment.factor > 0, NOT_SINGLE_LABEL | {TRANSFER}
@@ -92,10 +98,14 @@ REFUSALS: dict[str, Refusal] = {
     ),
     # the multi-task variant trains on the source tasks' rows: sized by transfer, not by auto
     "distill.auto": Refusal(lambda r: r.distill.auto, frozenset({TRANSFER})),
-    "distill.ablation": Refusal(lambda r: r.distill.ablation, NOT_SINGLE_LABEL | {TRANSFER}),
-    "distill.two_step": Refusal(lambda r: r.distill.two_step > 0, frozenset({TRANSFER})),
+    "distill.ablation": Refusal(
+        lambda r: r.distill.ablation, NOT_SINGLE_LABEL | {TRANSFER, TOKEN_STUDENT}
+    ),
+    "distill.two_step": Refusal(
+        lambda r: r.distill.two_step > 0, frozenset({TRANSFER, TOKEN_STUDENT})
+    ),
     "distill.cache_speedup_steps": Refusal(
-        lambda r: bool(r.distill.cache_speedup_steps), NOT_SINGLE_LABEL | {TRANSFER}
+        lambda r: bool(r.distill.cache_speedup_steps), NOT_SINGLE_LABEL | {TRANSFER, TOKEN_STUDENT}
     ),
     "search.enabled": Refusal(lambda r: r.search.enabled, NOT_SINGLE_LABEL | {TRANSFER}),
     # the multi-task teacher trains on every row of every task
@@ -119,6 +129,16 @@ def refuse_what_is_not_supported(recipe: Recipe) -> None:
     """The first row of `REFUSALS` the recipe uses where it is refused: a multi-task run first,
     then the task type."""
     contexts = []
+    if recipe.student.init in TOKEN_KINDS:
+        contexts.append(
+            (
+                TOKEN_STUDENT,
+                f"not supported with student.init {recipe.student.init}: a token-vector student "
+                "has no hidden states or attentions to match and no layers for NNCF fake-quant; "
+                "it learns the teacher's logits (kd) and the labels (task). "
+                "Remove the key, or use a transformer student (init: teacher_layers or config).",
+            )
+        )
     if recipe.transfer.enabled:
         contexts.append(
             (
