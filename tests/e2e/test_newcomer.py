@@ -25,6 +25,7 @@ TINY = [
     "teacher.batch_size=16",
     "distill.epochs=1",
     "distill.batch_size=16",
+    "distill.augment.factor=0",  # init writes distill.auto: true; no augmented rows here (time)
     "train.device=cpu",
     "export.teacher=false",
     "quantize.methods=[dynamic]",
@@ -125,7 +126,8 @@ def test_a_chance_level_teacher_stops_before_distilling(tmp_path, teacher, capsy
     assert not (run / "distill" / "manifest.json").exists()
 
 
-def test_save_to_disk_folder_inits_and_loads(tmp_path, teacher, capsys):
+@pytest.mark.slow
+def test_save_to_disk_folder_inits_runs_and_bundles(tmp_path, teacher, capsys):
     import datasets
 
     from pipelines.core.config import load_recipe
@@ -147,3 +149,11 @@ def test_save_to_disk_folder_inits_and_loads(tmp_path, teacher, capsys):
     data = load_task_data(load_recipe(str(recipe), []))
     assert len(data.train) + len(data.eval) == 300 and len(data.eval) == 90
     assert set(data.train["labels"]) == {0, 1}
+    runs = tmp_path / "runs"
+    code = main(["run", str(recipe), "--runs-dir", str(runs), "--set", *TINY])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    run = runs / raw["name"]
+    student = json.loads((run / "distill" / "manifest.json").read_text())["metrics"]
+    assert f"{student['accuracy']:.4f}" in (run / "report" / "README.md").read_text()
+    settings = json.loads((run / "bundle" / "distillery.json").read_text())
+    assert settings["labels"] == ["neg", "pos"]
