@@ -192,7 +192,7 @@ def plot_pareto(
     if points:
         p = points[0]
         ax.set_title(f"accuracy vs latency: batch {p['batch']}, seq {p['seq']}, "
-                     f"{p['threads']} threads")  # fmt: skip
+                     f"{p['threads']} thread{'s' if p['threads'] != 1 else ''}")  # fmt: skip
     ax.grid(True, which="both", alpha=0.3)
     shown = [_handle(f, f.colour, f.label) for f in families.values()]
     shown.append(_handle(Family("", "0.3", "o"), "none", "hollow: the teacher's copy"))
