@@ -19,14 +19,7 @@ from modelkit.label_forms import is_multi_hot
 from pipelines.core.config import Recipe
 from pipelines.core.errors import DataError
 from pipelines.core.sources import Source, dataset_source
-from pipelines.data.labels import (
-    Where,
-    label_ids,
-    require_classes,
-    row_name,
-    tag_ids,
-    typed_labels,
-)
+from pipelines.data.labels import Where, label_ids, require_classes, row_name, tag_ids, typed_labels
 from pipelines.data.lines import first_bad_row, first_non_utf8, row_lines
 from pipelines.data.saved import is_saved_dataset, load_saved_splits
 
@@ -260,7 +253,7 @@ def load_task_data(recipe: Recipe) -> TaskData:
     """Both splits, checked, with integer `labels`, subsampled as the recipe says."""
     import datasets
 
-    shown = datasets.is_progress_bar_enabled()  # off already when the CLI hides library bars
+    shown = datasets.is_progress_bar_enabled()  # off when the CLI hides library bars
     datasets.disable_progress_bars()
     source = dataset_source(recipe.data.source, recipe.data.subset)
     loader = {"local": _load_local, "hub": _load_hub, "synthetic": _load_synthetic}[source.kind]
@@ -272,7 +265,7 @@ def load_task_data(recipe: Recipe) -> TaskData:
     )
     if recipe.task.type == "single_label":
         require_classes(train, d.train_split, recipe.task.labels)
-    if shown:
+    if shown:  # as it was before the load
         datasets.enable_progress_bars()
     return TaskData(
         train=train, eval=evaluation, data_hash=source_fingerprint(recipe), source=source

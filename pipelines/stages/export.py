@@ -48,29 +48,10 @@ def export_one(ctx: StageContext, name: str, model_dir, eval_rows, task_sets=())
     for task, rows in task_sets if heads is not None else ():
         with heads.use(model, task.name):
             head_references[task.name] = torch_logits(model, rows, tokenizer, e.batch_size)
-    plain = ctx.out / f"{name}-onnx"
     token_student = is_token_student(model.config)  # static, cnn, bilstm: torch.onnx, no fusion
-    if token_student:
-        info = export_module(model, plain, opset=e.opset)
-    else:
-        info = export_classifier(
-            model_dir,
-            plain,
-            opset=e.opset,
-            device=e.device,
-            feature_extraction=e.feature_extraction and name == "student",
-            trust_remote_code=ctx.recipe.security.trust_remote_code,
-        )
+    plain = ctx.out / f"{name}-onnx"
+    info = _export_plain(ctx, name, model_dir, model, heads, plain, token_student)
     tokenizer.save_pretrained(plain)
-    if heads is not None:  # one output per task, before fusion so every copy has them
-        add_task_heads(
-            plain / "model.onnx",
-            {
-                n: (layer.weight.detach().numpy(), layer.bias.detach().numpy())
-                for n, layer in heads.heads.items()
-            },
-        )
-        shutil.copy2(Path(model_dir) / HEADS_CONFIG, plain / HEADS_CONFIG)
     records = {}
     candidates = [(f"{name}-onnx", plain, e.atol, info)]
     if token_student and e.optimize != "none":
@@ -117,6 +98,33 @@ def export_one(ctx: StageContext, name: str, model_dir, eval_rows, task_sets=())
             }
             shown.advance()
     return records
+
+
+def _export_plain(ctx: StageContext, name, model_dir, model, heads, plain, token_student) -> dict:
+    """The plain fp32 graph of `model` in `plain` (torch.onnx for a token student, optimum's
+    exporter for a transformer), one output per extra head of a multi-task model."""
+    e = ctx.recipe.export
+    if token_student:
+        info = export_module(model, plain, opset=e.opset)
+    else:
+        info = export_classifier(
+            model_dir,
+            plain,
+            opset=e.opset,
+            device=e.device,
+            feature_extraction=e.feature_extraction and name == "student",
+            trust_remote_code=ctx.recipe.security.trust_remote_code,
+        )
+    if heads is not None:  # one output per task, before fusion so every copy has them
+        add_task_heads(
+            plain / "model.onnx",
+            {
+                n: (layer.weight.detach().numpy(), layer.bias.detach().numpy())
+                for n, layer in heads.heads.items()
+            },
+        )
+        shutil.copy2(Path(model_dir) / HEADS_CONFIG, plain / HEADS_CONFIG)
+    return info
 
 
 def head_parity(e, artifact: str, folder, tokenizer, references, task_sets, atol) -> dict:
