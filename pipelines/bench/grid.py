@@ -70,3 +70,26 @@ def run_grid(
         for t in threads_list
     ]
     return run_jobs(plan, timeout_s, rounds)
+
+
+def watched_grid(
+    artifacts: list[Artifact], bench: Any, max_length: int, real_lengths=None, **extra
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(rows, conditions): `run_grid` over the recipe's grid (`bench`), with the machine's load
+    before and after and the CPU steal during it; the bench stage and `distillery bench` both
+    report both."""
+    from pipelines.bench.conditions import machine_load, steal_since
+
+    before = machine_load(sample_s=2.0)
+    rows = run_grid(
+        artifacts,
+        *grid_shape(bench, max_length),
+        bench.min_runs,
+        bench.min_seconds,
+        bench.warmup_runs,
+        real_lengths=real_lengths,
+        timeout_s=bench.timeout_s,
+        rounds=bench.rounds,
+        **extra,
+    )
+    return rows, {"before": before, "after": machine_load(), "steal_pct": steal_since(before)}

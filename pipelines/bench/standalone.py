@@ -20,8 +20,7 @@ from modelkit.errors import InputError
 from modelkit.files import size_mb
 from pipelines.bench.artifacts import Artifact, embedding_rows, model_config
 from pipelines.bench.backends import BACKENDS
-from pipelines.bench.conditions import machine_load, steal_since
-from pipelines.bench.grid import grid_shape, run_grid
+from pipelines.bench.grid import watched_grid
 
 RESULTS_FILE, TABLE_FILE = "results.json", "results.md"
 # ONNX ops that only an int8 graph holds (ORT dynamic and static, QDQ, the peer's)
@@ -166,18 +165,7 @@ def bench_paths(
             "max_length": max_length,
             "batch_size": b.real_length_batch,
         }
-    before = machine_load(sample_s=2.0)
-    rows = run_grid(
-        artifacts,
-        *grid_shape(b, max_length),
-        b.min_runs,
-        b.min_seconds,
-        b.warmup_runs,
-        real_lengths=real,
-        timeout_s=b.timeout_s,
-        rounds=b.rounds,
-    )
-    conditions = {"before": before, "after": machine_load(), "steal_pct": steal_since(before)}
+    rows, conditions = watched_grid(artifacts, b, max_length, real)
     table = bench_table(rows)
     out.mkdir(parents=True, exist_ok=True)
     results = {

@@ -14,9 +14,8 @@ from pathlib import Path
 from distill.token_students import is_token_student
 from pipelines.bench.artifacts import Artifact, absent_artifacts, discover_artifacts
 from pipelines.bench.ceiling import measured_ceiling
-from pipelines.bench.conditions import machine_load, steal_since
 from pipelines.bench.gpu import GPU_ROWS_FILE, TRT_CACHE, WORKER_TIMEOUT_S, gpu_rows
-from pipelines.bench.grid import grid_shape, run_grid
+from pipelines.bench.grid import grid_shape, watched_grid
 from pipelines.bench.jobs import base_row, empty_cell
 from pipelines.bench.roofline import roofline
 from pipelines.core.context import StageContext, StageResult
@@ -125,19 +124,9 @@ def main(ctx: StageContext) -> StageResult:
     b = ctx.recipe.bench
     artifacts = _selected(ctx)
     real = _real_lengths(ctx)
-    before = machine_load(sample_s=2.0)
-    rows = run_grid(
-        artifacts,
-        *grid_shape(b, ctx.recipe.data.max_length),
-        b.min_runs,
-        b.min_seconds,
-        b.warmup_runs,
-        real_lengths=real,
-        timeout_s=b.timeout_s,
-        inc_compile=b.inc_compile,
-        rounds=b.rounds,
+    rows, conditions = watched_grid(
+        artifacts, b, ctx.recipe.data.max_length, real, inc_compile=b.inc_compile
     )
-    conditions = {"before": before, "after": machine_load(), "steal_pct": steal_since(before)}
     for name, (why, backend) in absent_artifacts(ctx.run.path).items():  # e.g. an extra missing
         rows.append(absent_row(name, why, backend))
     if b.gpu:  # TensorRT engines under bench/ survive reruns of the stage

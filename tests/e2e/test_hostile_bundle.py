@@ -258,8 +258,8 @@ def test_predict_piped_into_head_stops_quietly(copy):
 
 
 def test_a_bench_with_no_measured_cell_fails_and_keeps_the_finished_one(built, monkeypatch):
+    from pipelines.bench import grid
     from pipelines.core.errors import StageFailedError
-    from pipelines.stages import bench
 
     tmp, path = built
     runs = tmp / "runs"
@@ -277,7 +277,7 @@ def test_a_bench_with_no_measured_cell_fails_and_keeps_the_finished_one(built, m
             for a in artifacts
         ]
 
-    monkeypatch.setattr(bench, "run_grid", every_cell_an_error)
+    monkeypatch.setattr(grid, "run_grid", every_cell_an_error)
     with pytest.raises(
         StageFailedError, match="no cell was measured .*index 4096 is out of bounds"
     ):
