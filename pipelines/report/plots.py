@@ -169,7 +169,12 @@ def plot_pareto(
     for i, p in enumerate(points, 1):
         fam = families.setdefault(family_of(p).label, family_of(p))
         span = evidence.interval(p["accuracy"])
-        err = [[p["accuracy"] - span[0]], [span[1] - p["accuracy"]]] if span else None
+        # clipped at 0: at accuracy 1.0 (or 0.0) the bound equals the point up to float rounding
+        err = (
+            [[max(0.0, p["accuracy"] - span[0])], [max(0.0, span[1] - p["accuracy"])]]
+            if span
+            else None
+        )
         face = "none" if hollow(p) else fam.colour
         ax.errorbar([p["p50_ms"]], [p["accuracy"]], yerr=err, fmt=fam.marker, color=fam.colour,
                     markerfacecolor=face, markersize=11 if fam.marker == "*" else 8, capsize=3,

@@ -229,3 +229,15 @@ def test_latency_plot_colours_by_family_and_styles_by_threads(tmp_path):
     assert colours["student-int8-openvino"] != colours["student-int8-dynamic"]
     assert all(not _overlaps(legend, layout["axes"]) for legend in layout["legends"])
     assert len(layout["legends"]) == 2
+
+
+def test_pareto_draws_an_accuracy_of_one_whose_interval_ends_at_it(tmp_path):
+    """At accuracy 1.0 the Wilson upper bound is 1.0 up to float rounding: the bar above the
+    point is empty, not a negative length matplotlib refuses (found by a newcomer's run)."""
+    perfect = {name: (*spec[:2], 1.0, *spec[3:]) for name, spec in ARTIFACTS.items()}
+    points = pareto_points(_rows(perfect))
+    evidence = Evidence(rows=90)
+    assert evidence.interval(1.0)[1] - 1.0 <= 0  # the bound the plot subtracts from
+    layout = plot_pareto(points, tmp_path / "pareto.png", evidence)
+    assert (tmp_path / "pareto.png").stat().st_size > 10_000
+    assert layout["ylim"][1] >= 1.0
