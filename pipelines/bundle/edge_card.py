@@ -10,8 +10,8 @@ import json
 from importlib import resources
 from typing import Any
 
+from pipelines.bundle.agreement import BROWSER_INT8_TOLERANCE, TOLERANCE
 from pipelines.bundle.node import INSTALL
-from pipelines.bundle.runtimes import TOLERANCE
 
 NAMES = {
     "node": "Node (`predict.mjs`, onnxruntime-node)",
@@ -58,7 +58,9 @@ def edge_section(
         "",
         "Each is checked against `predict.py` on the eval rows when the bundle is built (and by "
         "`distillery bundle --verify DIR --runtime node|browser|ort`): the same label on every "
-        f"row and every probability within {TOLERANCE:g}. Latency as for `predict.py` above "
+        f"row and every probability within {TOLERANCE:g} (the browser on an int8 graph: within "
+        f"{BROWSER_INT8_TOLERANCE:g}, its WebAssembly int8 kernels round differently). Latency "
+        "as for `predict.py` above "
         "(cold start: a fresh process or page to its first answer).",
         "",
         "Files: `predict.mjs` (Node runner), `classifier.mjs` (tokenizer, batching and answers, "

@@ -21,6 +21,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pipelines.bundle.agreement import (  # noqa: F401  (TOLERANCE: re-exported for the tests)
+    INT8_OPS,
+    TOLERANCE,
+    compare,
+    tolerance_for,
+)
 from pipelines.bundle.node import (
     RuntimeSkipped,
     find_tools,
@@ -32,7 +38,6 @@ from pipelines.bundle.node import (
 from pipelines.bundle.verify import BundleError, settings_name
 
 RUNTIMES = ("node", "browser", "ort")  # what --runtime accepts; "python" is predict.py itself
-TOLERANCE = 1e-4  # abs, on every probability (and regression value) against predict.py's
 JS_FILES = ("classifier.mjs", "predict.mjs", "index.html", "package.json", "package-lock.json")
 JS_TASK_TYPES = ("single_label", "multi_label", "regression")  # classifier.mjs's TASK_TYPES
 
@@ -65,39 +70,6 @@ def write_js_files(out: Path) -> None:
     """predict.mjs, classifier.mjs, index.html, package.json and its lock into the bundle."""
     for name in JS_FILES:
         (out / name).write_text(js_source(name))
-
-
-def compare(expected: list[dict], got: list[dict], runtime: str) -> dict[str, Any]:
-    """predict.py's answers against another runtime's, row by row; BundleError on any
-    difference of keys, label(s), or a probability/value off by more than TOLERANCE."""
-    if len(got) != len(expected):
-        raise BundleError(f"{runtime}: {len(got)} answers for {len(expected)} rows")
-    bad, worst = [], 0.0
-    for i, (a, b) in enumerate(zip(expected, got, strict=True)):
-        if "score" in a and "probabilities" not in a:  # the page always adds every label's
-            b = {k: v for k, v in b.items() if k != "probabilities"}
-        pa, pb = a.get("probabilities", {}), b.get("probabilities", {})
-        floats = [k for k in ("value", "score") if k in a]  # regression; single-label's top
-        numbers = [(pa[k], pb.get(k)) for k in pa] + [(a[k], b.get(k)) for k in floats]
-        diffs = [abs(x - y) if isinstance(y, int | float) else float("inf") for x, y in numbers]
-        worst = max([worst, *diffs])
-        # everything but the floats exactly: line, label(s), tags and entities, key order
-        exact = [
-            {k: v for k, v in r.items() if k not in ("probabilities", "value", "score")}
-            for r in (a, b)
-        ]
-        same = list(a) == list(b) and list(pa) == list(pb) and exact[0] == exact[1]
-        if not same or (diffs and max(diffs) > TOLERANCE):
-            bad.append(i)
-    if bad:
-        i = bad[0]
-        raise BundleError(
-            f"{runtime} disagrees with predict.py on {len(bad)} of {len(expected)} rows (first: "
-            f"row {i}: predict.py {json.dumps(expected[i])}, {runtime} {json.dumps(got[i])}; "
-            f"probabilities must agree within {TOLERANCE:g}). Its runner or runtime does not "
-            "compute what predict.py does: the bundle's JavaScript or .ort is not usable as built."
-        )
-    return {"rows": len(expected), "agreement": 1.0, "max_abs_diff": worst, "tolerance": TOLERANCE}
 
 
 def check_runtime(
@@ -159,7 +131,8 @@ def _check_browser(copy, chromium, rows_path, expected, batch_size, order, timin
         shutil.copy2(timing["sample"], copy / "__sample.jsonl")
         query |= {"bench": "__sample.jsonl", "repeats": str(timing["repeats"])}
     report = run_page(copy, chromium, query)
-    result = compare(expected, report["answers"], "browser")
+    tolerance = tolerance_for("browser", copy / "model.onnx")
+    result = compare(expected, report["answers"], "browser", tolerance)
     if timing:
         runs = [report] + [
             run_page(copy, chromium, {}) for _ in range(timing["cold_start_runs"] - 1)
@@ -238,12 +211,9 @@ def check_runtimes(
         echo(
             f"{bundle}: {runtime}: same predictions as predict.py on {r['rows']} rows "
             f"(argmax agreement 100%, max |probability difference| {r['max_abs_diff']:.2g} "
-            f"<= {TOLERANCE:g})"
+            f"<= {r['tolerance']:g})"
         )
     return results
-
-
-INT8_OPS = ("DynamicQuantizeLinear", "MatMulInteger", "QuantizeLinear", "DequantizeLinear")
 
 
 def write_edge_files(out: Path, config: dict[str, Any]) -> dict[str, Any]:

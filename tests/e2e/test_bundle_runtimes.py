@@ -262,3 +262,38 @@ def test_compare_holds_every_key_exactly_and_floats_to_the_tolerance():
     for expected, got in wrong:
         with pytest.raises(BundleError, match="node disagrees with predict.py on 1 of 1 rows"):
             compare(expected, got, "node")
+
+
+def test_the_browser_on_an_int8_graph_is_held_to_labels_and_its_stated_tolerance(tmp_path):
+    """onnxruntime-web's WebAssembly int8 kernels round differently from the x86 ones: on an
+    int8 graph the browser gets BROWSER_INT8_TOLERANCE, every other case TOLERANCE, and a
+    label that differs fails at any tolerance."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from pipelines.bundle.agreement import BROWSER_INT8_TOLERANCE, tolerance_for
+    from pipelines.bundle.runtimes import compare
+
+    def graph(path, op):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+        outputs = ["y"] if op == "Identity" else ["y", "s", "z"]
+        node = helper.make_node(op, ["x"], outputs)
+        onnx.save(helper.make_model(helper.make_graph([node], "g", [x], [y])), path)
+        return path
+
+    int8, fp32 = (
+        graph(tmp_path / "q.onnx", "DynamicQuantizeLinear"),
+        graph(tmp_path / "f.onnx", "Identity"),
+    )
+    assert tolerance_for("browser", int8) == BROWSER_INT8_TOLERANCE
+    assert tolerance_for("browser", fp32) == TOLERANCE
+    assert tolerance_for("node", int8) == TOLERANCE
+    row = {"line": 1, "label": "pos", "probabilities": {"neg": 0.2, "pos": 0.8}}
+    near = {**row, "probabilities": {"neg": 0.25, "pos": 0.75}}
+    assert compare([row], [near], "browser", BROWSER_INT8_TOLERANCE)["max_abs_diff"] > TOLERANCE
+    with pytest.raises(BundleError, match="within 0.0001"):
+        compare([row], [near], "browser")
+    flipped = {**row, "label": "neg", "probabilities": {"neg": 0.51, "pos": 0.49}}
+    with pytest.raises(BundleError, match="browser disagrees"):
+        compare([row], [flipped], "browser", BROWSER_INT8_TOLERANCE)
