@@ -13,6 +13,7 @@ from typing import Any
 
 from pipelines.core.runs import atomic_write_json, atomic_write_text
 from pipelines.report.comparisons import baselines, noise_lines
+from pipelines.report.kinds import kind_lines
 from pipelines.report.noise import Evidence
 from pipelines.report.plots import latency_series, pareto_points, plot_latency, plot_pareto
 from pipelines.report.recommend import (
@@ -81,6 +82,8 @@ def write_report(
     withheld = why_withheld(rows, manifests, best, rule, warnings) if withhold_noisy else None
     text = ["# Benchmark report", ""]
     text += summary_lines(best, withheld, rows, manifests, rule, out_dir, evidence) + [""]
+    kinds = kind_lines(compared_rows(rows, rule), manifests, teacher_accuracy(rows, manifests))
+    text += kinds + ([""] if kinds else [])
     text += measurement_lines(rows, manifests, machine, conditions, warnings, roofline, evidence)
     text += [
         "![accuracy vs latency](pareto.png)",

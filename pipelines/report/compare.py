@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.core.errors import DistilleryError
-from pipelines.report.recommend import RecommendRule, compared_rows, recommend
+from pipelines.report.kinds import side_by_side
+from pipelines.report.recommend import RecommendRule, compared_rows, recommend, teacher_accuracy
 from pipelines.report.selection import real_rows
 from pipelines.report.tables import fmt, markdown_table
 
@@ -55,12 +56,14 @@ def run_results(path: Path | str) -> dict[str, Any]:
         best = recommend(rows, {}, RecommendRule())
         recommended = best["artifact"] if best else None
         reason = f"by the report's rule, recomputed here: {best['reason']}" if best else None
+    manifests = {s: m for s in ("teacher", "distill") if (m := _read(run / s / "manifest.json"))}
     return {
         "name": run.name,
         "source": str(source),
         "rows": rows,
         "recommended": recommended,
         "reason": reason,
+        "manifests": manifests,  # what kind of model each artifact is (pipelines.report.kinds)
     }
 
 
@@ -132,4 +135,19 @@ def compare_markdown(a: dict[str, Any], b: dict[str, Any]) -> str:
         "Ratios across two runs are of pooled figures: they carry any difference between the "
         "machines or their load, unlike the within-round speed-ups of one run's report.",
     ]
+    kinds = side_by_side(
+        [
+            (side, compared_rows(run["rows"]), m, teacher_accuracy(run["rows"], m))
+            for side, run in ((la, a), (lb, b))
+            for m in [run.get("manifests") or {}]
+        ]
+    )
+    if kinds:
+        text += [
+            "",
+            "**By kind of model** (each run's most accurate artifact of the kind; its % of the "
+            "teacher and speed-up are within its own run):",
+            "",
+            *kinds,
+        ]
     return "\n".join(text)

@@ -167,6 +167,33 @@ def test_readme_tables_and_model_card(report):
     assert "ORTModelForSequenceClassification.from_pretrained('runs/x/student-onnx-O2'" in card
 
 
+def test_the_summary_adds_one_line_per_kind_of_model(report):
+    """The teacher and the student's kind, each at its most accurate artifact at the rule's cell
+    (b1, seq 16, 2 threads): the three 0.895 students tie, the fastest (O2) stands for them."""
+    from pipelines.report.kinds import kind_lines
+    from pipelines.report.recommend import compared_rows
+
+    text = Path(report["readme"]).read_text()
+    summary = text.split("## cpu:", 1)[0]
+    assert (
+        "- **teacher** (transformer): accuracy 0.9000 (`teacher`), 100.0% of the teacher, 1.00× "
+        "the teacher's fp32 PyTorch, 1.00 MB." in summary
+    )
+    assert (
+        "- **transformer** student: accuracy 0.8950 (`student-onnx-O2`), 99.4% of the teacher, "
+        "5.00× the teacher's fp32 PyTorch, 0.48 MB." in summary  # 0.100 / 0.020 ms per token
+    )
+    assert "speed-ups at batch 1, seq 16, 2 threads" in summary
+    # a cnn student: the distill manifest's student.init names the kind of every student artifact
+    cnn = {**MANIFESTS, "distill": {**MANIFESTS["distill"], "student": {"init": "cnn"}}}
+    lines = kind_lines(compared_rows(_rows()), cnn, 0.90)
+    assert [line.split(":")[0] for line in lines if line.startswith("- ")] == [
+        "- **teacher** (transformer)",
+        "- **cnn** student",
+    ]
+    assert kind_lines(compared_rows(_rows()), {}, 0.90) == []  # rows alone name no kind
+
+
 def test_terminal_table_matches_readme(report):
     """The terminal shows the README's cpu table: same artifacts, same cells."""
     import re
