@@ -88,7 +88,6 @@ def int8_accuracy(student, tokenizer, eval_set) -> float:
     """Dynamic int8 (ONNX Runtime, this CPU's preset) of `student`, evaluated on the eval split."""
     import numpy as np
 
-    from export.onnx_export import export_classifier
     from export.parity import onnx_logits
     from quantize.ort_dynamic import quantize_dynamic
 
@@ -96,10 +95,26 @@ def int8_accuracy(student, tokenizer, eval_set) -> float:
         folder = Path(tmp)
         student.save_pretrained(folder / "model", safe_serialization=True)
         tokenizer.save_pretrained(folder / "model")
-        export_classifier(folder / "model", folder / "onnx")
+        plain_onnx(student, folder / "model", folder / "onnx")
         quantize_dynamic(folder / "onnx" / "model.onnx", folder / "int8" / "model.onnx", "auto")
         logits = onnx_logits(folder / "int8" / "model.onnx", eval_set, tokenizer)
     return float((logits.argmax(-1) == np.asarray(eval_set["labels"])).mean())
+
+
+def plain_onnx(model, model_dir: Path, out: Path) -> None:
+    """`model`, saved in `model_dir`, as a plain ONNX graph in `out`: a token-vector student
+    (static, cnn, bilstm) through torch.onnx, which optimum does not know; a transformer through
+    optimum's exporter (the export stage's own choice, `pipelines.stages.export`)."""
+    from distill.token_students import is_token_student
+
+    if is_token_student(model.config):
+        from export.module_export import export_module
+
+        export_module(model, out)
+    else:
+        from export.onnx_export import export_classifier
+
+        export_classifier(model_dir, out)
 
 
 def run_ablation(

@@ -34,7 +34,7 @@ def build_candidate(
     config is rebuilt."""
     import torch
 
-    from export.onnx_export import export_classifier
+    from pipelines.distillation.ablation import plain_onnx
     from pipelines.distillation.student_choice import build_student
     from quantize.ort_dynamic import quantize_dynamic
 
@@ -58,7 +58,7 @@ def build_candidate(
     student.save_pretrained(folder / "model", safe_serialization=True)
     tokenizer.save_pretrained(folder / "model")
     with tempfile.TemporaryDirectory(prefix="distillery-search-") as tmp:
-        export_classifier(folder / "model", Path(tmp) / "onnx")
+        plain_onnx(student, folder / "model", Path(tmp) / "onnx")  # a token kind: torch.onnx
         if recipe.search.backend == "openvino":
             from pipelines.search.openvino_candidate import quantize_for_openvino
 

@@ -26,9 +26,9 @@ def front(rows: list[dict]) -> set[str]:
 def markdown(rows: list[dict], chosen: str, teacher_ms: float | None) -> str:
     on_front = front(rows)
     lines = [
-        "| candidate | layers from teacher | init | params (M) | int8 p50 ms | vs teacher fp32 | "
-        "short-run fp32 acc | short-run int8 acc | status |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| candidate | kind | layers from teacher | init | params (M) | int8 p50 ms | "
+        "vs teacher fp32 | short-run fp32 acc | short-run int8 acc | status |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda x: (x["latency_ms"] is None, x["latency_ms"] or 0)):
         ms = r["latency_ms"]
@@ -38,8 +38,10 @@ def markdown(rows: list[dict], chosen: str, teacher_ms: float | None) -> str:
         status = r["status"] + (" · front" if r["id"] in on_front else "")
         if r["id"] == chosen:
             status = "**chosen** · " + status
+        kind = r.get("kind", "transformer")  # rows of searches before the kinds: transformers
+        layers = r["layers"] or "–"  # a token kind takes the teacher's vectors, not its layers
         lines.append(
-            f"| {r['id']} | {r['layers']} | {r['init']} | {r['parameters'] / 1e6:.1f} | "
+            f"| {r['id']} | {kind} | {layers} | {r['init']} | {r['parameters'] / 1e6:.1f} | "
             f"{'–' if ms is None else f'{ms:.3f}'} | {speed} | {acc} | {int8} | {status} |"
         )
     return "\n".join(lines) + "\n"

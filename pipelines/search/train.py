@@ -29,6 +29,7 @@ def short_distill(
     the run, exists). `training`: (dataset, cached teacher logits or None) to draw rows from."""
     from transformers import AutoModelForSequenceClassification
 
+    from distill.token_students import register
     from pipelines.distillation.ablation import int8_accuracy
     from pipelines.distillation.loss import loss_spec
     from pipelines.distillation.training import train_student
@@ -44,6 +45,7 @@ def short_distill(
     picked = np.random.default_rng(r.seed).permutation(len(dataset))[: s.short_rows]
     rows = dataset.select(picked)  # the same rows for every candidate: a fair comparison
     logits = logits[picked] if logits is not None else None
+    register()  # a static, cnn or bilstm candidate loads through the Auto class too
     student = AutoModelForSequenceClassification.from_pretrained(
         folder / "model", use_safetensors=True
     )

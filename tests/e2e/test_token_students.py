@@ -1,18 +1,23 @@
 """A token-vector student (cnn) through every stage on the tiny teacher: distilled from cached
-logits over an augmented set, exported with parity, int8, benched beside the teacher, reported,
+logits over an augmented set, exported with parity, int8, benched beside the teacher, reported
+(with its kind's line, and beside a transformer student's run in `distillery compare`),
 bundled, and the bundle verified."""
 
 from __future__ import annotations
 
 import json
+import re
+import statistics
+from pathlib import Path
 
 from pipelines import cli
 from pipelines.core.config import load_recipe
+from pipelines.report.compare import compare_markdown, run_results
 from pipelines.run.runner import run_pipeline
 from tests.conftest import SECTIONS, seed_run, tiny_recipe, write_recipe
 
 
-def test_a_cnn_student_runs_through_the_bundle_and_verifies(tiny_teacher, tmp_path):
+def test_a_cnn_student_runs_through_the_bundle_and_verifies(tiny_teacher, tiny_bundle, tmp_path):
     seed_run(tmp_path / "runs", tiny_teacher[0] / "runs" / "tiny", "teacher")
     sections = {
         **SECTIONS,
@@ -38,5 +43,39 @@ def test_a_cnn_student_runs_through_the_bundle_and_verifies(tiny_teacher, tmp_pa
     rows = json.loads((tmp_path / "runs" / "tiny" / "bench" / "rows.json").read_text())
     benched = {row["artifact"] for row in rows["rows"]}
     assert {"teacher", "student", "student-onnx", "student-int8-dynamic"} <= benched
-    bundle = tmp_path / "runs" / "tiny" / "bundle"
+    run = tmp_path / "runs" / "tiny"
+    line = kind_line(run, "- **cnn** student: ", manifests, rows["rows"])
+    assert line in (run / "report" / "README.md").read_text()
+    # beside a transformer student's run: one line per kind, each run's figures its own
+    text = compare_markdown(run_results(tiny_bundle[0] / "runs" / "tiny"), run_results(run))
+    assert f"- **cnn** student: B: {line.split(': ', 1)[1]}" in text
+    assert re.search(r"^- \*\*transformer\*\* student: A: accuracy [\d.]+ \(`student", text, re.M)
+    assert "**teacher** (transformer): A: accuracy" in text and "; B: accuracy" in text
+    bundle = run / "bundle"
     assert cli.main(["bundle", "--verify", str(bundle)]) == 0
+
+
+def kind_line(run: Path, start: str, manifests: dict, rows: list[dict]) -> str:
+    """The report's line for the student's kind, from the manifests: its most accurate artifact
+    (ties: the fastest) at the report's cell (b1, the one seq, 1 thread), % of the teacher's
+    accuracy, the median over rounds of the teacher's p50 ÷ its p50, its size."""
+    accuracy = {
+        "student": manifests["distill"]["metrics"]["accuracy"],
+        **{k: v["parity"]["accuracy_candidate"] for k, v in manifests["export"]["exports"].items()},
+        **{k: v["accuracy"] for k, v in manifests["quantize"]["quantized"].items()},
+    }
+    cell = {r["artifact"]: r for r in rows if r.get("mode") == "grid" and r.get("p50_ms")}
+    name = max(accuracy, key=lambda k: (accuracy[k], -cell[k]["p50_ms"]))
+    teacher = manifests["teacher"]["metrics"]["accuracy"]
+    ratios = [
+        t / s
+        for t, s in zip(cell["teacher"]["round_p50_ms"], cell[name]["round_p50_ms"], strict=True)
+    ]
+    lo, mid, hi = min(ratios), statistics.median(ratios), max(ratios)
+    speed = f"{mid:.2f}×" if hi - lo < 0.005 else f"{mid:.2f}× ({lo:.2f}–{hi:.2f})"
+    size = cell[name]["size_mb"]
+    size = f"{size:.2g}" if size < 1 else f"{size:.2f}"  # the report's two significant digits
+    return (
+        f"{start}accuracy {accuracy[name]:.4f} (`{name}`), {accuracy[name] / teacher:.1%} of the "
+        f"teacher, {speed} the teacher's fp32 PyTorch, {size} MB."
+    )

@@ -81,6 +81,8 @@ def test_the_demo_recipes_keep_their_stage_hashes():
         ("bench.serve=throughput", "report"),
         ("transfer.sampling=round_robin", "teacher"),
         ("quantize.teacher_methods=[dynamic]", "quantize"),  # dynamic alone, yet set: hashed
+        ("search.space.kinds=[transformer,cnn]", "search"),
+        ("search.space.tokens.width=64", "search"),
     ],
 )
 def test_a_late_key_enters_the_hash_only_when_set(override, stage):
@@ -170,6 +172,8 @@ def test_hash_policies_are_declared_with_a_known_name():
         "student.tokens",  # the token-vector students (#32)
         "distill.augment.p_replace",
         "distill.augment.p_ngram",
+        "search.space.kinds",  # token-vector kinds among the search's candidates (#32)
+        "search.space.tokens",
     }
     assert {k for k, v in declared.items() if v == "never"} == {
         "train.logging_steps",

@@ -7,7 +7,7 @@ import json
 import pytest
 from transformers import BertConfig
 
-from pipelines.core.config import SearchSpaceConfig, load_recipe
+from pipelines.core.config import SearchSpaceConfig, StudentConfig, load_recipe
 from pipelines.core.errors import ConfigError, DistilleryError
 from pipelines.run.runner import run_pipeline
 from pipelines.search.select import pick, survivors, training_order
@@ -46,6 +46,51 @@ def test_space_refuses_what_the_teacher_cannot_give():
         candidates(SearchSpaceConfig(widths=[256], init="teacher_layers"), MINILM)
     with pytest.raises(ConfigError, match="exceeds the teacher's intermediate size"):
         candidates(SearchSpaceConfig(ffn_ratios=[8.0]), MINILM)
+
+
+def test_space_kinds_add_one_token_candidate_each_never_dominated():
+    space = SearchSpaceConfig(
+        depths=[2], layer_choices=["bottom"], kinds=["transformer", "cnn", "static"]
+    )
+    found = {c.id: c for c in candidates(space, MINILM)}
+    assert list(found) == ["L2-H384-F1536-bottom", "cnn", "static"]
+    cnn = found["cnn"]
+    assert (cnn.kind, cnn.depth, cnn.width, cnn.layers) == ("cnn", 1, 128, ())
+    section = cnn.student_section()
+    assert section["init"] == "cnn" and section["tokens"]["kernel_sizes"] == [3, 4, 5]
+    assert StudentConfig(**section).tokens.width == 128  # the distill stage builds the pick
+    assert cnn.to_dict()["kind"] == "cnn"
+    assert "kind" not in found["L2-H384-F1536-bottom"].to_dict()  # earlier build keys hold
+    # a transformer larger and faster than the cnn does not drop it: kinds are not ordered
+    big = found["L2-H384-F1536-bottom"]
+    kept, dropped = survivors([(big, 1.0), (cnn, 2.0), (found["static"], 0.5)], budget_ms=None)
+    assert [c.id for c, _ in kept] == ["static", "L2-H384-F1536-bottom", "cnn"] and not dropped
+    only = candidates(SearchSpaceConfig(kinds=["bilstm"], tokens={"width": 999}), MINILM)
+    assert [(c.id, c.width) for c in only] == [("bilstm", 384)]  # PCA keeps the teacher's width
+
+
+def test_a_search_that_may_pick_a_token_student_refuses_what_it_cannot_train(tmp_path):
+    kinds = {**SEARCH, "space": {**SEARCH["space"], "kinds": ["transformer", "cnn"]}}
+    for distill, key in (
+        ({"matches": ["hidden_mse"]}, "distill.matches"),
+        ({"two_step": 0.5}, "distill.two_step"),
+        ({"ablation": True}, "distill.ablation"),
+    ):
+        raw = tiny_recipe(search=kinds, distill=distill)
+        with pytest.raises(ConfigError) as refused:
+            load_recipe(write_recipe(tmp_path / "recipe.yaml", raw))
+        assert (
+            f": {key}: not supported with search.space.kinds ['cnn'] (the search trains them and "
+            "may pick one): a token-vector student has no hidden states"
+        ) in str(refused.value)
+        assert "leave static, cnn and bilstm out of search.space.kinds" in str(refused.value)
+    # the same keys with a transformer-only space, or the search off, are fine
+    load_recipe(write_recipe(tmp_path / "ok.yaml", tiny_recipe(search=SEARCH, distill=distill)))
+    off = {**kinds, "enabled": False}
+    load_recipe(write_recipe(tmp_path / "off.yaml", tiny_recipe(search=off, distill=distill)))
+    twice = {**SEARCH, "space": {**SEARCH["space"], "kinds": ["cnn", "cnn"]}}
+    with pytest.raises(ConfigError, match=r"search.space.kinds: \['cnn', 'cnn'\] lists a kind"):
+        load_recipe(write_recipe(tmp_path / "twice.yaml", tiny_recipe(search=twice)))
 
 
 def _cand(depth, width, choice="uniform"):
@@ -167,6 +212,41 @@ def test_tiny_search_picks_the_best_trained_resumes_and_hands_the_pick_to_distil
     assert (folder / "latency.json").stat().st_mtime_ns == latency
     for cid, mtime in kept.items():
         assert (folder / "candidates" / cid / "short.json").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.slow  # two candidates built, timed and trained briefly
+def test_a_cnn_candidate_is_built_timed_trained_and_ranked_beside_a_transformer(
+    tmp_path, tiny_teacher
+):
+    runs = seed_run(tmp_path / "runs", tiny_teacher[0] / "runs" / "tiny", "teacher")
+    space = {
+        "depths": [1],
+        "ffn_ratios": [2.0],  # the teacher's 64 / 32: its layer is copied
+        "layer_choices": ["bottom"],
+        "kinds": ["transformer", "cnn"],
+        "tokens": {"width": 16, "filters": 8, "kernel_sizes": [2, 3]},
+    }
+    found = run_pipeline(_recipe(tmp_path, space=space), runs, "search", echo=lambda _: None)
+    found = found["search"]
+    rows = {r["id"]: r for r in found["candidates"]}
+    assert set(rows) == {"L1-H32-F64-bottom", "cnn"}
+    cnn = rows["cnn"]
+    assert (cnn["kind"], cnn["init"], cnn["status"]) == ("cnn", "cnn", "trained")
+    assert cnn["latency_ms"] > 0 and cnn["speedup_vs_teacher"] > 0 and cnn["int8_mb"] > 0
+    short = json.loads((runs / "tiny" / "search" / "candidates" / "cnn" / "short.json").read_text())
+    assert short["steps"] == 10 and cnn["accuracy"] == short["int8_accuracy"]  # 160 rows / 16
+    config = json.loads(
+        (runs / "tiny" / "search" / "candidates" / "cnn" / "model" / "config.json").read_text()
+    )  # noqa: E501
+    assert config["student_kind"] == "cnn" and config["kernel_sizes"] == [2, 3]
+    assert cnn["parameters"] < rows["L1-H32-F64-bottom"]["parameters"]
+    best = max(rows.values(), key=lambda r: (r["accuracy"], -r["latency_ms"]))
+    assert found["chosen"]["id"] == best["id"]  # budget mode: the most accurate of both kinds
+    table = (runs / "tiny" / "search" / "candidates.md").read_text()
+    line = next(x for x in table.splitlines() if x.startswith("| cnn |"))
+    assert line.startswith("| cnn | cnn | – | cnn | ")
+    assert f"| {cnn['latency_ms']:.3f} |" in line and f"| {cnn['accuracy']:.4f} |" in line
+    assert "| L1-H32-F64-bottom | transformer | [0] | teacher_layers |" in table
 
 
 @pytest.mark.slow  # over ~10 s on 2 cores: make test-fast leaves it out

@@ -129,14 +129,21 @@ def refuse_what_is_not_supported(recipe: Recipe) -> None:
     """The first row of `REFUSALS` the recipe uses where it is refused: a multi-task run first,
     then the task type."""
     contexts = []
-    if recipe.student.init in TOKEN_KINDS:
+    searched = [k for k in recipe.search.space.kinds if k in TOKEN_KINDS]
+    if recipe.student.init in TOKEN_KINDS or (recipe.search.enabled and searched):
+        where, fix = (
+            (f"student.init {recipe.student.init}", "use a transformer student (init: "
+             "teacher_layers or config)")
+            if recipe.student.init in TOKEN_KINDS
+            else (f"search.space.kinds {shown(searched)} (the search trains them and may pick "
+                  "one)", "leave static, cnn and bilstm out of search.space.kinds")
+        )  # fmt: skip
         contexts.append(
             (
                 TOKEN_STUDENT,
-                f"not supported with student.init {recipe.student.init}: a token-vector student "
-                "has no hidden states or attentions to match and no layers for NNCF fake-quant; "
-                "it learns the teacher's logits (kd) and the labels (task). "
-                "Remove the key, or use a transformer student (init: teacher_layers or config).",
+                f"not supported with {where}: a token-vector student has no hidden states or "
+                "attentions to match and no layers for NNCF fake-quant; it learns the teacher's "
+                f"logits (kd) and the labels (task). Remove the key, or {fix}.",
             )
         )
     if recipe.transfer.enabled:

@@ -3,9 +3,13 @@ it picks one."""
 
 from typing import Literal
 
-from pipelines.core.schema import Bool, Float, Int, Section, f, names
+from distill.token_students import TOKEN_KINDS
+from pipelines.core.config.model_keys import TokenShape
+from pipelines.core.errors import ConfigError, shown
+from pipelines.core.schema import Bool, Float, Int, Section, checks, f, names
 
 LAYER_CHOICES = ("uniform", "bottom")  # student search: pipelines/search/space.py
+SEARCH_KINDS = ("transformer", *TOKEN_KINDS)  # search.space.kinds
 
 
 class SearchSpaceConfig(Section):
@@ -31,6 +35,26 @@ class SearchSpaceConfig(Section):
         "auto",
         help="auto: copy teacher layers when the shape is the teacher's, else cut (prune) them",
     )
+    kinds: list[names(*SEARCH_KINDS)] = f(
+        ["transformer"],
+        nonempty=True,
+        hash="when_set",
+        help="kinds of student among the candidates: transformer (the keys above), and one "
+        "static, cnn or bilstm candidate each (shaped by search.space.tokens)",
+    )
+    tokens: TokenShape = f(
+        TokenShape,
+        hash="when_set",
+        help="shape of the static, cnn and bilstm candidates, as student.tokens",
+    )
+
+    @checks
+    def check(self) -> None:
+        if len(set(self.kinds)) != len(self.kinds):
+            raise ConfigError(
+                f"search.space.kinds: {shown(self.kinds)} lists a kind twice; list each once, "
+                "e.g. [transformer, cnn]."
+            )
 
 
 class SearchConfig(Section):
