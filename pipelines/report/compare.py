@@ -7,8 +7,10 @@ A run is a run folder (its report/results.json, else its bench/rows.json), a `di
 --out` folder (results.json), or one of those files. Each side shows, per artifact, the accuracy,
 the p50 at the report's headline shape (batch 1, seq 128 or the longest measured, most threads)
 and the real-length sentences/s, and each run's recommendation (the report's own, else the same
-rule applied to its rows). Across two runs the ratios are of pooled figures: unlike the speed-ups
-inside one run, they carry any difference between the two machines or their load.
+rule applied to its rows), then one line per kind of model either run holds (teacher,
+transformer, static, cnn, bilstm: `pipelines.report.kinds`), its figures within its own run.
+Across two runs the ratios are of pooled figures: unlike the speed-ups inside one run, they carry
+any difference between the two machines or their load.
 """
 
 from __future__ import annotations

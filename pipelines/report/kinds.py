@@ -72,7 +72,8 @@ def kind_lines(
     if not lines:
         return []
     first = compared[0]  # every compared row is at the same cell
-    at = f"batch {first['batch']}, seq {first['seq']}, {first['threads']} threads"
+    threads = first["threads"]
+    at = f"batch {first['batch']}, seq {first['seq']}, {threads} thread{'s' * (threads != 1)}"
     return [
         f"**By kind of model** (each at its most accurate artifact; speed-ups at {at}):",
         "",

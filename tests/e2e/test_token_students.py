@@ -6,7 +6,7 @@ bundled, and the bundle verified."""
 from __future__ import annotations
 
 import json
-import re
+import shutil
 import statistics
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from pipelines.run.runner import run_pipeline
 from tests.conftest import SECTIONS, seed_run, tiny_recipe, write_recipe
 
 
-def test_a_cnn_student_runs_through_the_bundle_and_verifies(tiny_teacher, tiny_bundle, tmp_path):
+def test_a_cnn_student_runs_through_the_bundle_and_verifies(tiny_teacher, tmp_path):
     seed_run(tmp_path / "runs", tiny_teacher[0] / "runs" / "tiny", "teacher")
     sections = {
         **SECTIONS,
@@ -46,10 +46,17 @@ def test_a_cnn_student_runs_through_the_bundle_and_verifies(tiny_teacher, tiny_b
     run = tmp_path / "runs" / "tiny"
     line = kind_line(run, "- **cnn** student: ", manifests, rows["rows"])
     assert line in (run / "report" / "README.md").read_text()
-    # beside a transformer student's run: one line per kind, each run's figures its own
-    text = compare_markdown(run_results(tiny_bundle[0] / "runs" / "tiny"), run_results(run))
+    # beside a transformer student's run (this run's report, its distill manifest saying
+    # teacher_layers): one line per kind, each run's figures its own
+    other = tmp_path / "other" / "tiny"
+    for stage in ("teacher", "distill", "report"):
+        shutil.copytree(run / stage, other / stage)
+    record = json.loads((other / "distill" / "manifest.json").read_text())
+    record["student"]["init"] = "teacher_layers"
+    (other / "distill" / "manifest.json").write_text(json.dumps(record))
+    text = compare_markdown(run_results(other), run_results(run))
     assert f"- **cnn** student: B: {line.split(': ', 1)[1]}" in text
-    assert re.search(r"^- \*\*transformer\*\* student: A: accuracy [\d.]+ \(`student", text, re.M)
+    assert f"- **transformer** student: A: {line.split(': ', 1)[1]}" in text
     assert "**teacher** (transformer): A: accuracy" in text and "; B: accuracy" in text
     bundle = run / "bundle"
     assert cli.main(["bundle", "--verify", str(bundle)]) == 0
