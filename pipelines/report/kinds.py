@@ -3,7 +3,7 @@ token-vector students (static, cnn, bilstm), each at its most accurate artifact;
 report and for `distillery compare` across runs of different kinds.
 
     kind_of("student-int8-dynamic", manifests)     # "cnn": the distill manifest's student.init
-    kind_lines(compared, manifests, teacher)       # ["- **cnn** student: accuracy 0.8512 ...", ...]
+    kind_lines(compared, manifests, teacher)       # [heading, "", "- **cnn** student: …", …]
 
 A run holds one student, so its kinds are the teacher and that student's; the kind is what the
 distill manifest records (`student.init`, the search's pick when there was one).
