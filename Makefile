@@ -18,6 +18,11 @@ RUN_FLAGS ?=
 DISTILLERY := $(BIN)/distillery
 SET_ARGS := $(if $(strip $(SET)),--set $(SET))
 PYTEST_ARGS ?=
+# The suite runs in one pytest-xdist worker per core (TEST_WORKERS=0 runs it in one process, e.g.
+# to debug). `worksteal` hands each worker a contiguous half of the tests, so a module's fixtures
+# are mostly built once, and an idle worker takes tests from the busy one's tail.
+TEST_WORKERS ?= auto
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist worksteal)
 
 help: ## list the targets
 	@echo "distillery: distill a BERT teacher into a small student, quantize, export, benchmark."
@@ -33,10 +38,10 @@ $(INSTALLED): pyproject.toml
 install: $(INSTALLED) ## create .venv and install distillery with its dependencies
 
 test: $(INSTALLED) ## run the test suite (real tests run when ../shared exists)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: $(INSTALLED) ## the library and stage tests, without the slow ones (under 5 min on 2 cores)
-	$(BIN)/python -m pytest tests/lib tests/stages -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/lib tests/stages -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 test-gpu: $(INSTALLED) ## run the tests marked gpu (skipped without CUDA)
 	$(BIN)/python -m pytest -m gpu -rs $(PYTEST_ARGS)

@@ -12,6 +12,7 @@ nothing from each other: what they share lives here or in tests/families.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -199,6 +200,30 @@ def seed_run(runs: Path, source: Path, *stages: str, name: str = "tiny") -> Path
     return runs
 
 
+def _made_once(tmp_path_factory, name: str, make):
+    """make(tmp) -> (tmp, manifests, lines), called once per test run: under pytest-xdist
+    (`make test` runs the suite in one worker process per core) each worker has a session of its
+    own, so the first worker to ask makes the run in the workers' common temp folder under a file
+    lock, and the others wait for it and read the same folder. Shared runs are read, never changed
+    (a test that changes one copies it first), so one copy serves every worker."""
+    import fcntl
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return make(tmp_path_factory.mktemp(name))
+    common = tmp_path_factory.getbasetemp().parent  # .../pytest-N, above each worker's popen-gwK
+    tmp, record = common / name, common / f"{name}.json"
+    with open(common / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if make() raises
+        if record.is_file():
+            made = json.loads(record.read_text())
+            return tmp, made["manifests"], made["lines"]
+        shutil.rmtree(tmp, ignore_errors=True)  # a worker that failed to make it left this
+        tmp.mkdir()
+        _, manifests, lines = make(tmp)
+        record.write_text(json.dumps({"manifests": manifests, "lines": lines}))
+        return tmp, manifests, lines
+
+
 def _shared_run(tmp, seeded_from, target: str, **sections):
     """(tmp, manifests, lines) of tiny_recipe(**sections) run up to `target` in tmp/runs, its
     recipe in tmp/recipe.yaml, starting from the teacher and distill of `seeded_from` if given."""
@@ -218,7 +243,9 @@ def _shared_run(tmp, seeded_from, target: str, **sections):
 def tiny_teacher(tmp_path_factory):
     """(tmp, manifests, lines): tiny_recipe()'s teacher, trained once per session in
     tmp/runs/tiny/teacher. Read it; copy it (seed_run) to build on it."""
-    return _shared_run(tmp_path_factory.mktemp("tiny-teacher"), None, "teacher")
+    return _made_once(
+        tmp_path_factory, "tiny-teacher", lambda tmp: _shared_run(tmp, None, "teacher")
+    )
 
 
 @pytest.fixture(scope="session")
@@ -235,8 +262,11 @@ def teacher_for(tmp_path_factory):
         own = {k: recipe[k] for k in STAGES["teacher"].sections if k in recipe}
         key = json.dumps(own, sort_keys=True)
         if key not in made:
-            tmp = tmp_path_factory.mktemp("teacher")
-            made[key] = _shared_run(tmp, None, "teacher", **own)[0] / "runs" / "tiny"
+            name = "teacher-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+            tmp, _, _ = _made_once(
+                tmp_path_factory, name, lambda tmp: _shared_run(tmp, None, "teacher", **own)
+            )
+            made[key] = tmp / "runs" / "tiny"
         return made[key]
 
     return teacher
@@ -246,17 +276,24 @@ def teacher_for(tmp_path_factory):
 def tiny_student(tmp_path_factory, tiny_teacher):
     """(tmp, manifests, lines): the tiny teacher distilled with SECTIONS' distill settings (half
     an epoch), in tmp/runs/tiny. Read it; copy it to build on it."""
-    tmp = tmp_path_factory.mktemp("tiny-student")
     teacher_run = tiny_teacher[0] / "runs" / "tiny"
-    return _shared_run(tmp, teacher_run, "distill", distill=SECTIONS["distill"])
+    return _made_once(
+        tmp_path_factory,
+        "tiny-student",
+        lambda tmp: _shared_run(tmp, teacher_run, "distill", distill=SECTIONS["distill"]),
+    )
 
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory, tiny_student):
     """(tmp, recipe path, manifests): tiny_recipe(**SECTIONS) run through the bundle (the smallest
     run with a report and a bundle), in tmp/runs/tiny. Read it; copy it to change it."""
-    tmp = tmp_path_factory.mktemp("tiny-bundle")
-    tmp, manifests, _ = _shared_run(tmp, tiny_student[0] / "runs" / "tiny", "bundle", **SECTIONS)
+    student_run = tiny_student[0] / "runs" / "tiny"
+    tmp, manifests, _ = _made_once(
+        tmp_path_factory,
+        "tiny-bundle",
+        lambda tmp: _shared_run(tmp, student_run, "bundle", **SECTIONS),
+    )
     return tmp, tmp / "recipe.yaml", manifests
 
 

@@ -20,6 +20,13 @@ TOLERANCE = 1e-4  # abs, on every probability (and regression value) against pre
 # probabilities within 0.25 (a wrong softmax, label order or tokenization is far outside it);
 # fp32 graphs and Node stay at TOLERANCE.
 BROWSER_INT8_TOLERANCE = 0.25
+# Under that tolerance a near-tie may change sides: on the SST-2 CNN student's dynamic int8 graph
+# (issue #32) 6 of 872 browser labels differed from predict.py's, each a row predict.py scored
+# under 0.56, the browser's probability of predict.py's label within 0.09 of predict.py's. Such a
+# flip passes when the tolerance explains it (the browser's probability of predict.py's label is
+# within the tolerance of predict.py's) and is counted; more than MAX_LABEL_FLIPS of the rows is a
+# runtime that computes something else. Under TOLERANCE (fp32, Node) no label may differ.
+MAX_LABEL_FLIPS = 0.02
 
 
 def tolerance_for(runtime: str, model: Path) -> float:
@@ -38,8 +45,12 @@ def compare(
     difference of keys, label(s), or a probability/value off by more than `tolerance`."""
     if len(got) != len(expected):
         raise BundleError(f"{runtime}: {len(got)} answers for {len(expected)} rows")
-    bad, worst = [], 0.0
+    bad, flips, worst = [], [], 0.0
     for i, (a, b) in enumerate(zip(expected, got, strict=True)):
+        if tolerance > TOLERANCE and _near_tie(a, b, tolerance):
+            flips.append(i)
+            worst = max(worst, abs(a["score"] - b["probabilities"][a["label"]]))
+            continue
         if "score" in a and "probabilities" not in a:  # the page always adds every label's
             b = {k: v for k, v in b.items() if k != "probabilities"}
         pa, pb = a.get("probabilities", {}), b.get("probabilities", {})
@@ -55,6 +66,8 @@ def compare(
         same = list(a) == list(b) and list(pa) == list(pb) and exact[0] == exact[1]
         if not same or (diffs and max(diffs) > tolerance):
             bad.append(i)
+    if len(flips) > MAX_LABEL_FLIPS * len(expected):
+        bad = flips + bad
     if bad:
         i = bad[0]
         raise BundleError(
@@ -63,4 +76,29 @@ def compare(
             f"probabilities must agree within {tolerance:g}). Its runner or runtime does not "
             "compute what predict.py does: the bundle's JavaScript or .ort is not usable as built."
         )
-    return {"rows": len(expected), "agreement": 1.0, "max_abs_diff": worst, "tolerance": tolerance}
+    return {
+        "rows": len(expected),
+        "agreement": 1.0 - len(flips) / max(len(expected), 1),
+        "label_flips": len(flips),
+        "max_abs_diff": worst,
+        "tolerance": tolerance,
+    }
+
+
+def flips_note(result: dict[str, Any]) -> str:
+    """ ", N near-ties on the other side" for a result with label flips, else ""."""
+    n = result.get("label_flips", 0)
+    return f", {n} near-tie{'s' if n != 1 else ''} on the other side" if n else ""
+
+
+def _near_tie(a: dict, b: dict, tolerance: float) -> bool:
+    """A single-label row whose label differs and whose probabilities the tolerance covers: the
+    other runtime's probability of predict.py's label within `tolerance` of predict.py's score,
+    every other key the same."""
+    pb = b.get("probabilities") or {}
+    if "score" not in a or a.get("label") == b.get("label") or a.get("label") not in pb:
+        return False
+    rest = [
+        {k: v for k, v in r.items() if k not in ("label", "score", "probabilities")} for r in (a, b)
+    ]
+    return rest[0] == rest[1] and abs(a["score"] - pb[a["label"]]) <= tolerance

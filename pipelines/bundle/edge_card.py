@@ -10,7 +10,7 @@ import json
 from importlib import resources
 from typing import Any
 
-from pipelines.bundle.agreement import BROWSER_INT8_TOLERANCE, TOLERANCE
+from pipelines.bundle.agreement import BROWSER_INT8_TOLERANCE, TOLERANCE, flips_note
 from pipelines.bundle.node import INSTALL
 
 NAMES = {
@@ -33,7 +33,9 @@ def _row(runtime: str, r: dict[str, Any]) -> str:
     if "unsupported" in r:
         return f"| {NAMES[runtime]} | cannot run this bundle: {r['unsupported']} | | | |"
     check = (
-        f"{r['rows']} rows, same labels, max abs. probability difference {r['max_abs_diff']:.1g}"
+        f"{r['rows']} rows, "
+        + (f"same labels{flips_note(r)}" if not r.get("label_flips") else f"labels{flips_note(r)}")
+        + f", max abs. probability difference {r['max_abs_diff']:.1g}"
     )
     cold, steady = r.get("cold_start", {}), r.get("steady_state", {})
     cold_s = cold.get("cold_start_s")

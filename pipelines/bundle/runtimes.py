@@ -25,6 +25,7 @@ from pipelines.bundle.agreement import (  # noqa: F401  (TOLERANCE: re-exported 
     INT8_OPS,
     TOLERANCE,
     compare,
+    flips_note,
     tolerance_for,
 )
 from pipelines.bundle.node import (
@@ -210,8 +211,8 @@ def check_runtimes(
         r = results[runtime]
         echo(
             f"{bundle}: {runtime}: same predictions as predict.py on {r['rows']} rows "
-            f"(argmax agreement 100%, max |probability difference| {r['max_abs_diff']:.2g} "
-            f"<= {r['tolerance']:g})"
+            f"(argmax agreement {r['agreement']:.1%}: labels{flips_note(r) or ' agree'}, max |probability "
+            f"difference| {r['max_abs_diff']:.2g} <= {r['tolerance']:g})"
         )
     return results
 

@@ -297,3 +297,39 @@ def test_the_browser_on_an_int8_graph_is_held_to_labels_and_its_stated_tolerance
     flipped = {**row, "label": "neg", "probabilities": {"neg": 0.51, "pos": 0.49}}
     with pytest.raises(BundleError, match="browser disagrees"):
         compare([row], [flipped], "browser", BROWSER_INT8_TOLERANCE)
+
+
+def test_a_near_tie_may_change_sides_in_the_browser_within_the_int8_tolerance():
+    """predict.py prints a single-label row's top score only; the page prints every label's.
+    A label that differs passes under the int8 tolerance only when the browser's probability of
+    predict.py's label is within it of predict.py's score, is counted, and more than
+    MAX_LABEL_FLIPS of the rows fail; under TOLERANCE a flip always fails."""
+    from pipelines.bundle.agreement import BROWSER_INT8_TOLERANCE, MAX_LABEL_FLIPS, flips_note
+    from pipelines.bundle.runtimes import compare
+
+    def py(i, label, score):
+        return {"line": i, "label": label, "score": score}
+
+    def page(i, neg):
+        label = "neg" if neg >= 0.5 else "pos"
+        return {**py(i, label, max(neg, 1 - neg)), "probabilities": {"neg": neg, "pos": 1 - neg}}
+
+    rows = 100
+    expected = [py(i, "pos", 0.9) for i in range(rows)]
+    got = [page(i, 0.1) for i in range(rows)]
+    expected[7], got[7] = py(7, "neg", 0.517), page(7, 0.437)  # the SST-2 CNN's row 58
+    result = compare(expected, got, "browser", BROWSER_INT8_TOLERANCE)
+    assert result["label_flips"] == 1 and result["agreement"] == pytest.approx(0.99)
+    assert result["max_abs_diff"] == pytest.approx(0.08)
+    assert "1 near-tie" in flips_note(result)
+    with pytest.raises(BundleError, match="within 0.0001"):
+        compare(expected, got, "browser")  # an fp32 graph: no flip passes
+    far = [*expected[:7], py(7, "neg", 0.9), *expected[8:]]
+    far_got = [*got[:7], page(7, 0.2), *got[8:]]  # neg 0.9 -> 0.2: not a near-tie
+    with pytest.raises(BundleError, match="1 of 100 rows"):
+        compare(far, far_got, "browser", BROWSER_INT8_TOLERANCE)
+    many = int(MAX_LABEL_FLIPS * rows) + 1
+    ties = [py(i, "neg", 0.52) if i < many else py(i, "pos", 0.9) for i in range(rows)]
+    tie_got = [page(i, 0.45) if i < many else page(i, 0.1) for i in range(rows)]
+    with pytest.raises(BundleError, match=f"{many} of 100 rows"):
+        compare(ties, tie_got, "browser", BROWSER_INT8_TOLERANCE)
