@@ -317,7 +317,7 @@ def test_a_near_tie_may_change_sides_in_the_browser_within_the_int8_tolerance():
     rows = 100
     expected = [py(i, "pos", 0.9) for i in range(rows)]
     got = [page(i, 0.1) for i in range(rows)]
-    expected[7], got[7] = py(7, "neg", 0.517), page(7, 0.437)  # the SST-2 CNN's row 58
+    expected[7], got[7] = py(7, "neg", 0.517), page(7, 0.437)  # the SST-2 MiniLM int8's row 58
     result = compare(expected, got, "browser", BROWSER_INT8_TOLERANCE)
     assert result["label_flips"] == 1 and result["agreement"] == pytest.approx(0.99)
     assert result["max_abs_diff"] == pytest.approx(0.08)
