@@ -16,9 +16,9 @@ TOLERANCE = 1e-4  # abs, on every probability (and regression value) against pre
 # MatMulInteger, QuantizeLinear) are not the x86 ones predict.py and Node run, and their rounding
 # differs; the differences compound over the layers. On the SST-2 student (3 layers × 384, 872
 # rows) every label agreed, but |Δprobability| reached 0.092 (p99 0.009, median 3e-6) on the ORT
-# dynamic int8 graph and 0.105 on one row of the static QDQ graph. So: every label (but the near-ties
-# below), and probabilities within 0.25 (a wrong softmax, label order or tokenization is far outside it);
-# fp32 graphs and Node stay at TOLERANCE.
+# dynamic int8 graph and 0.105 on one row of the static QDQ graph. So: every label (but the
+# near-ties below), and probabilities within 0.25 (a wrong softmax, label order or tokenization is
+# far outside it); fp32 graphs and Node stay at TOLERANCE.
 BROWSER_INT8_TOLERANCE = 0.25
 # Under that tolerance a near-tie may change sides: on the SST-2 MiniLM teacher's dynamic int8
 # graph (6 layers; once bundled by recipes/sst2-minilm-cnn.yaml) 6 of 872 browser labels differed,
