@@ -61,7 +61,8 @@ def edge_section(
         "Each is checked against `predict.py` on the eval rows when the bundle is built (and by "
         "`distillery bundle --verify DIR --runtime node|browser|ort`): the same label on every "
         f"row and every probability within {TOLERANCE:g} (the browser on an int8 graph: within "
-        f"{BROWSER_INT8_TOLERANCE:g}, its WebAssembly int8 kernels round differently). Latency "
+        f"{BROWSER_INT8_TOLERANCE:g}, its WebAssembly int8 kernels round differently, and a "
+        "near-tie that tolerance explains may change sides, counted below). Latency "
         "as for `predict.py` above "
         "(cold start: a fresh process or page to its first answer).",
         "",
