@@ -10,6 +10,8 @@ import shutil
 import statistics
 from pathlib import Path
 
+import pytest
+
 from pipelines import cli
 from pipelines.core.config import load_recipe
 from pipelines.report.compare import compare_markdown, run_results
@@ -60,6 +62,36 @@ def test_a_cnn_student_runs_through_the_bundle_and_verifies(tiny_teacher, tmp_pa
     assert "**teacher** (transformer): A: accuracy" in text and "; B: accuracy" in text
     bundle = run / "bundle"
     assert cli.main(["bundle", "--verify", str(bundle)]) == 0
+
+
+@pytest.mark.slow  # two pipelines through the bundle
+@pytest.mark.parametrize(
+    "kind, tokens",
+    [("static", {"width": 16, "head_hidden": 16}), ("bilstm", {"width": 16, "lstm_hidden": 8})],
+)
+def test_static_and_bilstm_students_are_exported_quantized_bundled_and_verified(
+    tiny_teacher, tmp_path, kind, tokens
+):
+    """The other two kinds through the same stages as the cnn above, their int8 graph bundled
+    (what recipes/sst2-minilm-{static,bilstm}.yaml ship) and the bundle verified."""
+    seed_run(tmp_path / "runs", tiny_teacher[0] / "runs" / "tiny", "teacher")
+    sections = {
+        **SECTIONS,
+        "student": {"init": kind, "tokens": tokens},
+        "distill": {"epochs": 2, "batch_size": 16, "learning_rate": 1e-2, "kd_loss": "mse"},
+        "bench": {**SECTIONS["bench"], "artifacts": ["teacher", "student-int8-dynamic"]},
+        "bundle": {**SECTIONS["bundle"], "artifact": "student-int8-dynamic"},
+    }
+    path = write_recipe(tmp_path / "recipe.yaml", tiny_recipe(**sections))
+    manifests = run_pipeline(load_recipe(path), tmp_path / "runs", target="bundle", echo=print)
+    assert manifests["distill"]["student"]["init"] == kind
+    assert manifests["distill"]["metrics"]["accuracy"] > 0.6  # chance: 0.5 ± 0.08 on 160 rows
+    parity = manifests["export"]["exports"]["student-onnx"]["parity"]
+    assert parity["max_abs_diff"] < 1e-4 and parity["agreement"] == 1.0
+    int8 = manifests["quantize"]["quantized"]["student-int8-dynamic"]
+    assert int8["accuracy"] > 0.6
+    assert manifests["bundle"]["metrics"]["artifact"] == "student-int8-dynamic"
+    assert cli.main(["bundle", "--verify", str(tmp_path / "runs" / "tiny" / "bundle")]) == 0
 
 
 def kind_line(run: Path, start: str, manifests: dict, rows: list[dict]) -> str:
