@@ -87,9 +87,10 @@ def compare(
 
 
 def flips_note(result: dict[str, Any]) -> str:
-    """ ", N near-ties on the other side" for a result with label flips, else ""."""
+    """ " agree but for N near-ties (within the tolerance)" for a result with label flips, else
+    "": it follows "labels" in the card and the echo."""
     n = result.get("label_flips", 0)
-    return f", {n} near-tie{'s' if n != 1 else ''} on the other side" if n else ""
+    return f" agree but for {n} near-tie{'s' * (n != 1)} (within the tolerance)" if n else ""
 
 
 def _near_tie(a: dict, b: dict, tolerance: float) -> bool:

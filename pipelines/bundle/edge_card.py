@@ -34,7 +34,7 @@ def _row(runtime: str, r: dict[str, Any]) -> str:
         return f"| {NAMES[runtime]} | cannot run this bundle: {r['unsupported']} | | | |"
     check = (
         f"{r['rows']} rows, "
-        + (f"same labels{flips_note(r)}" if not r.get("label_flips") else f"labels{flips_note(r)}")
+        + ("same labels" if not r.get("label_flips") else f"labels{flips_note(r)}")
         + f", max abs. probability difference {r['max_abs_diff']:.1g}"
     )
     cold, steady = r.get("cold_start", {}), r.get("steady_state", {})
