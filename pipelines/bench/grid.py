@@ -80,7 +80,7 @@ def watched_grid(
     report both."""
     from pipelines.bench.conditions import machine_load, steal_since
 
-    before = machine_load(sample_s=2.0)
+    before = machine_load(sample_s=bench.load_sample_s)
     rows = run_grid(
         artifacts,
         *grid_shape(bench, max_length),

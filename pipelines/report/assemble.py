@@ -237,8 +237,12 @@ def speed_text(best, compared: list[dict[str, Any]], evidence: Evidence) -> str:
 
 def conditions_text(conditions: dict[str, Any]) -> str:
     before, after = conditions.get("before") or {}, conditions.get("after") or {}
+    used = before.get("busy_pct")
+    watched = (
+        f"CPUs {used}% busy with other work" if used is not None else "CPUs not watched"
+    )  # bench.load_sample_s: 0
     return (
-        f". Before the bench: CPUs {before.get('busy_pct', '?')}% busy with other work, load "
+        f". Before the bench: {watched}, load "
         f"average {before.get('loadavg_1m')}; after: load average {after.get('loadavg_1m')} (the "
         f"bench's own); CPU steal during it {conditions.get('steal_pct')}%"
     )

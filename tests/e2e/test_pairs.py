@@ -16,7 +16,7 @@ from pipelines.core.config import load_recipe
 from pipelines.core.models import load_stage_model
 from pipelines.data.loading import load_task_data, tokenize
 from pipelines.run.runner import run_pipeline
-from tests.conftest import family_recipe, write_recipe
+from tests.conftest import SECTIONS, family_recipe, write_recipe
 from tests.families import build_family, corpus_words
 
 pytestmark = pytest.mark.slow  # a family × task-type matrix: a whole pipeline per case
@@ -34,6 +34,8 @@ def pair_run(request, tmp_path_factory):
         tmp / "model",
         task=PAIR_TASK,
         data={"source": "synthetic:verdict", "synthetic_rows": 800, "max_length": 32},
+        # nothing here reads the bench: one worker, not the teacher's and the peer's too
+        bench={**SECTIONS["bench"], "artifacts": ["student-int8-dynamic"]},
     )
     path = write_recipe(tmp / "recipe.yaml", recipe)
     recipe = load_recipe(path)

@@ -13,12 +13,14 @@ pytestmark = pytest.mark.real
 
 @pytest.fixture
 def every_core():
-    """MiniLM's matrices are big enough to split: all cores for this test (conftest sets one
-    thread for the tiny models), the setting put back after."""
+    """MiniLM's matrices are big enough to split: this worker's share of the cores for this test
+    (conftest sets one thread for the tiny models), the setting put back after. Under xdist the
+    other workers keep running: two OpenMP teams on the same cores slow each other many times."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     yield
     torch.set_num_threads(before)
 

@@ -171,6 +171,14 @@ class BenchConfig(Section):
         help="recommended: fastest keeping this share of the teacher's accuracy",
     )
     timeout_s: Float = f(1800.0, min=1.0, help="per-worker timeout")
+    load_sample_s: Float = f(
+        2.0,
+        min=0.0,
+        max=60.0,
+        help="seconds the CPUs are watched for other work before the grid (the report's 'busy' "
+        "verdict); 0 = not watched",
+        hash="when_set",
+    )
     ceiling_size: Int = f(
         1024,
         min=0,
