@@ -38,12 +38,30 @@ class Runner:
         self.info = info or {}
 
 
+def skip_unused_transformers_extras() -> None:
+    """Tell transformers that scikit-learn and torchao are absent, in this worker process only.
+
+    When installed (nncf brings scikit-learn, neural-compressor torchao), transformers imports
+    both with its model classes: scikit-learn (with SciPy) for assisted generation's ROC curve,
+    torchao for torchao-quantized checkpoints, ~2.5 s of the ~8 s a torch worker takes to start
+    on 2 cores, and ~100 MB of its resident memory. A classifier's forward uses neither. The flags
+    are read when the model modules are first imported, so this runs before that. Written by
+    hand: transformers has no switch for it; if a flag is renamed, the import is as before.
+    """
+    from transformers.utils import import_utils
+
+    for flag in ("_sklearn_available", "_torchao_available"):
+        if hasattr(import_utils, flag):
+            setattr(import_utils, flag, False)
+
+
 def load_torch(job: dict[str, Any]) -> Runner:
     import contextlib
     import inspect
 
     import torch
 
+    skip_unused_transformers_extras()  # a worker process of its own (worker.py)
     from pipelines.core.models import head_class, saved_head
 
     device = torch.device(job["device"])

@@ -15,7 +15,7 @@ from pipelines.bench.grid import run_grid
 from pipelines.bench.roofline import bert_flops, flops_per_cycle, roofline
 from pipelines.bench.stats import percentiles
 from pipelines.bench.worker import serving_batches
-from tests.conftest import tiny_bert
+from tests.conftest import ROOT, tiny_bert
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.tensor results are registered as constants")
 
@@ -382,3 +382,35 @@ def test_report_from_measured_rows(rows, run_dir, tmp_path):
     for p in points:  # a point is on the front exactly when nothing is faster and as accurate
         beaten = any(q["p50_ms"] < p["p50_ms"] and q["accuracy"] >= p["accuracy"] for q in points)
         assert p["pareto"] is not beaten, p
+
+
+def test_a_torch_worker_answers_without_transformers_optional_extras(tmp_path):
+    """The torch loader turns off scikit-learn and torchao in transformers (loaders.py) and the
+    model still answers the same logits as in this process."""
+    import subprocess
+    import sys
+
+    model, _ = tiny_bert(tmp_path / "model", WORDS)
+    model.save_pretrained(tmp_path / "model")
+    ids = [[2, 7, 9, 3], [2, 11, 3, 0]]
+    code = (
+        "import json, sys, numpy as np\n"
+        "from pipelines.bench.loaders import load_torch\n"
+        f"runner = load_torch({{'path': {str(tmp_path / 'model')!r}, 'device': 'cpu', "
+        "'precision': 'fp32'})\n"
+        f"ids = np.array({ids}, dtype=np.int64)\n"
+        "arrays = {'input_ids': ids, 'attention_mask': (ids > 0).astype(np.int64), "
+        "'token_type_ids': np.zeros_like(ids)}\n"
+        "logits = runner.run(runner.feed(arrays)).tolist()\n"
+        "print(json.dumps({'logits': logits, 'loaded': sorted(m for m in ('sklearn', 'torchao') "
+        "if m in sys.modules)}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["loaded"] == []
+    ids_t = torch.tensor(ids)
+    with torch.inference_mode():
+        expected = model(input_ids=ids_t, attention_mask=(ids_t > 0).long()).logits
+    assert torch.allclose(torch.tensor(out["logits"]), expected, atol=1e-5)
