@@ -86,7 +86,7 @@ def test_int8_is_quantized_gated_and_benched_beside_the_peer(family_run):
     ops = Counter(n.op_type for n in graph(run / "quantize" / "student-int8-dynamic").node)
     assert ops["DynamicQuantizeLinear"] >= 1 and ops["MatMulInteger"] >= 1, (family, ops)
     measured = {a["name"]: a for a in manifests["bench"]["measured"]}
-    assert {"teacher", "student-int8-dynamic", "student-int8-peer"} <= set(measured)
+    assert {"student-int8-dynamic", "student-int8-peer"} <= set(measured)
     assert manifests["bench"]["metrics"]["errors"] == 0
 
 
