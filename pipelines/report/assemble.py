@@ -29,13 +29,15 @@ from pipelines.report.results_schema import validate_results
 from pipelines.report.selection import (
     devices,
     measured_rows,
+    no_peer,
+    peer_of,
     pick_batch,
     real_rows,
     score_metric,
     task_type_name,
 )
 from pipelines.report.speed import busy, show, speed_lines, speedup
-from pipelines.report.tables import PEER, fmt, markdown_table, real_length_table, summary_table
+from pipelines.report.tables import fmt, markdown_table, real_length_table, summary_table
 
 
 def write_report(
@@ -192,7 +194,9 @@ def summary_lines(
         f"- Fixed shape{SERVED if rule.serve == 'latency' else ''}, {shape}, one bench run: "
         + speed_text(best, compared_list, evidence)
         + ".",
-        *speed_lines(best, compared_list, real_rows(rows, rule.device), rule.serve, PEER)[1:],
+        *speed_lines(
+            best, compared_list, real_rows(rows, rule.device), rule.serve, peer_of(best["artifact"])
+        )[1:],
         f"- Size {fmt(best.get('size_mb'), 2)} MB"
         + (
             f" (teacher fp32: {fmt(compared['teacher'].get('size_mb'), 2)} MB)"
@@ -230,8 +234,9 @@ def speed_text(best, compared: list[dict[str, Any]], evidence: Evidence) -> str:
         if base.row["artifact"] != "teacher":
             said += f" ({base.note}; accuracy {evidence.text(base.row.get('accuracy'))})"
         parts.append(said)
-    if not any(b.row["artifact"] == PEER for b in baselines(compared, best)):
-        parts.append("no peer row (quantize.peer is off)")
+    peer = peer_of(best["artifact"])
+    if not any(b.row["artifact"] == peer for b in baselines(compared, best)):
+        parts.append(no_peer(peer))
     return "; ".join(parts) + f". p50 {fmt(best['p50_ms'])} ms, p99 {fmt(best['p99_ms'])} ms"
 
 

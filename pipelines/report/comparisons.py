@@ -13,7 +13,7 @@ from typing import Any
 
 from pipelines.data.confidence import eval_size_note
 from pipelines.report.noise import Evidence
-from pipelines.report.tables import PEER
+from pipelines.report.selection import peer_of, peer_said
 
 
 @dataclass(frozen=True)
@@ -57,14 +57,9 @@ def baselines(compared: list[dict[str, Any]], best: dict[str, Any]) -> list[Base
     teacher8 = int8_teacher(compared, best)
     if teacher8:
         out.append(teacher8)
-    if PEER in by_name:
-        out.append(
-            Baseline(
-                "the peer path",
-                by_name[PEER],
-                f"`{PEER}`: optimum-cli's int8 of the same student",
-            )
-        )
+    peer = peer_of(best["artifact"])
+    if peer in by_name:
+        out.append(Baseline("the peer path", by_name[peer], peer_said(peer)))
     return out
 
 

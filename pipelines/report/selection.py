@@ -1,9 +1,27 @@
-"""Which benchmark rows are compared: measured grid rows, at one shape, on one device; and the
-task type (so the score's name) the manifests were written for."""
+"""Which benchmark rows are compared: measured grid rows, at one shape, on one device; which peer
+baseline; and the task type (so the score's name) the manifests were written for."""
 
 from __future__ import annotations
 
 from typing import Any
+
+PEER = "student-int8-peer"  # the baseline each speed-up is also shown against
+
+
+def peer_of(artifact: str) -> str:
+    """The peer baseline `artifact` is held against: optimum-cli's int8 of the same model (the
+    quantize stage names it `<who>-int8-peer`), so a recommended teacher artifact is compared
+    with the peer's int8 teacher, not with the peer's int8 student."""
+    return "teacher-int8-peer" if artifact.startswith("teacher") else PEER
+
+
+def peer_said(peer: str) -> str:
+    """'`student-int8-peer`: optimum-cli's int8 of the same student'."""
+    return f"`{peer}`: optimum-cli's int8 of the same {peer.split('-', 1)[0]}"
+
+
+def no_peer(peer: str) -> str:
+    return f"no `{peer}` row (quantize.peer is off, or bench.artifacts leaves it out)"
 
 
 def measured_rows(rows: list[dict[str, Any]], device: str | None = None) -> list[dict[str, Any]]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from pipelines.report.selection import no_peer, peer_said
+
 STEAL_BUSY_PCT = 5.0  # CPU time stolen by other guests during the bench, over which it is busy
 BUSY_PCT = 25.0  # CPU use by others in the 2 s before the bench, over which the machine was busy
 
@@ -107,10 +109,11 @@ def _against(by_name: dict[str, dict], row: dict, real: bool, peer: str) -> list
         out.append(f"**{show(ratio(by_name[int8], row))}** the best int8 teacher (`{int8}`)")
     accuracy = (by_name.get(peer) or {}).get("accuracy")
     out.append(
-        f"**{show(ratio(by_name[peer], row))}** the peer path (`{peer}`: optimum-cli's int8 of "
-        "the same student" + ("" if accuracy is None else f", accuracy {accuracy:.4f}") + ")"
+        f"**{show(ratio(by_name[peer], row))}** the peer path ({peer_said(peer)}"
+        + ("" if accuracy is None else f", accuracy {accuracy:.4f}")
+        + ")"
         if peer in by_name
-        else "no peer row (quantize.peer is off)"
+        else no_peer(peer)
     )
     return out
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from pipelines.report.noise import Evidence
-from pipelines.report.selection import comparison_shape, devices, measured_rows, pick_batch
+from pipelines.report.selection import (
+    PEER,
+    comparison_shape,
+    devices,
+    measured_rows,
+    pick_batch,
+)
 from pipelines.report.speed import show, speedup
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}g}" if value < 1 else f"{value:.{digits}f}"
-
-
-PEER = "student-int8-peer"  # the baseline each speed-up is also shown against
 
 
 def summary_table(

@@ -288,6 +288,45 @@ def test_report_opens_with_the_summary_and_the_ratio_against_the_peer(tmp_path):
     assert "student-int8-peer (baseline)" in "\n".join(text)
 
 
+def test_a_recommended_teacher_int8_is_held_against_the_peers_int8_teacher(tmp_path):
+    """Students under the floor, the teacher's int8 recommended: its peer is optimum-cli's int8
+    of the teacher (2.5× slower here), not the peer's int8 student (faster, far less accurate)."""
+    from pipelines.report.assemble import write_report
+
+    rows = _bench_rows()
+    for r in rows[1:]:
+        r["accuracy"] = 0.80  # every student artifact under the floor
+    teachers = (
+        ("teacher-int8-dynamic", 8.0, 0.91, "model"),
+        ("teacher-int8-peer", 20.0, 0.905, "baseline"),
+    )
+    for name, p50, acc, role in teachers:
+        rows.append(
+            dict(rows[3], artifact=name, p50_ms=p50, p90_ms=p50 * 1.1, p99_ms=p50 * 1.2,
+                 round_p50_ms=[p50] * 3, accuracy=acc, role=role)
+        )  # fmt: skip
+    for name, per_s in (("teacher-int8-dynamic", 400.0), ("teacher-int8-peer", 100.0)):
+        grid = next(r for r in rows if r["artifact"] == name)
+        rows.append(
+            dict(grid, mode="real_length", batch=32, rows=872, bucket_sentences_per_s=per_s)
+        )
+    out = write_report(tmp_path, rows, {}, {"cpu": "x", "isa": [], "cores": 2})
+    text = (tmp_path / "README.md").read_text().splitlines()
+    assert out["recommended"] == "teacher-int8-dynamic"
+    fixed, real = text[4], text[5]
+    assert (
+        "**2.50×** the peer path (`teacher-int8-peer`: optimum-cli's int8 of the same teacher"
+        in fixed
+    )
+    assert "**4.00×** the peer path (`teacher-int8-peer`" in real
+    assert "student-int8-peer`:" not in fixed + real
+
+    without = [r for r in rows if r["artifact"] != "teacher-int8-peer"]  # not benched
+    write_report(tmp_path, without, {}, {"cpu": "x", "isa": [], "cores": 2})
+    fixed = (tmp_path / "README.md").read_text().splitlines()[4]
+    assert "no `teacher-int8-peer` row" in fixed and "student-int8-peer" not in fixed
+
+
 def test_noisy_compared_cells_withhold_the_recommendation(tmp_path):
     from pipelines.report.assemble import write_report
 
