@@ -21,7 +21,9 @@ def peer_said(peer: str) -> str:
 
 
 def no_peer(peer: str) -> str:
-    return f"no `{peer}` row (quantize.peer is off, or bench.artifacts leaves it out)"
+    return (
+        f"the peer path: no `{peer}` row (quantize.peer is off, or bench.artifacts leaves it out)"
+    )
 
 
 def measured_rows(rows: list[dict[str, Any]], device: str | None = None) -> list[dict[str, Any]]:
