@@ -12,9 +12,11 @@ nothing from each other: what they share lives here or in tests/families.py.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
+import random
 import shutil
 from pathlib import Path
 
@@ -335,3 +337,18 @@ def kill_when(cmd: list[str], pattern, timeout: float = 300) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def reviews_csv(path: Path, rows: int = 300, seed: int = 0) -> Path:
+    """A small labelled CSV as a newcomer brings it (id, review, sentiment: pos/neg)."""
+    rng = random.Random(seed)
+    with path.open("w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["id", "review", "sentiment"])
+        for i in range(rows):
+            label = rng.choice(["pos", "neg"])
+            word = rng.choice(["great", "lovely"] if label == "pos" else ["awful", "dull"])
+            out.writerow(
+                [i, f"the film was {word} and the plot {rng.choice(['ran', 'sat'])}", label]
+            )
+    return path

@@ -133,7 +133,8 @@ def distill_keys(train_rows: int) -> dict[str, tuple[Any, str]]:
         f"{train_rows:,} train rows < {SMALL_DATA_ROWS:,} (small data, docs/recipes.md): the "
         f"distill stage adds {factor:g} teacher-labelled augmented rows per row and trains "
         f"{epochs:g} epochs ({record['training_rows']:,} rows); set distill.augment.factor or "
-        "distill.epochs to choose yourself"
+        "distill.epochs to choose yourself; unlabelled text from the same source "
+        "(distill.unlabelled: PATH) kept more of the teacher than augmentation did (BENCHMARKS.md)"
     )
     return {"distill.auto": (True, why)}
 

@@ -199,6 +199,28 @@ def test_the_layer_check_catches_a_lazy_upward_import(tmp_path):
     assert upward_imports(import_graph(tmp_path, ("pipelines",))) == []
 
 
+def test_no_test_module_imports_another():
+    """Shared helpers and constants live in tests/conftest.py (and tests/families.py, the tiny
+    models of every family); a test module importing another (inside a function too) ties one
+    module's tests to another's helpers."""
+    found = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            found += [
+                f"{path.relative_to(ROOT)} imports {name}"
+                for name in names
+                if name.startswith("tests.") and name.rsplit(".", 1)[-1].startswith("test_")
+            ]
+    assert found == []
+
+
 def test_libraries_never_import_the_pipeline_or_each_other():
     graph = import_graph(ROOT)
     for name, edges in graph.items():

@@ -3,9 +3,7 @@ reading the data, the teacher guard's arithmetic and its recipe key."""
 
 from __future__ import annotations
 
-import csv
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -17,21 +15,7 @@ from pipelines.core.errors import DistilleryError
 from pipelines.data.confidence import interval_halfwidth, lower_bound
 from pipelines.data.survey import propose, read_table
 from pipelines.distillation.teacher_guard import check_teacher_lift
-from tests.conftest import tiny_recipe, write_recipe
-
-
-def reviews_csv(path: Path, rows: int = 300, seed: int = 0) -> Path:
-    rng = random.Random(seed)
-    with path.open("w", newline="") as handle:
-        out = csv.writer(handle)
-        out.writerow(["id", "review", "sentiment"])
-        for i in range(rows):
-            label = rng.choice(["pos", "neg"])
-            word = rng.choice(["great", "lovely"] if label == "pos" else ["awful", "dull"])
-            out.writerow(
-                [i, f"the film was {word} and the plot {rng.choice(['ran', 'sat'])}", label]
-            )
-    return path
+from tests.conftest import reviews_csv, tiny_recipe, write_recipe
 
 
 def test_proposes_columns_labels_and_sizes_from_the_csv(tmp_path, capsys):

@@ -160,7 +160,7 @@ def test_validate_reads_the_unlabelled_text(tmp_path, capsys):
 
 
 def test_init_turns_auto_on_and_says_what_it_will_choose(tmp_path):
-    from tests.stages.test_init import reviews_csv
+    from tests.conftest import reviews_csv
 
     data = reviews_csv(tmp_path / "reviews.csv", rows=1000)
     out = tmp_path / "r.yaml"
