@@ -182,6 +182,7 @@ def summary_lines(
         return [f"**Summary:** no artifact meets the rule ({rule.describe()})."]
     compared_list = compared_rows(rows, rule)
     compared = {r["artifact"]: r for r in compared_list}
+    real = real_rows(rows, rule.device)
     shape = f"batch {best['batch']}, seq {best['seq']}, {best['threads']} threads"
     head = f"**Recommended: `{best['artifact']}`** ({best['backend']}, {best['precision']})"
     if withheld:
@@ -194,9 +195,7 @@ def summary_lines(
         f"- Fixed shape{SERVED if rule.serve == 'latency' else ''}, {shape}, one bench run: "
         + speed_text(best, compared_list, evidence)
         + ".",
-        *speed_lines(
-            best, compared_list, real_rows(rows, rule.device), rule.serve, peer_of(best["artifact"])
-        )[1:],
+        *speed_lines(best, compared_list, real, rule.serve, peer_of(best["artifact"]))[1:],
         f"- Size {fmt(best.get('size_mb'), 2)} MB"
         + (
             f" (teacher fp32: {fmt(compared['teacher'].get('size_mb'), 2)} MB)"
