@@ -12,7 +12,7 @@ def peer_of(artifact: str) -> str:
     """The peer baseline `artifact` is held against: optimum-cli's int8 of the same model (the
     quantize stage names it `<who>-int8-peer`), so a recommended teacher artifact is compared
     with the peer's int8 teacher, not with the peer's int8 student."""
-    return "teacher-int8-peer" if artifact.startswith("teacher") else PEER
+    return f"{'teacher' if artifact.startswith('teacher') else 'student'}-int8-peer"
 
 
 def peer_said(peer: str) -> str:

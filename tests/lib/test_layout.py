@@ -203,21 +203,14 @@ def test_no_test_module_imports_another():
     """Shared helpers and constants live in tests/conftest.py (and tests/families.py, the tiny
     models of every family); a test module importing another (inside a function too) ties one
     module's tests to another's helpers."""
-    found = []
-    for path in sorted((ROOT / "tests").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = (
-                [node.module or ""]
-                if isinstance(node, ast.ImportFrom)
-                else [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else []
-            )
-            found += [
-                f"{path.relative_to(ROOT)} imports {name}"
-                for name in names
-                if name.startswith("tests.") and name.rsplit(".", 1)[-1].startswith("test_")
-            ]
+    graph = import_graph(ROOT, ("tests",))
+    assert "tests.conftest" in graph  # the tests were read
+    found = [
+        f"{module} imports {target}"
+        for module, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if target.rpartition(".")[2].startswith("test_")
+    ]
     assert found == []
 
 
