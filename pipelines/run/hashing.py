@@ -15,7 +15,8 @@ pinned) catches.
 
 A stage that reads files named by the recipe (the teacher's checkpoint, a pretrained student,
 the distill stage's unlabelled text) also hashes those files (`stage_sources`): new weights or
-text at the same path make it stale, and with it every stage downstream. Manifests written before sources were recorded carry no
+text at the same path make it stale, and with it every stage downstream; so does a new version
+of what `distill.auto` chooses (its `POLICY`). Manifests written before sources were recorded carry no
 `sources` key; `is_done` accepts them on their config hash alone (`legacy_hash`).
 """
 
@@ -77,6 +78,10 @@ def stage_sources(recipe: Recipe, stage: str) -> dict[str, str]:
         from pipelines.data.unlabelled import unlabelled_digest
 
         found["distill.unlabelled"] = unlabelled_digest(Path(recipe.distill.unlabelled))
+    if stage == "distill" and recipe.distill.auto:  # what auto chooses is decided by the code
+        from pipelines.distillation.auto_defaults import POLICY
+
+        found["distill.auto"] = f"policy {POLICY}"
     return found
 
 

@@ -131,8 +131,9 @@ def distill_keys(train_rows: int) -> dict[str, tuple[Any, str]]:
     factor, epochs = record["augment.factor"]["value"], record["epochs"]["value"]
     why = (
         f"{train_rows:,} train rows < {SMALL_DATA_ROWS:,} (small data, docs/recipes.md): the "
-        f"distill stage adds {factor:g} teacher-labelled augmented rows per row and trains "
-        f"{epochs:g} epochs ({record['training_rows']:,} rows); set distill.augment.factor or "
+        f"distill stage adds {factor:g} teacher-labelled augmented rows per row (Tang et al.'s "
+        f"word masking and replacement), matches hidden states and trains {epochs:g} epochs "
+        f"({record['training_rows']:,} rows); set distill.augment.factor, distill.matches or "
         "distill.epochs to choose yourself; unlabelled text from the same source "
         "(distill.unlabelled: PATH) kept more of the teacher than augmentation did (BENCHMARKS.md)"
     )

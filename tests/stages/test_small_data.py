@@ -38,6 +38,27 @@ def test_small_data_gets_an_augmented_set_and_enough_steps_with_the_reasons():
     }
 
 
+def test_small_data_gets_tangs_rows_and_hidden_matches_where_the_student_allows_them():
+    d, record = sized(DistillConfig(auto=True), 3000)
+    assert d.augment.methods == ["tang"] and d.matches == ["hidden_mse"]
+    assert record["augment.methods"]["value"] == ["tang"]
+    assert record["matches"]["value"] == ["hidden_mse"]
+    # a student reading its own tokenizer: no method writes the teacher's mask token, no matches
+    d, record = sized(DistillConfig(auto=True), 3000, one_tokenizer=False)
+    assert d.augment.factor == 6 and not {"mask", "tang"} & set(d.augment.methods)
+    assert d.matches == [] and "teacher's tokenizer" in record["matches"]["reason"]
+    d, _ = sized(DistillConfig(auto=True), 3000, matches_allowed=False)  # a token-vector student
+    assert d.matches == [] and d.augment.methods == ["tang"]
+    # keys the recipe set are kept, said so; no augmentation allowed: the methods are left alone
+    mine = DistillConfig(auto=True, matches=["attention_kl"], augment={"methods": ["ngram"]})
+    d, record = sized(mine, 3000)
+    assert (d.matches, d.augment.methods) == (["attention_kl"], ["ngram"])
+    assert record["matches"]["reason"] == record["augment.methods"]["reason"] == "set in the recipe"
+    d, record = sized(DistillConfig(auto=True), 3000, augment_allowed=False)
+    assert d.augment.methods == DistillConfig().augment.methods and "augment.methods" not in record
+    assert sized(DistillConfig(auto=True), SMALL_DATA_ROWS)[0].matches == []  # large: unchanged
+
+
 def test_the_schedule_grows_when_the_rows_do_not_and_keys_the_recipe_set_are_kept():
     d, record = sized(DistillConfig(auto=True, augment={"factor": 0}), 1000)
     assert d.augment.factor == 0 and record["augment.factor"]["reason"] == "set in the recipe"
@@ -91,6 +112,15 @@ def test_auto_and_unlabelled_enter_the_distill_hash_only_when_set_and_by_content
     assert with_text != plain
     text.write_text("a fine film\na dull one\nand a third\n")  # same path, new content
     assert distill_hash(load_recipe(demo, [f"distill.unlabelled={text}"])) != with_text
+
+
+def test_a_new_auto_policy_makes_auto_runs_stale_and_leaves_the_others_alone(monkeypatch):
+    demo = ROOT / "recipes" / "demo.yaml"
+    plain, auto = load_recipe(demo), load_recipe(demo, ["distill.auto=true"])
+    before = distill_hash(auto), distill_hash(plain)
+    monkeypatch.setattr(auto_defaults, "POLICY", "next")  # auto now chooses otherwise
+    assert distill_hash(auto) != before[0]  # finished auto runs rerun on the new choices
+    assert distill_hash(plain) == before[1]
 
 
 # ---------------------------------------------------------------- reading, and validate

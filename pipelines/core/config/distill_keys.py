@@ -122,7 +122,8 @@ class DistillConfig(TrainingKnobs):
     auto: Bool = f(
         False,
         help="size the keys the recipe leaves unset to the data: under 20,000 train rows, an "
-        "augmented transfer set and at least 1,500 steps (docs/recipes.md, small data)",
+        "augmented transfer set, hidden-state matches and at least 1,500 steps (docs/recipes.md, "
+        "small data)",
         hash="when_set",
     )
     unlabelled: Str | None = f(
