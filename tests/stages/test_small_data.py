@@ -57,6 +57,10 @@ def test_small_data_gets_tangs_rows_and_hidden_matches_where_the_student_allows_
     d, record = sized(DistillConfig(auto=True), 3000, augment_allowed=False)
     assert d.augment.methods == DistillConfig().augment.methods and "augment.methods" not in record
     assert sized(DistillConfig(auto=True), SMALL_DATA_ROWS)[0].matches == []  # large: unchanged
+    # unlabelled text that reaches the target: no augmented rows, and neither key is chosen
+    d, record = sized(DistillConfig(auto=True), 3000, unlabelled_rows=20_000)
+    assert d.matches == [] and d.augment.methods == DistillConfig().augment.methods
+    assert "matches" not in record and "augment.methods" not in record
 
 
 def test_the_schedule_grows_when_the_rows_do_not_and_keys_the_recipe_set_are_kept():
@@ -246,6 +250,8 @@ def test_stage_sizes_unset_keys_and_learns_from_the_unlabelled_text(
     assert auto["unlabelled_rows"] == m["unlabelled"]["rows"] == training["unlabelled_rows"] == 30
     assert m["augment"]["rows"] == training["augmented_rows"] == 300  # max_rows, set, is kept
     assert m["augment"]["config"]["factor"] == factor
+    assert m["augment"]["config"]["methods"] == auto["augment.methods"]["value"] == ["tang"]
+    assert m["loss"]["matches"] == auto["matches"]["value"] == ["hidden_mse"]  # trained with it
     assert training["train_rows"] == train_rows + 30 + 300 == auto["training_rows"]
     per_epoch = -(-training["train_rows"] // batch)
     epochs = auto["epochs"]["value"]
