@@ -135,7 +135,7 @@ def distill_keys(train_rows: int) -> dict[str, tuple[Any, str]]:
         f"word masking and replacement), matches hidden states and trains {epochs:g} epochs "
         f"({record['training_rows']:,} rows); set distill.augment.factor, distill.matches or "
         "distill.epochs to choose yourself; unlabelled text from the same source "
-        "(distill.unlabelled: PATH) kept more of the teacher than augmentation did (BENCHMARKS.md)"
+        "(distill.unlabelled: PATH) keeps as much of the teacher with no matches (BENCHMARKS.md)"
     )
     return {"distill.auto": (True, why)}
 
